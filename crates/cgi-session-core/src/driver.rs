@@ -1,0 +1,96 @@
+//! The [`Driver`] plug point: where session bytes are kept.
+
+use std::fmt::Debug;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::DriverError;
+use crate::SessionId;
+
+pub mod file;
+pub mod memory;
+
+/// An opaque version of a stored session (memcached's CAS value, a counter, a content hash),
+/// used to detect that another request wrote the session since it was loaded.
+pub type Version = u64;
+
+/// What [`Driver::load`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The stored bytes, as the serializer wrote them.
+    pub data: Vec<u8>,
+    /// The version for a later conditional write, when the driver has one.
+    pub version: Option<Version>,
+    /// When the session was last accessed before this load (Unix seconds), when the driver
+    /// tracks it. It lets sessions that are only read keep sliding without being rewritten.
+    pub last_access: Option<i64>,
+}
+
+/// How [`Driver::store`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// Create: store only if nothing is stored under the id (memcached `add`).
+    Create,
+    /// Replace: store only if a session is stored under the id and, when `expected` is given,
+    /// only if its version is still `expected` (memcached `cas`). A session that is gone is
+    /// never brought back.
+    Replace {
+        /// The version the caller loaded.
+        expected: Option<Version>,
+    },
+}
+
+/// What [`Driver::store`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreOutcome {
+    /// Written; the new version when the driver has one.
+    Stored(Option<Version>),
+    /// [`StoreMode::Create`] found a session already stored under the id.
+    Exists,
+    /// [`StoreMode::Replace`] found a newer version than expected.
+    Conflict,
+    /// [`StoreMode::Replace`] found nothing stored (deleted, expired or evicted).
+    NotFound,
+}
+
+/// Storage for session bytes: CGI::Session's `driver:` plug point.
+///
+/// Object-safe, so a DSN string can pick a driver at run time (`Arc<dyn Driver>`). Drivers see
+/// only well-formed [`SessionId`]s. `ttl` is the session's lifetime in the store: drivers with
+/// a native expiry (memcached) set it; `None` means "the driver's default lifetime".
+#[async_trait]
+pub trait Driver: Send + Sync + Debug + 'static {
+    /// The name used in DSN strings (`driver:<name>`) and in error messages.
+    fn name(&self) -> &'static str;
+
+    /// Reads a session, refreshing its lifetime to `touch` when given (in the same operation
+    /// where the backend allows it). `Ok(None)` means nothing is stored: never an error.
+    async fn load(&self, id: &SessionId, touch: Option<Duration>)
+        -> Result<Option<Loaded>, DriverError>;
+
+    /// Writes a session according to `mode`.
+    async fn store(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        mode: StoreMode,
+        ttl: Option<Duration>,
+    ) -> Result<StoreOutcome, DriverError>;
+
+    /// Removes a session; `Ok(false)` when nothing was stored.
+    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError>;
+
+    /// Refreshes a session's lifetime without rewriting it; `Ok(false)` when nothing is stored.
+    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError>;
+
+    /// Calls `visit` with the id of every stored session until it returns `Break`.
+    ///
+    /// Drivers that cannot list sessions return [`DriverError::Unsupported`].
+    async fn traverse(
+        &self,
+        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+    ) -> Result<(), DriverError>;
+}

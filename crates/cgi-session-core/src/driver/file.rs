@@ -1,0 +1,953 @@
+//! The `file` driver: CGI::Session's layout, one file `cgisess_<id>` per session in a directory.
+//!
+//! # How concurrent requests stay consistent
+//!
+//! * **Every write is atomic.** The new bytes go to a temporary file in the same directory
+//!   (`.cgisess_<id>.tmp.<random hex>`, mode 0600, fsynced), which is then either hard-linked to
+//!   `cgisess_<id>` ([`StoreMode::Create`]: the link fails when the name exists, an atomic "add")
+//!   or renamed over it ([`StoreMode::Replace`]). A reader therefore always sees a whole session,
+//!   the old one or the new one, never a mix.
+//! * **Writers serialize on the current file.** The path `cgisess_<id>` is only ever renamed over
+//!   or unlinked by a writer that holds the exclusive lock ([`File::lock`]) on the inode the path
+//!   points to, checked *after* the lock was taken (when another writer replaced the file in
+//!   between, the lock is dropped and taken again on the new file). So a conditional replace
+//!   reads the version and renames while no other writer can change the file, and a removal
+//!   waits for an in-flight replace, so that a removed session is never brought back.
+//! * **Versions are content hashes** (64-bit FNV-1a of the stored bytes). Identical content gives
+//!   an identical version: a replace that expected it succeeds although someone rewrote the same
+//!   bytes in between, which loses nothing.
+//! * **Readers take a shared lock** ([`File::lock_shared`]). With rename-based writes they would
+//!   see a whole file without it; the lock keeps them safe should an in-place writer ever be added
+//!   (none exists today).
+//!
+//! # Lifetimes
+//!
+//! The driver keeps no expiry of its own: `ttl` arguments are ignored, the session layer enforces
+//! idle timeouts when it loads a session, and the file's modification time records the last
+//! access ([`Loaded::last_access`]); loading with `touch` and [`Driver::touch`] set it to now.
+//! Files of sessions nobody loads again stay until a purge (a later CLI `purge`) removes them.
+//!
+//! # Stale temporary files
+//!
+//! A writer that crashes (power loss, `SIGKILL`) between writing its temporary file and linking
+//! or renaming it leaves a `.cgisess_<id>.tmp.<hex>` file behind. It is never mistaken for a
+//! session ([`Driver::traverse`] skips it) and can be removed with
+//! [`FileDriver::purge_temp_files`].
+//!
+//! # Security
+//!
+//! Session files hold whatever the application stores in sessions. Use a directory only the
+//! application's user can enter (mode 0700) rather than a shared temporary directory: files are
+//! created with mode 0600 and the driver refuses to read through a symbolic link, but a shared
+//! directory still lets other users see which sessions exist and plant files.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use super::{Driver, Loaded, StoreMode, StoreOutcome, Version};
+use crate::error::DriverError;
+use crate::SessionId;
+
+const DRIVER: &str = "file";
+/// Session files are named `cgisess_<id>`, as CGI::Session names them.
+const PREFIX: &str = "cgisess_";
+/// Temporary files are named `.cgisess_<id>.tmp.<hex>`: the leading dot keeps them apart.
+const TEMP_PREFIX: &str = ".cgisess_";
+const TEMP_MARKER: &str = ".tmp.";
+/// How many times a writer retakes the lock when the file keeps being replaced under it.
+const MAX_LOCK_ATTEMPTS: u32 = 64;
+
+/// Sessions kept as files in a directory, one `cgisess_<id>` file per session, as
+/// CGI::Session's default `driver:file` keeps them.
+///
+/// Writes are atomic (temporary file, then link or rename), conditional replaces are serialized
+/// with file locks and checked against a hash of the content, so concurrent requests of several
+/// processes sharing the directory never lose each other's updates; see the
+/// [module documentation](self) for the details. Cloning shares the same directory.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use cgi_session_core::{Driver, FileDriver, SessionId, StoreMode, StoreOutcome};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let driver = FileDriver::new(dir.path()).unwrap();
+/// let id = SessionId::parse("5ee0c1d2a1b2c3d4e5f60718293a4b5c").unwrap();
+///
+/// let created = driver.store(&id, b"user=alice", StoreMode::Create, None).await.unwrap();
+/// assert!(matches!(created, StoreOutcome::Stored(Some(_))));
+/// assert!(dir.path().join("cgisess_5ee0c1d2a1b2c3d4e5f60718293a4b5c").is_file());
+///
+/// let loaded = driver.load(&id, None).await.unwrap().unwrap();
+/// assert_eq!(loaded.data, b"user=alice");
+///
+/// // A conditional replace succeeds with the version just loaded...
+/// let replace = StoreMode::Replace { expected: loaded.version };
+/// let stored = driver.store(&id, b"user=bob", replace, None).await.unwrap();
+/// assert!(matches!(stored, StoreOutcome::Stored(Some(_))));
+/// // ...and fails once someone else wrote since.
+/// let stale = driver.store(&id, b"user=eve", replace, None).await.unwrap();
+/// assert_eq!(stale, StoreOutcome::Conflict);
+///
+/// assert!(driver.remove(&id).await.unwrap());
+/// assert_eq!(driver.load(&id, None).await.unwrap(), None);
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileDriver {
+    dir: Arc<PathBuf>,
+}
+
+impl FileDriver {
+    /// A driver keeping its session files in `dir`, which must exist and be a directory.
+    ///
+    /// This checks the directory once, with blocking calls: build the driver at start-up.
+    ///
+    /// # Errors
+    /// [`DriverError::Config`] when `dir` does not exist, is not a directory or cannot be
+    /// inspected; the message says what to do.
+    ///
+    /// ```
+    /// use cgi_session_core::FileDriver;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let driver = FileDriver::new(dir.path()).unwrap();
+    /// assert_eq!(driver.dir(), dir.path());
+    /// assert!(FileDriver::new(dir.path().join("missing")).is_err());
+    /// ```
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, DriverError> {
+        let dir = dir.into();
+        let config = |message: String| DriverError::Config {
+            driver: DRIVER,
+            message,
+        };
+        match fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => Ok(Self { dir: Arc::new(dir) }),
+            Ok(_) => Err(config(format!(
+                "session directory {} is not a directory; pass the directory that should hold \
+                 the cgisess_<id> files",
+                dir.display()
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(config(format!(
+                "session directory {} does not exist; create it (mode 0700, owned by the \
+                 application's user) or pass an existing directory",
+                dir.display()
+            ))),
+            Err(e) => Err(config(format!(
+                "session directory {} cannot be inspected ({e}); check its path and permissions",
+                dir.display()
+            ))),
+        }
+    }
+
+    /// A driver keeping its files in the system's temporary directory
+    /// ([`std::env::temp_dir`]), CGI::Session's default.
+    ///
+    /// Prefer [`FileDriver::new`] with a private directory in production: see the
+    /// [module documentation](self#security).
+    ///
+    /// # Errors
+    /// As [`FileDriver::new`], when the temporary directory (`TMPDIR`) is unusable.
+    ///
+    /// ```
+    /// use cgi_session_core::FileDriver;
+    ///
+    /// let driver = FileDriver::in_temp_dir().unwrap();
+    /// assert_eq!(driver.dir(), std::env::temp_dir());
+    /// ```
+    pub fn in_temp_dir() -> Result<Self, DriverError> {
+        Self::new(std::env::temp_dir())
+    }
+
+    /// The directory holding the session files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes temporary files that crashed writers left behind (`.cgisess_<id>.tmp.<hex>`)
+    /// and that were last modified more than `older_than` ago; returns how many were removed.
+    ///
+    /// A temporary file lives only for the duration of one write, so any age well above the
+    /// slowest write (say, an hour) is safe to pass while the application runs.
+    ///
+    /// # Errors
+    /// [`DriverError::Backend`] when the directory cannot be listed or a file not removed.
+    ///
+    /// ```
+    /// # tokio_test_block_on(async {
+    /// use std::time::Duration;
+    /// use cgi_session_core::FileDriver;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let driver = FileDriver::new(dir.path()).unwrap();
+    /// let removed = driver.purge_temp_files(Duration::from_secs(3600)).await.unwrap();
+    /// assert_eq!(removed, 0);
+    /// # });
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    pub async fn purge_temp_files(&self, older_than: Duration) -> Result<usize, DriverError> {
+        let dir = Arc::clone(&self.dir);
+        self.run("purging temporary files", move || {
+            let cutoff = SystemTime::now().checked_sub(older_than);
+            let mut removed = 0;
+            for entry in fs::read_dir(&*dir)? {
+                let entry = entry?;
+                if !is_temp_name(&entry.file_name()) {
+                    continue;
+                }
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                let old = match cutoff {
+                    Some(cutoff) => meta.modified()? < cutoff,
+                    None => false,
+                };
+                if meta.is_file() && old {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// The path of a session's file.
+    fn session_path(&self, id: &SessionId) -> Result<PathBuf, DriverError> {
+        let id = id.as_str();
+        // `SessionId` already excludes these; refuse them anyway so that no id can ever name a
+        // file outside the directory.
+        if id.is_empty() || id.contains(['/', '\\']) || id.contains("..") {
+            return Err(DriverError::Backend {
+                driver: DRIVER,
+                source: "refusing a session id holding a path separator or `..`".into(),
+            });
+        }
+        Ok(self.dir.join(format!("{PREFIX}{id}")))
+    }
+
+    /// Runs blocking file work on tokio's blocking pool, mapping failures to
+    /// [`DriverError::Backend`] (with `op` and the directory, never the full id, for context).
+    async fn run<T, F>(&self, op: &'static str, work: F) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+    {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(DriverError::Backend {
+                driver: DRIVER,
+                source: Box::new(FileError {
+                    op,
+                    dir: PathBuf::clone(&self.dir),
+                    source,
+                }),
+            }),
+            Err(join) => Err(DriverError::Backend {
+                driver: DRIVER,
+                source: Box::new(join),
+            }),
+        }
+    }
+}
+
+/// An I/O failure with what the driver was doing and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} in {}: {source}", dir.display())]
+struct FileError {
+    op: &'static str,
+    dir: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+/// 64-bit FNV-1a (Fowler–Noll–Vo) hash of `bytes`: the version of a stored session.
+///
+/// Written out here because it takes four lines and must never change between builds or
+/// processes (unlike `std`'s `DefaultHasher`): processes sharing a directory compare versions.
+fn fnv1a64(bytes: &[u8]) -> Version {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(PRIME)
+    })
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+fn is_temp_name(name: &OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.starts_with(TEMP_PREFIX) && n.contains(TEMP_MARKER))
+}
+
+/// The session id a directory entry's name stands for, when it is a session file.
+fn session_id_of(name: &OsStr) -> Option<SessionId> {
+    SessionId::parse(name.to_str()?.strip_prefix(PREFIX)?).ok()
+}
+
+/// Opens a session file for reading; `None` when it does not exist.
+///
+/// Refuses symbolic links (a planted `cgisess_<id>` link must not make the driver read or
+/// overwrite another file) and anything that is not a regular file.
+fn open_session(path: &Path) -> io::Result<Option<File>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let opened = file.metadata()?;
+    let link = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        // Removed or replaced just now: it was a regular file or not, either way the caller's
+        // inode check (writers) or a whole old version (readers) is fine; check what we opened.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => opened.clone(),
+        Err(e) => return Err(e),
+    };
+    if link.file_type().is_symlink() || !opened.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a session file is a symbolic link or not a regular file; refusing to use it",
+        ));
+    }
+    Ok(Some(file))
+}
+
+/// Opens the session file at `path` and takes its exclusive lock, making sure the path still
+/// names the locked file (another writer may have renamed a new file over it while this one
+/// waited for the lock). `None` when there is no session file.
+fn lock_current(path: &Path) -> io::Result<Option<File>> {
+    for _ in 0..MAX_LOCK_ATTEMPTS {
+        let Some(file) = open_session(path)? else {
+            return Ok(None);
+        };
+        file.lock()?;
+        let locked = file.metadata()?;
+        match fs::symlink_metadata(path) {
+            Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => {
+                return Ok(Some(file))
+            }
+            // Replaced in between: retry on the new file.
+            Ok(_) => continue,
+            // Removed while waiting for the lock: the session is gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!(
+        "a session file kept being replaced while waiting for its lock ({MAX_LOCK_ATTEMPTS} \
+         attempts)"
+    )))
+}
+
+/// A temporary file in the session directory, removed when dropped unless it was renamed.
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempFile {
+    /// Writes `data` to a new `.cgisess_<id>.tmp.<hex>` file (mode 0600) and fsyncs it.
+    fn write(dir: &Path, id: &str, data: &[u8]) -> io::Result<Self> {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let path = dir.join(format!("{TEMP_PREFIX}{id}{TEMP_MARKER}{hex}"));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        // From here on the guard removes the file whatever happens.
+        let temp = Self { path, keep: false };
+        file.write_all(data)?;
+        file.sync_all()?;
+        Ok(temp)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn create_blocking(dir: &Path, id: &str, path: &Path, data: &[u8]) -> io::Result<StoreOutcome> {
+    let temp = TempFile::write(dir, id, data)?;
+    // `link` fails when the name exists: an atomic "add". The temporary name is removed by the
+    // guard either way.
+    match fs::hard_link(&temp.path, path) {
+        Ok(()) => Ok(StoreOutcome::Stored(Some(fnv1a64(data)))),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(StoreOutcome::Exists),
+        Err(e) => Err(e),
+    }
+}
+
+fn replace_blocking(
+    dir: &Path,
+    id: &str,
+    path: &Path,
+    data: &[u8],
+    expected: Option<Version>,
+) -> io::Result<StoreOutcome> {
+    // Write before locking, so that the lock is held only for the check and the rename.
+    let mut temp = TempFile::write(dir, id, data)?;
+    let Some(mut current) = lock_current(path)? else {
+        return Ok(StoreOutcome::NotFound);
+    };
+    if let Some(expected) = expected {
+        let mut stored = Vec::new();
+        current.read_to_end(&mut stored)?;
+        if fnv1a64(&stored) != expected {
+            return Ok(StoreOutcome::Conflict);
+        }
+    }
+    fs::rename(&temp.path, path)?;
+    temp.keep = true;
+    // The old file's lock is released only now, after the rename: the next writer then finds
+    // the new file under the path.
+    drop(current);
+    Ok(StoreOutcome::Stored(Some(fnv1a64(data))))
+}
+
+fn load_blocking(path: &Path, touch: bool) -> io::Result<Option<Loaded>> {
+    let Some(mut file) = open_session(path)? else {
+        return Ok(None);
+    };
+    file.lock_shared()?;
+    let last_access = unix_secs(file.metadata()?.modified()?);
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)?;
+    if touch {
+        // After reading, so that this load reports the previous access and the next one sees
+        // this access.
+        file.set_modified(SystemTime::now())?;
+    }
+    Ok(Some(Loaded {
+        version: Some(fnv1a64(&data)),
+        data,
+        last_access: Some(last_access),
+    }))
+}
+
+fn remove_blocking(path: &Path) -> io::Result<bool> {
+    let Some(current) = lock_current(path)? else {
+        return Ok(false);
+    };
+    let removed = match fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    drop(current);
+    Ok(removed)
+}
+
+fn touch_blocking(path: &Path) -> io::Result<bool> {
+    match open_session(path)? {
+        Some(file) => {
+            file.set_modified(SystemTime::now())?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+fn list_blocking(dir: &Path) -> io::Result<Vec<SessionId>> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(id) = session_id_of(&entry.file_name()) else {
+            continue;
+        };
+        if entry.file_type()?.is_file() {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+#[async_trait]
+impl Driver for FileDriver {
+    fn name(&self) -> &'static str {
+        DRIVER
+    }
+
+    /// Reads `cgisess_<id>` under a shared lock; `last_access` is the file's modification time.
+    /// With `touch`, the modification time is set to now after reading (the lifetime itself is
+    /// enforced by the session layer).
+    async fn load(
+        &self,
+        id: &SessionId,
+        touch: Option<Duration>,
+    ) -> Result<Option<Loaded>, DriverError> {
+        let path = self.session_path(id)?;
+        self.run("reading a session file", move || {
+            load_blocking(&path, touch.is_some())
+        })
+        .await
+    }
+
+    /// Writes atomically (temporary file, then link or rename); `ttl` is ignored.
+    async fn store(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        mode: StoreMode,
+        _ttl: Option<Duration>,
+    ) -> Result<StoreOutcome, DriverError> {
+        let path = self.session_path(id)?;
+        let dir = Arc::clone(&self.dir);
+        let id = id.as_str().to_owned();
+        let data = data.to_vec();
+        self.run("writing a session file", move || match mode {
+            StoreMode::Create => create_blocking(&dir, &id, &path, &data),
+            StoreMode::Replace { expected } => replace_blocking(&dir, &id, &path, &data, expected),
+        })
+        .await
+    }
+
+    /// Unlinks `cgisess_<id>` under its exclusive lock, after any in-flight write.
+    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
+        let path = self.session_path(id)?;
+        self.run("removing a session file", move || remove_blocking(&path))
+            .await
+    }
+
+    /// Sets the file's modification time to now; `ttl` is ignored.
+    async fn touch(&self, id: &SessionId, _ttl: Option<Duration>) -> Result<bool, DriverError> {
+        let path = self.session_path(id)?;
+        self.run("touching a session file", move || touch_blocking(&path))
+            .await
+    }
+
+    /// Visits every `cgisess_<id>` file whose name holds a well-formed id; temporary files and
+    /// anything else in the directory are skipped.
+    async fn traverse(
+        &self,
+        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+    ) -> Result<(), DriverError> {
+        let dir = Arc::clone(&self.dir);
+        let ids = self
+            .run("listing session files", move || list_blocking(&dir))
+            .await?;
+        for id in ids {
+            if visit(id).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn id(s: &str) -> SessionId {
+        SessionId::parse(s).unwrap()
+    }
+
+    fn driver() -> (tempfile::TempDir, FileDriver) {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FileDriver::new(dir.path()).unwrap();
+        (dir, driver)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn replace(expected: Option<Version>) -> StoreMode {
+        StoreMode::Replace { expected }
+    }
+
+    fn set_mtime(path: &Path, unix: u64) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + Duration::from_secs(unix))
+            .unwrap();
+    }
+
+    fn now() -> i64 {
+        unix_secs(SystemTime::now())
+    }
+
+    #[test]
+    fn fnv1a64_matches_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn new_refuses_missing_dir_and_plain_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = FileDriver::new(dir.path().join("missing")).unwrap_err();
+        assert!(
+            matches!(&err, DriverError::Config { driver: "file", message } if message.contains("does not exist")),
+            "{err}"
+        );
+        let file = dir.path().join("plain");
+        fs::write(&file, b"x").unwrap();
+        let err = FileDriver::new(&file).unwrap_err();
+        assert!(
+            matches!(&err, DriverError::Config { message, .. } if message.contains("not a directory")),
+            "{err}"
+        );
+        assert_eq!(
+            FileDriver::in_temp_dir().unwrap().dir(),
+            std::env::temp_dir()
+        );
+    }
+
+    #[tokio::test]
+    async fn create_then_exists() {
+        let (dir, d) = driver();
+        let a = id("abc123");
+        assert_eq!(d.name(), "file");
+        let out = d.store(&a, b"one", StoreMode::Create, None).await.unwrap();
+        assert_eq!(out, StoreOutcome::Stored(Some(fnv1a64(b"one"))));
+        let out = d.store(&a, b"two", StoreMode::Create, None).await.unwrap();
+        assert_eq!(out, StoreOutcome::Exists);
+        let loaded = d.load(&a, None).await.unwrap().unwrap();
+        assert_eq!(
+            loaded.data, b"one",
+            "a refused create leaves the session alone"
+        );
+        assert_eq!(loaded.version, Some(fnv1a64(b"one")));
+        assert_eq!(
+            names(dir.path()),
+            ["cgisess_abc123"],
+            "no temporary file left"
+        );
+    }
+
+    #[tokio::test]
+    async fn replace_checks_the_version() {
+        let (dir, d) = driver();
+        let a = id("abc123");
+        let Ok(StoreOutcome::Stored(v1)) = d.store(&a, b"v1", StoreMode::Create, None).await else {
+            panic!("create failed");
+        };
+        let out = d.store(&a, b"v2", replace(v1), None).await.unwrap();
+        let StoreOutcome::Stored(v2) = out else {
+            panic!("{out:?}");
+        };
+        assert_ne!(v1, v2);
+        // v1 is stale now.
+        let out = d.store(&a, b"v3", replace(v1), None).await.unwrap();
+        assert_eq!(out, StoreOutcome::Conflict);
+        assert_eq!(d.load(&a, None).await.unwrap().unwrap().data, b"v2");
+        // Without an expected version, a replace overwrites whatever is stored.
+        let out = d.store(&a, b"v4", replace(None), None).await.unwrap();
+        assert_eq!(out, StoreOutcome::Stored(Some(fnv1a64(b"v4"))));
+        let loaded = d.load(&a, None).await.unwrap().unwrap();
+        assert_eq!(loaded.data, b"v4");
+        assert_eq!(loaded.version, Some(fnv1a64(b"v4")));
+        assert_eq!(
+            names(dir.path()),
+            ["cgisess_abc123"],
+            "no temporary file left"
+        );
+    }
+
+    #[tokio::test]
+    async fn replace_never_recreates_a_missing_session() {
+        let (dir, d) = driver();
+        let a = id("gone");
+        for expected in [None, Some(fnv1a64(b"x"))] {
+            let out = d.store(&a, b"x", replace(expected), None).await.unwrap();
+            assert_eq!(out, StoreOutcome::NotFound);
+        }
+        d.store(&a, b"x", StoreMode::Create, None).await.unwrap();
+        assert!(d.remove(&a).await.unwrap());
+        let out = d.store(&a, b"y", replace(Some(fnv1a64(b"x"))), None).await;
+        assert_eq!(out.unwrap(), StoreOutcome::NotFound);
+        assert_eq!(d.load(&a, None).await.unwrap(), None);
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    #[tokio::test]
+    async fn remove_reports_whether_something_was_stored() {
+        let (dir, d) = driver();
+        let a = id("abc");
+        assert!(!d.remove(&a).await.unwrap());
+        d.store(&a, b"x", StoreMode::Create, None).await.unwrap();
+        assert!(d.remove(&a).await.unwrap());
+        assert!(!d.remove(&a).await.unwrap());
+        assert_eq!(d.load(&a, None).await.unwrap(), None);
+        assert!(names(dir.path()).is_empty());
+        // It can be created again afterwards.
+        let out = d.store(&a, b"y", StoreMode::Create, None).await.unwrap();
+        assert!(matches!(out, StoreOutcome::Stored(_)));
+    }
+
+    #[tokio::test]
+    async fn traverse_lists_only_session_files() {
+        let (dir, d) = driver();
+        for s in ["a1", "b2", "c3"] {
+            d.store(&id(s), b"x", StoreMode::Create, None)
+                .await
+                .unwrap();
+        }
+        let p = dir.path();
+        fs::write(p.join(".cgisess_a1.tmp.0123456789abcdef"), b"temp").unwrap();
+        fs::write(p.join("unrelated.txt"), b"other").unwrap();
+        fs::write(p.join("cgisess_bad.name"), b"not an id").unwrap();
+        fs::write(p.join("cgisess_"), b"empty id").unwrap();
+        fs::create_dir(p.join("cgisess_subdir")).unwrap();
+
+        let mut seen = Vec::new();
+        d.traverse(&mut |id| {
+            seen.push(id.as_str().to_owned());
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+        seen.sort();
+        assert_eq!(seen, ["a1", "b2", "c3"]);
+
+        let mut count = 0;
+        d.traverse(&mut |_| {
+            count += 1;
+            ControlFlow::Break(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(count, 1, "Break stops the traversal");
+    }
+
+    #[tokio::test]
+    async fn files_are_private() {
+        let (dir, d) = driver();
+        let a = id("abc");
+        d.store(&a, b"secret", StoreMode::Create, None)
+            .await
+            .unwrap();
+        let path = dir.path().join("cgisess_abc");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        d.store(&a, b"secret2", replace(None), None).await.unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[tokio::test]
+    async fn touch_and_last_access_follow_the_mtime() {
+        let (dir, d) = driver();
+        let a = id("abc");
+        let path = dir.path().join("cgisess_abc");
+        assert!(!d.touch(&a, None).await.unwrap(), "nothing to touch");
+        d.store(&a, b"x", StoreMode::Create, None).await.unwrap();
+        let before = now();
+
+        set_mtime(&path, 1_000);
+        let loaded = d.load(&a, None).await.unwrap().unwrap();
+        assert_eq!(loaded.last_access, Some(1_000));
+        let loaded = d.load(&a, None).await.unwrap().unwrap();
+        assert_eq!(
+            loaded.last_access,
+            Some(1_000),
+            "a load without touch leaves it"
+        );
+
+        let ttl = Some(Duration::from_secs(60));
+        let loaded = d.load(&a, ttl).await.unwrap().unwrap();
+        assert_eq!(
+            loaded.last_access,
+            Some(1_000),
+            "reports the previous access"
+        );
+        let loaded = d.load(&a, None).await.unwrap().unwrap();
+        assert!(loaded.last_access.unwrap() >= before, "{loaded:?}");
+
+        set_mtime(&path, 2_000);
+        assert!(d.touch(&a, ttl).await.unwrap());
+        let loaded = d.load(&a, None).await.unwrap().unwrap();
+        assert!(loaded.last_access.unwrap() >= before, "{loaded:?}");
+        assert_eq!(loaded.data, b"x", "touching leaves the content");
+        assert_eq!(loaded.version, Some(fnv1a64(b"x")));
+    }
+
+    #[tokio::test]
+    async fn garbage_content_is_returned_as_bytes() {
+        let (dir, d) = driver();
+        let garbage = [0xff, 0x00, 0xfe, b'$', b'D', b' ', 0x80];
+        fs::write(dir.path().join("cgisess_junk"), garbage).unwrap();
+        let loaded = d.load(&id("junk"), None).await.unwrap().unwrap();
+        assert_eq!(loaded.data, garbage);
+        assert_eq!(loaded.version, Some(fnv1a64(&garbage)));
+        // An empty file is an empty session blob, not a missing session.
+        fs::write(dir.path().join("cgisess_empty"), b"").unwrap();
+        let loaded = d.load(&id("empty"), None).await.unwrap().unwrap();
+        assert!(loaded.data.is_empty());
+    }
+
+    #[tokio::test]
+    async fn symlinks_are_refused() {
+        let (dir, d) = driver();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, b"not yours").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("cgisess_link")).unwrap();
+        let err = d.load(&id("link"), None).await.unwrap_err();
+        assert!(
+            matches!(err, DriverError::Backend { driver: "file", .. }),
+            "{err}"
+        );
+        assert!(d
+            .store(&id("link"), b"x", replace(None), None)
+            .await
+            .is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"not yours");
+    }
+
+    #[tokio::test]
+    async fn stale_temp_files_are_purged() {
+        let (dir, d) = driver();
+        d.store(&id("abc"), b"x", StoreMode::Create, None)
+            .await
+            .unwrap();
+        let old = dir.path().join(".cgisess_abc.tmp.00000000000000aa");
+        let fresh = dir.path().join(".cgisess_abc.tmp.00000000000000bb");
+        fs::write(&old, b"crashed").unwrap();
+        fs::write(&fresh, b"in flight").unwrap();
+        set_mtime(&old, 1_000);
+        let removed = d.purge_temp_files(Duration::from_secs(3600)).await.unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(
+            names(dir.path()),
+            [".cgisess_abc.tmp.00000000000000bb", "cgisess_abc"]
+        );
+    }
+
+    #[tokio::test]
+    async fn io_errors_are_backend_errors() {
+        let (dir, d) = driver();
+        let path = dir.path().to_owned();
+        drop(dir);
+        let err = d
+            .store(&id("abc"), b"x", StoreMode::Create, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, DriverError::Backend { driver: "file", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        assert!(
+            !err.to_string().contains("cgisess_abc"),
+            "the id is not printed: {err}"
+        );
+    }
+
+    /// Writers replacing a session while it is removed never bring it back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_removed_session_stays_removed_under_concurrent_replaces() {
+        let (dir, d) = driver();
+        let a = id("doomed");
+        for round in 0..30 {
+            d.store(&a, b"0", StoreMode::Create, None).await.unwrap();
+            // Each writer replaces until it finds the session gone.
+            let writers: Vec<_> = (0..4)
+                .map(|w| {
+                    let d = d.clone();
+                    let a = a.clone();
+                    tokio::spawn(async move {
+                        for i in 0.. {
+                            let data = format!("{w}:{i}");
+                            match d.store(&a, data.as_bytes(), replace(None), None).await {
+                                Ok(StoreOutcome::Stored(_)) => {}
+                                Ok(StoreOutcome::NotFound) => return,
+                                other => panic!("unexpected {other:?}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            assert!(d.remove(&a).await.unwrap(), "round {round}");
+            for w in writers {
+                w.await.unwrap();
+            }
+            assert_eq!(d.load(&a, None).await.unwrap(), None, "round {round}");
+            assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        }
+    }
+
+    /// 8 tasks × 50 increments of a counter, each a load and a conditional replace retried on
+    /// conflict: no update may be lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_conditional_increments_lose_nothing() {
+        let (_dir, d) = driver();
+        let counter = id("counter");
+        d.store(&counter, b"0", StoreMode::Create, None)
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let d = d.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        loop {
+                            let loaded = d.load(&counter, None).await.unwrap().unwrap();
+                            let n: u64 =
+                                std::str::from_utf8(&loaded.data).unwrap().parse().unwrap();
+                            let next = (n + 1).to_string();
+                            let out = d
+                                .store(&counter, next.as_bytes(), replace(loaded.version), None)
+                                .await
+                                .unwrap();
+                            match out {
+                                StoreOutcome::Stored(_) => break,
+                                StoreOutcome::Conflict => continue,
+                                other => panic!("unexpected {other:?}"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let loaded = d.load(&counter, None).await.unwrap().unwrap();
+        assert_eq!(loaded.data, b"400");
+    }
+}

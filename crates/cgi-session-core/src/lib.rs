@@ -1,0 +1,112 @@
+//! The session engine of [cgi-session]: Perl's CGI::Session semantics in async Rust, its three
+//! plug points ([`Driver`], [`Serializer`], [`IdGenerator`]) and the embedded drivers
+//! ([`MemoryDriver`], [`FileDriver`]).
+//!
+//! Most applications use the `cgi-session` facade crate, which re-exports all of this and adds
+//! DSN strings that pick implementations by name and the memcached driver.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use cgi_session_core::{MemoryDriver, SessionStore};
+//!
+//! let store = SessionStore::builder(MemoryDriver::new()).build();
+//!
+//! // First request: no cookie yet.
+//! let mut session = store.new_session(None, None).await?;
+//! session.set("greet_en", "Hi !")?;
+//! session.flush().await?;
+//! let cookie_value = session.id().unwrap().as_str().to_owned();
+//!
+//! // Next request: the cookie brings the id back.
+//! let session = store.new_session(Some(&cookie_value), None).await?;
+//! assert_eq!(session.get::<String>("greet_en")?.as_deref(), Some("Hi !"));
+//! # Ok::<(), cgi_session_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # CGI::Session's methods and their counterparts
+//!
+//! | CGI::Session 4.48 | cgi-session |
+//! |---|---|
+//! | `CGI::Session->new($dsn, $query_or_id, \%args)` | [`SessionStore::new_session`] on a store built once from a DSN (`cgi_session::SessionStore::from_dsn`) or with [`SessionStore::builder`] |
+//! | `CGI::Session->load(...)` | [`SessionStore::load`] |
+//! | `$s->new()` on an object | [`SessionStore::new_session`] with no id |
+//! | `$s->id` | [`Session::id`] |
+//! | `$s->param($name)` | [`Session::get`], [`Session::get_value`] |
+//! | `$s->param($name, $value)`, `param(-name=>..., -value=>...)`, `param(k1=>v1, ...)` | [`Session::set`], [`Session::set_value`] (one call per name) |
+//! | `$s->param()` | [`Session::names`] |
+//! | `$s->param_hashref`, `$s->dataref` | [`Session::params`] (read-only) |
+//! | `$s->clear()` | [`Session::clear`] |
+//! | `$s->clear('name')`, `$s->clear([names])` | [`Session::remove`], [`Session::clear_names`] |
+//! | `$s->save_param($query, [names])` | [`Session::save_params`] |
+//! | `$s->load_param($query, [names])` | [`Session::params`] (copy into your query type) |
+//! | `$s->expire()` | [`Session::expire`] |
+//! | `$s->expire($time)` | [`Session::set_expire`], [`Session::set_expire_str`] |
+//! | `$s->expire($name, $time)` | [`Session::set_param_expire`], [`Session::set_param_expire_str`], [`Session::param_expire`] |
+//! | time strings (`+10m`, `2h`, ...) | [`parse_expire`] |
+//! | `$s->is_new` | [`Session::is_new`] |
+//! | `$s->is_empty` | [`Session::is_empty`] |
+//! | `$s->is_expired` | [`Session::is_expired`] |
+//! | `$s->ctime`, `$s->atime` | [`Session::ctime`], [`Session::atime`] |
+//! | `$s->remote_addr` | [`Session::remote_addr`] |
+//! | `$s->flush`, `$s->close`, auto-flush on destruction | [`Session::flush`] (writes only if something changed); dropping an unsaved session logs a warning |
+//! | `$s->delete` | [`Session::delete`] then [`Session::flush`] |
+//! | (none: session fixation) | [`Session::regenerate_id`] |
+//! | (none: lost updates, RT#47794) | [`SessionStore::update`], [`ConflictPolicy`] |
+//! | `CGI::Session->find($dsn, \&code, \%args)` | [`SessionStore::find`] |
+//! | `$s->dump` | [`Session::dump`] (id shortened); `Debug` |
+//! | `$s->name`, `CGI::Session->name($new)` | [`SessionStore::cookie_name`], [`SessionStoreBuilder::cookie_name`] |
+//! | `$s->cookie(...)` | [`Session::cookie`] (HttpOnly, SameSite=Lax by default; [`CookieConfig`]) |
+//! | `$s->header(...)`, `$s->http_header(...)` | [`Session::header`] |
+//! | `$s->query` | the CGI adapter crate reads the id from `HTTP_COOKIE`, then the query string |
+//! | `-ip_match` | [`SessionStoreBuilder::ip_match`] (a mismatch keeps the stored session) |
+//! | `CGI::Session->errstr`, `set_error` | `Result` with [`Error`] (no global error slot) |
+//! | `CGI::Session->parse_dsn` | [`Dsn::parse`] |
+//! | `$s->trace`, `tracemsg` | the `tracing` crate's events |
+//! | `driver:file` / `Directory` | [`FileDriver`] |
+//! | `driver:db_file`, `mysql`, `postgresql`, `sqlite` | not provided: implement [`Driver`] |
+//! | `serializer:default` / `storable` / `freezethaw` / `json` | [`JsonSerializer`] (Data::Dumper's `default` format: a later release) |
+//! | `id:md5` / `id:incr` / `id:static` | [`SecureRandomIds`] (also `id:random`) / [`IncrIds`] / [`StaticIds`] |
+//!
+//! # Fixes over CGI::Session
+//!
+//! - An untouched session is not rewritten (CGI::Session rewrites every loaded session).
+//! - A save that races another request merges by default instead of losing an update.
+//! - A session deleted while a slow request holds it is not brought back by that request.
+//! - An ip mismatch gives the request a fresh session but leaves the stored one alone.
+//! - Ids come from the OS CSPRNG (128 bits); malformed claimed ids never reach a driver.
+//! - Stored bytes that do not decode are an error ([`Error::Corrupt`]), never a panic.
+//!
+//! [cgi-session]: https://example.invalid/cgi-session
+#![forbid(unsafe_code)]
+
+mod clock;
+mod dsn;
+pub mod driver;
+mod error;
+mod expire;
+mod id;
+pub mod record;
+mod serializer;
+mod session;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use driver::file::FileDriver;
+pub use driver::memory::MemoryDriver;
+pub use driver::{Driver, Loaded, StoreMode, StoreOutcome, Version};
+pub use dsn::Dsn;
+pub use error::{
+    BoxError, DriverError, DsnError, Error, ExpireParseError, IdError, SerializeError,
+};
+pub use expire::parse_expire;
+pub use id::{IdGenerator, IncrIds, SecureRandomIds, SessionId, StaticIds, MAX_ID_LEN};
+pub use serializer::{JsonSerializer, Serializer};
+pub use session::Session;
+pub use store::{
+    ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder,
+    DEFAULT_COOKIE_NAME, DEFAULT_TTL_GRACE_SECS,
+};
+
+/// Re-exported so that drivers in other crates implement [`Driver`] with the same macro.
+pub use async_trait::async_trait;

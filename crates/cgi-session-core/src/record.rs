@@ -1,0 +1,221 @@
+//! The stored layout, identical to CGI::Session's: one map holding the user's parameters beside
+//! the reserved `_SESSION_*` keys.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::error::SerializeError;
+
+/// Reserved key: the session id.
+pub const KEY_ID: &str = "_SESSION_ID";
+/// Reserved key: creation time (Unix seconds).
+pub const KEY_CTIME: &str = "_SESSION_CTIME";
+/// Reserved key: last access time (Unix seconds).
+pub const KEY_ATIME: &str = "_SESSION_ATIME";
+/// Reserved key: idle timeout in seconds (absent when the session has none).
+pub const KEY_ETIME: &str = "_SESSION_ETIME";
+/// Reserved key: the client address that created the session (`''` if unknown).
+pub const KEY_REMOTE_ADDR: &str = "_SESSION_REMOTE_ADDR";
+/// Reserved key: per-parameter idle timeouts (name -> seconds).
+pub const KEY_EXPIRE_LIST: &str = "_SESSION_EXPIRE_LIST";
+/// The prefix of every reserved name.
+pub const RESERVED_PREFIX: &str = "_SESSION_";
+
+/// Whether `name` is reserved for the session's own fields.
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
+/// A decoded session: the reserved fields, typed, and the user's parameters.
+///
+/// [`Record::to_map`] and [`Record::from_map`] convert to and from CGI::Session's flat map, which
+/// is what a [`Serializer`](crate::Serializer) encodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// `_SESSION_ID`.
+    pub id: String,
+    /// `_SESSION_CTIME`.
+    pub ctime: i64,
+    /// `_SESSION_ATIME`.
+    pub atime: i64,
+    /// `_SESSION_ETIME`.
+    pub etime: Option<i64>,
+    /// `_SESSION_REMOTE_ADDR` (`""` when unknown).
+    pub remote_addr: String,
+    /// `_SESSION_EXPIRE_LIST`, or `None` when the session never had one (CGI::Session writes the
+    /// key only once it has been used).
+    pub expire_list: Option<BTreeMap<String, i64>>,
+    /// The user's parameters.
+    pub params: Map<String, Value>,
+    /// Other `_SESSION_*` keys found in storage, kept so that they survive a rewrite.
+    pub extra: Map<String, Value>,
+}
+
+impl Record {
+    /// A fresh record created at `now`.
+    pub fn new(id: String, now: i64, remote_addr: String) -> Self {
+        Self {
+            id,
+            ctime: now,
+            atime: now,
+            etime: None,
+            remote_addr,
+            expire_list: None,
+            params: Map::new(),
+            extra: Map::new(),
+        }
+    }
+
+    /// CGI::Session's flat map.
+    pub fn to_map(&self) -> Map<String, Value> {
+        let mut map = self.params.clone();
+        for (k, v) in &self.extra {
+            map.insert(k.clone(), v.clone());
+        }
+        map.insert(KEY_ID.into(), Value::from(self.id.clone()));
+        map.insert(KEY_CTIME.into(), Value::from(self.ctime));
+        map.insert(KEY_ATIME.into(), Value::from(self.atime));
+        map.insert(KEY_REMOTE_ADDR.into(), Value::from(self.remote_addr.clone()));
+        if let Some(etime) = self.etime {
+            map.insert(KEY_ETIME.into(), Value::from(etime));
+        }
+        if let Some(list) = &self.expire_list {
+            let list: Map<String, Value> = list
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(*v)))
+                .collect();
+            map.insert(KEY_EXPIRE_LIST.into(), Value::Object(list));
+        }
+        map
+    }
+
+    /// Reads CGI::Session's flat map. Numbers stored as strings (as Perl may write them) are
+    /// accepted; anything else malformed in a reserved field is an error.
+    ///
+    /// # Errors
+    /// [`SerializeError::NotARecord`] when `_SESSION_ID` is missing or a reserved field has the
+    /// wrong type.
+    pub fn from_map(mut map: Map<String, Value>) -> Result<Self, SerializeError> {
+        let id = match map.remove(KEY_ID) {
+            Some(Value::String(s)) => s,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(SerializeError::NotARecord(format!(
+                    "{KEY_ID} is missing or not a string"
+                )))
+            }
+        };
+        let ctime = take_int(&mut map, KEY_CTIME)?.unwrap_or(0);
+        let atime = take_int(&mut map, KEY_ATIME)?.unwrap_or(ctime);
+        let etime = take_int(&mut map, KEY_ETIME)?;
+        let remote_addr = match map.remove(KEY_REMOTE_ADDR) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                return Err(SerializeError::NotARecord(format!(
+                    "{KEY_REMOTE_ADDR} is not a string"
+                )))
+            }
+        };
+        let expire_list = match map.remove(KEY_EXPIRE_LIST) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(obj)) => {
+                let mut list = BTreeMap::new();
+                for (k, v) in obj {
+                    let secs = as_int(&v).ok_or_else(|| {
+                        SerializeError::NotARecord(format!(
+                            "{KEY_EXPIRE_LIST} entry `{k}` is not an integer"
+                        ))
+                    })?;
+                    list.insert(k, secs);
+                }
+                Some(list)
+            }
+            Some(_) => {
+                return Err(SerializeError::NotARecord(format!(
+                    "{KEY_EXPIRE_LIST} is not a map"
+                )))
+            }
+        };
+        let (extra, params): (Map<String, Value>, Map<String, Value>) =
+            map.into_iter().partition(|(k, _)| is_reserved(k));
+        Ok(Self {
+            id,
+            ctime,
+            atime,
+            etime,
+            remote_addr,
+            expire_list,
+            params,
+            extra,
+        })
+    }
+}
+
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn take_int(map: &mut Map<String, Value>, key: &str) -> Result<Option<i64>, SerializeError> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => as_int(&v)
+            .map(Some)
+            .ok_or_else(|| SerializeError::NotARecord(format!("{key} is not an integer"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trips_through_the_flat_map() {
+        let mut r = Record::new("abc".into(), 100, "192.0.2.7".into());
+        r.etime = Some(600);
+        r.expire_list = Some(BTreeMap::from([("logged_in".to_string(), 300)]));
+        r.params.insert("user".into(), json!("alice"));
+        let map = r.to_map();
+        assert_eq!(map["_SESSION_ETIME"], json!(600));
+        assert_eq!(map["_SESSION_EXPIRE_LIST"], json!({"logged_in": 300}));
+        assert_eq!(Record::from_map(map).unwrap(), r);
+    }
+
+    #[test]
+    fn accepts_perl_style_numeric_strings_and_keeps_unknown_reserved_keys() {
+        let map = json!({
+            "_SESSION_ID": "x", "_SESSION_CTIME": "1795762418", "_SESSION_ATIME": 1795762419,
+            "_SESSION_FUTURE": 1, "a": 1
+        });
+        let Value::Object(map) = map else { unreachable!() };
+        let r = Record::from_map(map).unwrap();
+        assert_eq!(r.ctime, 1_795_762_418);
+        assert_eq!(r.remote_addr, "");
+        assert!(r.extra.contains_key("_SESSION_FUTURE"));
+        assert_eq!(r.params.len(), 1);
+        assert!(r.to_map().contains_key("_SESSION_FUTURE"));
+    }
+
+    #[test]
+    fn rejects_maps_that_are_not_sessions() {
+        for bad in [
+            json!({"a": 1}),
+            json!({"_SESSION_ID": [1]}),
+            json!({"_SESSION_ID": "x", "_SESSION_ATIME": "soon"}),
+            json!({"_SESSION_ID": "x", "_SESSION_EXPIRE_LIST": [1]}),
+            json!({"_SESSION_ID": "x", "_SESSION_EXPIRE_LIST": {"a": "b"}}),
+            json!({"_SESSION_ID": "x", "_SESSION_REMOTE_ADDR": 5}),
+        ] {
+            let Value::Object(map) = bad else { unreachable!() };
+            assert!(Record::from_map(map).is_err());
+        }
+    }
+}

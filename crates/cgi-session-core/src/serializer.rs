@@ -1,0 +1,88 @@
+//! The [`Serializer`] plug point and the JSON serializer.
+
+use std::fmt::Debug;
+
+use serde_json::{Map, Value};
+
+use crate::error::SerializeError;
+
+/// Turns CGI::Session's flat session map into bytes and back: CGI::Session's `serializer:`
+/// plug point.
+///
+/// Readers must treat the bytes as untrusted: malformed input is an error, never a panic.
+///
+/// ```
+/// use cgi_session_core::{JsonSerializer, Serializer};
+/// use serde_json::json;
+///
+/// let map = json!({"_SESSION_ID": "abc", "user": "alice"});
+/// let bytes = JsonSerializer.freeze(map.as_object().unwrap()).unwrap();
+/// assert_eq!(JsonSerializer.thaw(&bytes).unwrap(), *map.as_object().unwrap());
+/// ```
+pub trait Serializer: Send + Sync + Debug + 'static {
+    /// The name used in DSN strings (`serializer:<name>`).
+    fn name(&self) -> &'static str;
+
+    /// Encodes the map.
+    ///
+    /// # Errors
+    /// When a value cannot be represented in this format.
+    fn freeze(&self, map: &Map<String, Value>) -> Result<Vec<u8>, SerializeError>;
+
+    /// Decodes bytes written by [`Serializer::freeze`] (or by CGI::Session's serializer of the
+    /// same name).
+    ///
+    /// # Errors
+    /// [`SerializeError::Syntax`] when the bytes are not in this format or do not hold a map.
+    fn thaw(&self, bytes: &[u8]) -> Result<Map<String, Value>, SerializeError>;
+}
+
+/// JSON, as CGI::Session::Serialize::json writes it: one JSON object.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonSerializer;
+
+impl Serializer for JsonSerializer {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn freeze(&self, map: &Map<String, Value>) -> Result<Vec<u8>, SerializeError> {
+        serde_json::to_vec(map).map_err(|e| SerializeError::Syntax {
+            format: "json",
+            message: e.to_string(),
+        })
+    }
+
+    fn thaw(&self, bytes: &[u8]) -> Result<Map<String, Value>, SerializeError> {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(SerializeError::Syntax {
+                format: "json",
+                message: "the top-level value is not an object".into(),
+            }),
+            Err(e) => Err(SerializeError::Syntax {
+                format: "json",
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_garbage_without_panicking() {
+        for bad in [
+            &b""[..],
+            b"[1,2]",
+            b"{\"a\":",
+            b"\xff\xfe",
+            b"null",
+            b"{\"a\":1}trailing",
+        ] {
+            assert!(JsonSerializer.thaw(bad).is_err(), "{bad:?}");
+        }
+    }
+}

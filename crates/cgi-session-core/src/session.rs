@@ -1,0 +1,753 @@
+//! [`Session`]: one request's view of a session.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::driver::{StoreMode, StoreOutcome, Version};
+use crate::error::{Error, SerializeError};
+use crate::expire::parse_expire;
+use crate::id::SessionId;
+use crate::record::{self, Record};
+use crate::store::{ConflictPolicy, Inner};
+
+/// Why a session is being loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Load,
+    New,
+    Update,
+    /// `find`: read-only, no ip check, no lifetime refresh.
+    Find,
+}
+
+/// What this request changed, so that a save can be merged onto a newer stored version.
+#[derive(Debug, Default, Clone)]
+struct Changes {
+    set: BTreeSet<String>,
+    removed: BTreeSet<String>,
+    etime: bool,
+    expire_list: BTreeSet<String>,
+    /// Write the access time back even though nothing else changed.
+    atime: bool,
+}
+
+impl Changes {
+    fn any(&self) -> bool {
+        !self.set.is_empty()
+            || !self.removed.is_empty()
+            || self.etime
+            || !self.expire_list.is_empty()
+            || self.atime
+    }
+}
+
+/// One request's view of a session: CGI::Session's object.
+///
+/// Get one from [`SessionStore::new_session`](crate::SessionStore::new_session) or
+/// [`SessionStore::load`](crate::SessionStore::load); read and change parameters; then call
+/// [`Session::flush`], which writes only if something changed.
+///
+/// Rust cannot run async code when a value is dropped, so there is no auto-flush on
+/// destruction (CGI::Session's own documentation calls its auto-flush unreliable). Instead the
+/// type is `#[must_use]`, and dropping a session with unsaved changes logs a warning (and, in
+/// debug builds, panics in tests run with `CGI_SESSION_STRICT_DROP=1`).
+///
+/// `Debug` never prints the full id.
+#[must_use = "a session's changes are only saved by `flush().await`"]
+pub struct Session {
+    store: Arc<Inner>,
+    id: Option<SessionId>,
+    record: Record,
+    version: Option<Version>,
+    /// Stored under `id` (loaded or flushed).
+    stored: bool,
+    is_new: bool,
+    is_expired: bool,
+    deleted: bool,
+    /// The id was chosen by the client (`static` generator): never replaced on a collision.
+    adopted: bool,
+    changes: Changes,
+}
+
+impl Session {
+    pub(crate) fn empty(store: &Arc<Inner>, expired: bool) -> Self {
+        let now = store.clock.now();
+        Self {
+            store: Arc::clone(store),
+            id: None,
+            record: Record::new(String::new(), now, String::new()),
+            version: None,
+            stored: false,
+            is_new: false,
+            is_expired: expired,
+            deleted: false,
+            adopted: false,
+            changes: Changes::default(),
+        }
+    }
+
+    pub(crate) fn create(
+        store: &Arc<Inner>,
+        id: SessionId,
+        adopted: bool,
+        remote_addr: Option<&str>,
+        was_expired: bool,
+    ) -> Self {
+        let now = store.clock.now();
+        let mut record = Record::new(
+            id.as_str().to_owned(),
+            now,
+            remote_addr.unwrap_or("").to_owned(),
+        );
+        record.etime = store.default_expire;
+        Self {
+            store: Arc::clone(store),
+            id: Some(id),
+            record,
+            version: None,
+            stored: false,
+            is_new: true,
+            is_expired: was_expired,
+            deleted: false,
+            adopted,
+            changes: Changes::default(),
+        }
+    }
+
+    pub(crate) async fn load(
+        store: &Arc<Inner>,
+        claimed: Option<&str>,
+        remote_addr: Option<&str>,
+        purpose: Purpose,
+    ) -> Result<Self, Error> {
+        let Some(raw) = claimed else {
+            return Ok(Self::empty(store, false));
+        };
+        let id = match SessionId::parse(raw) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::debug!(error = %e, "ignoring a malformed session id");
+                return Ok(Self::empty(store, false));
+            }
+        };
+        let touch = match purpose {
+            Purpose::Find => None,
+            _ => store.ttl_for(store.default_expire),
+        };
+        let Some(loaded) = store.driver.load(&id, touch).await? else {
+            return Ok(Self::empty(store, false));
+        };
+        let record = decode(store, &id, &loaded.data)?;
+        if purpose != Purpose::Find && store.ip_match {
+            if let Some(addr) = remote_addr {
+                if record.remote_addr != addr {
+                    tracing::warn!(session = %id, "ip mismatch: issuing a fresh session and leaving the stored one alone");
+                    return Ok(Self::empty(store, false));
+                }
+            }
+        }
+        let now = store.clock.now();
+        let last_access = loaded
+            .last_access
+            .map_or(record.atime, |la| la.max(record.atime));
+        if let Some(etime) = record.etime.filter(|e| *e != 0) {
+            if last_access.saturating_add(etime) <= now {
+                store.driver.remove(&id).await?;
+                return Ok(Self::empty(store, true));
+            }
+        }
+        let mut session = Self {
+            store: Arc::clone(store),
+            id: Some(id),
+            record,
+            version: loaded.version,
+            stored: true,
+            is_new: false,
+            is_expired: false,
+            deleted: false,
+            adopted: false,
+            changes: Changes::default(),
+        };
+        // Per-parameter expiry, counted from the last access; the expire-list entry stays,
+        // as in CGI::Session.
+        let expired_params: Vec<String> = session
+            .record
+            .expire_list
+            .iter()
+            .flatten()
+            .filter(|(name, secs)| {
+                **secs != 0
+                    && last_access.saturating_add(**secs) <= now
+                    && session.record.params.contains_key(*name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired_params {
+            session.record.params.remove(&name);
+            session.changes.removed.insert(name);
+        }
+        if purpose != Purpose::Find {
+            let wanted = store.ttl_for(session.record.etime);
+            if wanted != touch && wanted.is_some() {
+                if let Some(id) = &session.id {
+                    store.driver.touch(id, wanted).await?;
+                }
+            }
+            // Without the driver tracking access times, write the access time back once half
+            // of the idle timeout has passed, so that a session that is only read still slides.
+            if loaded.last_access.is_none() {
+                if let Some(etime) = session.record.etime.filter(|e| *e > 0) {
+                    if now - session.record.atime >= (etime / 2).max(1) {
+                        session.changes.atime = true;
+                    }
+                }
+            }
+            session.record.atime = now;
+        }
+        Ok(session)
+    }
+
+    // ----- identity and status -------------------------------------------------------------
+
+    /// The id (CGI::Session's `id`); `None` for an empty session from `load`.
+    pub fn id(&self) -> Option<&SessionId> {
+        self.id.as_ref()
+    }
+
+    /// Whether the session was created by this request and not yet flushed.
+    pub fn is_new(&self) -> bool {
+        self.is_new
+    }
+
+    /// Whether this is an empty session: `load` found nothing usable (no id).
+    pub fn is_empty(&self) -> bool {
+        self.id.is_none()
+    }
+
+    /// Whether the claimed session had expired (it was deleted when loaded). A new session
+    /// issued in its place by `new_session` keeps this flag, as CGI::Session's `new` does, so
+    /// that an application can say "your session expired".
+    pub fn is_expired(&self) -> bool {
+        self.is_expired
+    }
+
+    /// Whether this request changed the session since it was loaded or last flushed.
+    pub fn is_modified(&self) -> bool {
+        self.changes.any()
+    }
+
+    /// Whether [`Session::delete`] was called.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+
+    /// Creation time, Unix seconds (CGI::Session's `ctime`).
+    pub fn ctime(&self) -> i64 {
+        self.record.ctime
+    }
+
+    /// Last access time, Unix seconds (CGI::Session's `atime`): now, for a loaded session.
+    pub fn atime(&self) -> i64 {
+        self.record.atime
+    }
+
+    /// The address that created the session (CGI::Session's `remote_addr`).
+    pub fn remote_addr(&self) -> Option<&str> {
+        Some(self.record.remote_addr.as_str()).filter(|a| !a.is_empty())
+    }
+
+    // ----- parameters ----------------------------------------------------------------------
+
+    /// A parameter decoded into `T` (CGI::Session's `param($name)`); `Ok(None)` when unset.
+    ///
+    /// # Errors
+    /// [`Error::ParamType`] when the stored value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
+        match self.record.params.get(name) {
+            None => Ok(None),
+            Some(v) => T::deserialize(v)
+                .map(Some)
+                .map_err(|source| Error::ParamType {
+                    name: name.to_owned(),
+                    source,
+                }),
+        }
+    }
+
+    /// A parameter as a raw JSON-model value.
+    pub fn get_value(&self, name: &str) -> Option<&Value> {
+        self.record.params.get(name)
+    }
+
+    /// Sets a parameter (CGI::Session's `param($name, $value)`). Setting a value equal to the
+    /// current one is not a change.
+    ///
+    /// # Errors
+    /// [`Error::ReservedName`] for names starting with `_SESSION_`; [`Error::Encode`] when
+    /// `value` cannot be represented.
+    pub fn set<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), Error> {
+        let value = serde_json::to_value(value).map_err(|e| {
+            Error::Encode(SerializeError::Syntax {
+                format: "json",
+                message: e.to_string(),
+            })
+        })?;
+        self.set_value(name, value)
+    }
+
+    /// Sets a parameter from a raw value.
+    ///
+    /// # Errors
+    /// [`Error::ReservedName`] for names starting with `_SESSION_`.
+    pub fn set_value(&mut self, name: &str, value: Value) -> Result<(), Error> {
+        if record::is_reserved(name) {
+            return Err(Error::ReservedName(name.to_owned()));
+        }
+        if self.record.params.get(name) == Some(&value) {
+            return Ok(());
+        }
+        self.record.params.insert(name.to_owned(), value);
+        self.changes.removed.remove(name);
+        self.changes.set.insert(name.to_owned());
+        Ok(())
+    }
+
+    /// Removes a parameter, returning its value (CGI::Session's `clear($name)`).
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let old = self.record.params.remove(name)?;
+        self.changes.set.remove(name);
+        self.changes.removed.insert(name.to_owned());
+        Some(old)
+    }
+
+    /// Removes every parameter (CGI::Session's `clear()`).
+    pub fn clear(&mut self) {
+        let names: Vec<String> = self.record.params.keys().cloned().collect();
+        for name in names {
+            let _ = self.remove(&name);
+        }
+    }
+
+    /// Removes the listed parameters (CGI::Session's `clear([names])`).
+    pub fn clear_names<I, S>(&mut self, names: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for name in names {
+            let _ = self.remove(name.as_ref());
+        }
+    }
+
+    /// The parameter names (CGI::Session's `param()`), sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.record.params.keys().map(String::as_str).collect()
+    }
+
+    /// All parameters (CGI::Session's `param_hashref`, read-only).
+    pub fn params(&self) -> &Map<String, Value> {
+        &self.record.params
+    }
+
+    /// Copies query parameters into the session (CGI::Session's `save_param`): a parameter
+    /// with one value is stored as a string, several as an array. With `only`, just those
+    /// names are copied.
+    ///
+    /// # Errors
+    /// [`Error::ReservedName`] for names starting with `_SESSION_`.
+    pub fn save_params<'a, I>(&mut self, query: I, only: Option<&[&str]>) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut grouped: Map<String, Value> = Map::new();
+        for (name, value) in query {
+            if only.is_some_and(|o| !o.contains(&name)) {
+                continue;
+            }
+            match grouped.get_mut(name) {
+                None => {
+                    grouped.insert(name.to_owned(), Value::from(value));
+                }
+                Some(Value::Array(values)) => values.push(Value::from(value)),
+                Some(single) => {
+                    let first = single.take();
+                    *single = Value::Array(vec![first, Value::from(value)]);
+                }
+            }
+        }
+        for (name, value) in grouped {
+            self.set_value(&name, value)?;
+        }
+        Ok(())
+    }
+
+    // ----- expiry --------------------------------------------------------------------------
+
+    /// The idle timeout in seconds (CGI::Session's `expire()`), `None` when there is none.
+    pub fn expire(&self) -> Option<i64> {
+        self.record.etime
+    }
+
+    /// Sets the idle timeout in seconds (CGI::Session's `expire($secs)`); 0 cancels it, a
+    /// negative value expires the session at its next load.
+    pub fn set_expire(&mut self, secs: i64) {
+        let new = (secs != 0).then_some(secs);
+        if new != self.record.etime {
+            self.record.etime = new;
+            self.changes.etime = true;
+        }
+    }
+
+    /// Sets the idle timeout from CGI::Session's syntax (`"+10m"`, `"2h"`, `"-10s"`...).
+    ///
+    /// # Errors
+    /// [`Error::Expire`] for a malformed time string.
+    pub fn set_expire_str(&mut self, time: &str) -> Result<(), Error> {
+        self.set_expire(parse_expire(time)?);
+        Ok(())
+    }
+
+    /// A parameter's own idle timeout in seconds (CGI::Session's `expire($name)`).
+    pub fn param_expire(&self, name: &str) -> Option<i64> {
+        self.record.expire_list.as_ref()?.get(name).copied()
+    }
+
+    /// Gives a parameter its own idle timeout in seconds (CGI::Session's
+    /// `expire($name, $secs)`): once that long passes without access, the parameter is
+    /// removed when the session is loaded. 0 removes the timeout.
+    pub fn set_param_expire(&mut self, name: &str, secs: i64) {
+        let list = self.record.expire_list.get_or_insert_with(Default::default);
+        let changed = if secs == 0 {
+            list.remove(name).is_some()
+        } else {
+            list.insert(name.to_owned(), secs) != Some(secs)
+        };
+        if changed {
+            self.changes.expire_list.insert(name.to_owned());
+        }
+    }
+
+    /// [`Session::set_param_expire`] with CGI::Session's time syntax.
+    ///
+    /// # Errors
+    /// [`Error::Expire`] for a malformed time string.
+    pub fn set_param_expire_str(&mut self, name: &str, time: &str) -> Result<(), Error> {
+        self.set_param_expire(name, parse_expire(time)?);
+        Ok(())
+    }
+
+    // ----- lifecycle -----------------------------------------------------------------------
+
+    /// Marks the session for deletion (CGI::Session's `delete`); the stored session is removed
+    /// by the next [`Session::flush`].
+    pub fn delete(&mut self) {
+        self.deleted = true;
+    }
+
+    /// Forgets this request's unsaved changes (no warning on drop).
+    pub fn discard(&mut self) {
+        self.changes = Changes::default();
+        self.is_new = false;
+        self.deleted = false;
+    }
+
+    /// Whether dropping the session now would lose something.
+    pub fn needs_flush(&self) -> bool {
+        self.id.is_some()
+            && (self.is_new || self.changes.any() || (self.deleted && self.stored))
+    }
+
+    /// Saves the session (CGI::Session's `flush`): a new or changed session is written, a
+    /// deleted one removed; an untouched session costs nothing. A concurrent write by another
+    /// request is handled by the store's [`ConflictPolicy`].
+    ///
+    /// # Errors
+    /// [`Error::Driver`] when the store fails; [`Error::Gone`] when the session was deleted or
+    /// expired meanwhile (it is not brought back); [`Error::Conflict`] per the policy;
+    /// [`Error::NoId`] when changes were made to an empty session.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        let policy = self.store.conflict;
+        self.flush_with(policy).await
+    }
+
+    /// `flush` with an explicit conflict policy.
+    pub(crate) async fn flush_with(&mut self, policy: ConflictPolicy) -> Result<(), Error> {
+        let Some(id) = self.id.clone() else {
+            return if self.changes.any() {
+                Err(Error::NoId)
+            } else {
+                Ok(())
+            };
+        };
+        if self.deleted {
+            if self.stored {
+                self.store.driver.remove(&id).await?;
+                self.stored = false;
+            }
+            self.changes = Changes::default();
+            self.is_new = false;
+            return Ok(());
+        }
+        if self.is_new {
+            return self.create_stored().await;
+        }
+        if !self.changes.any() {
+            return Ok(());
+        }
+        self.record.atime = self.store.clock.now();
+        let ttl = self.store.ttl_for(self.record.etime);
+        let mut attempts = 0u32;
+        let mut expected = self.version;
+        loop {
+            attempts += 1;
+            let bytes = self.encode()?;
+            let outcome = self
+                .store
+                .driver
+                .store(&id, &bytes, StoreMode::Replace { expected }, ttl)
+                .await?;
+            match outcome {
+                StoreOutcome::Stored(version) => {
+                    self.version = version;
+                    self.changes = Changes::default();
+                    return Ok(());
+                }
+                StoreOutcome::NotFound | StoreOutcome::Exists => return Err(self.gone(id)),
+                StoreOutcome::Conflict => match policy {
+                    ConflictPolicy::Error => return Err(Error::Conflict { id, attempts }),
+                    ConflictPolicy::LastWriteWins => expected = None,
+                    ConflictPolicy::Merge { max_attempts } => {
+                        if attempts >= max_attempts.max(1) {
+                            return Err(Error::Conflict { id, attempts });
+                        }
+                        let Some(loaded) = self.store.driver.load(&id, None).await? else {
+                            return Err(self.gone(id));
+                        };
+                        let mut fresh = decode(&self.store, &id, &loaded.data)?;
+                        self.apply_changes(&mut fresh);
+                        self.record = fresh;
+                        expected = loaded.version;
+                    }
+                },
+            }
+        }
+    }
+
+    fn gone(&mut self, id: SessionId) -> Error {
+        self.stored = false;
+        self.changes = Changes::default();
+        Error::Gone { id }
+    }
+
+    async fn create_stored(&mut self) -> Result<(), Error> {
+        const MAX_ATTEMPTS: u32 = 5;
+        let ttl = self.store.ttl_for(self.record.etime);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Some(id) = self.id.clone() else {
+                return Err(Error::NoId);
+            };
+            let bytes = self.encode()?;
+            match self
+                .store
+                .driver
+                .store(&id, &bytes, StoreMode::Create, ttl)
+                .await?
+            {
+                StoreOutcome::Stored(version) => {
+                    self.version = version;
+                    self.stored = true;
+                    self.is_new = false;
+                    self.changes = Changes::default();
+                    return Ok(());
+                }
+                _ if self.adopted => return Err(Error::Conflict { id, attempts: attempt }),
+                _ => {
+                    tracing::warn!(session = %id, "generated id already in use; generating another");
+                    let fresh = self.store.generate_id().await?;
+                    self.record.id = fresh.as_str().to_owned();
+                    self.id = Some(fresh);
+                }
+            }
+        }
+        Err(Error::IdCollision {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Gives the session a new id, keeping its data, and removes the record under the old id
+    /// (use it at login, against session fixation). Written at once.
+    ///
+    /// # Errors
+    /// [`Error::NoId`] for an empty session; store and id generator errors.
+    pub async fn regenerate_id(&mut self) -> Result<(), Error> {
+        let Some(old) = self.id.clone() else {
+            return Err(Error::NoId);
+        };
+        let new = self.store.generate_id().await?;
+        self.record.id = new.as_str().to_owned();
+        self.id = Some(new);
+        self.adopted = false;
+        if !self.stored {
+            // Never written: nothing to move.
+            return Ok(());
+        }
+        self.is_new = true;
+        self.stored = false;
+        self.record.atime = self.store.clock.now();
+        self.create_stored().await?;
+        self.store.driver.remove(&old).await?;
+        Ok(())
+    }
+
+    fn apply_changes(&self, fresh: &mut Record) {
+        for name in &self.changes.set {
+            if let Some(v) = self.record.params.get(name) {
+                fresh.params.insert(name.clone(), v.clone());
+            }
+        }
+        for name in &self.changes.removed {
+            fresh.params.remove(name);
+        }
+        if self.changes.etime {
+            fresh.etime = self.record.etime;
+        }
+        for name in &self.changes.expire_list {
+            let mine = self.param_expire(name);
+            let list = fresh.expire_list.get_or_insert_with(Default::default);
+            match mine {
+                Some(secs) => {
+                    list.insert(name.clone(), secs);
+                }
+                None => {
+                    list.remove(name);
+                }
+            }
+        }
+        fresh.atime = self.record.atime;
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, Error> {
+        self.store
+            .serializer
+            .freeze(&self.record.to_map())
+            .map_err(Error::Encode)
+    }
+
+    // ----- HTTP helpers --------------------------------------------------------------------
+
+    /// The cookie to send (CGI::Session's `cookie()`): the id, `Path=/`, `HttpOnly`,
+    /// `SameSite=Lax` (see [`CookieConfig`](crate::CookieConfig)), and `Max-Age` when the
+    /// session has an idle timeout. A deleted session yields a removal cookie; an empty
+    /// session none.
+    pub fn cookie(&self) -> Option<cookie::Cookie<'static>> {
+        let id = self.id.as_ref()?;
+        let cfg = &self.store.cookie;
+        let mut builder = cookie::Cookie::build((cfg.name.clone(), id.as_str().to_owned()))
+            .path(cfg.path.clone())
+            .http_only(cfg.http_only)
+            .secure(cfg.secure);
+        if let Some(same_site) = cfg.same_site {
+            builder = builder.same_site(same_site);
+        }
+        if let Some(domain) = &cfg.domain {
+            builder = builder.domain(domain.clone());
+        }
+        if self.deleted {
+            let mut c = builder.build();
+            c.set_value("");
+            c.make_removal();
+            return Some(c);
+        }
+        if let Some(etime) = self.record.etime.filter(|e| *e > 0) {
+            builder = builder.max_age(cookie::time::Duration::seconds(etime));
+        }
+        Some(builder.build())
+    }
+
+    /// The CGI header block (CGI::Session's `header()`): `Set-Cookie` when there is a cookie,
+    /// then `Content-Type`, then the blank line ending the headers.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_core::{MemoryDriver, SessionStore};
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new()).build();
+    /// let mut s = store.new_session(None, None).await.unwrap();
+    /// let header = s.header("text/html; charset=UTF-8");
+    /// assert!(header.starts_with("Set-Cookie: CGISESSID="));
+    /// assert!(header.ends_with("Content-Type: text/html; charset=UTF-8\r\n\r\n"));
+    /// s.flush().await.unwrap();
+    /// # });
+    /// ```
+    pub fn header(&self, content_type: &str) -> String {
+        let mut out = String::new();
+        if let Some(c) = self.cookie() {
+            out.push_str("Set-Cookie: ");
+            out.push_str(&c.to_string());
+            out.push_str("\r\n");
+        }
+        out.push_str("Content-Type: ");
+        out.push_str(content_type);
+        out.push_str("\r\n\r\n");
+        out
+    }
+
+    /// A readable dump of the session (CGI::Session's `dump`), with the id shortened.
+    pub fn dump(&self) -> String {
+        let mut map = self.record.to_map();
+        if let Some(id) = &self.id {
+            map.insert(record::KEY_ID.into(), Value::from(id.redacted()));
+        } else {
+            map.remove(record::KEY_ID);
+        }
+        serde_json::to_string_pretty(&Value::Object(map)).unwrap_or_default()
+    }
+}
+
+fn decode(store: &Inner, id: &SessionId, bytes: &[u8]) -> Result<Record, Error> {
+    let corrupt = |source| Error::Corrupt {
+        id: id.clone(),
+        source,
+    };
+    let map = store.serializer.thaw(bytes).map_err(corrupt)?;
+    let record = Record::from_map(map).map_err(corrupt)?;
+    if record.id != id.as_str() {
+        return Err(corrupt(SerializeError::NotARecord(
+            "the stored _SESSION_ID does not match the id it is stored under".into(),
+        )));
+    }
+    Ok(record)
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("is_new", &self.is_new)
+            .field("is_expired", &self.is_expired)
+            .field("deleted", &self.deleted)
+            .field("modified", &self.changes.any())
+            .field("names", &self.names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.needs_flush() && !std::thread::panicking() {
+            let id = self.id.as_ref().map(SessionId::redacted).unwrap_or_default();
+            tracing::warn!(
+                session = %id,
+                "session dropped with unsaved changes: call `flush().await` before it goes out of scope"
+            );
+            if cfg!(debug_assertions) && std::env::var_os("CGI_SESSION_STRICT_DROP").is_some() {
+                panic!("session {id} dropped with unsaved changes (CGI_SESSION_STRICT_DROP is set)");
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! CGI::Session reimagined in Rust: server-side sessions behind a modular API, so that an
+//! application can "right-size" its storage (files on a laptop, memcached in production)
+//! without changing its session code.
+//!
+//! This facade re-exports the session engine ([`cgi_session_core`]) and adds CGI::Session's
+//! DSN strings: `driver:file;serializer:json;id:random` picks the implementations by name at
+//! run time, with the driver's arguments in [`DriverArgs`] (CGI::Session's `\%args`).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use cgi_session::{store_from_dsn, DriverArgs};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! // CGI::Session->new("driver:file", $cgi, {Directory => $dir})
+//! let store = store_from_dsn("driver:file", &DriverArgs::new().directory(dir.path()))?;
+//! let mut session = store.new_session(None, None).await?;
+//! session.set("greet_en", "Hi !")?;
+//! session.flush().await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! The method-by-method mapping from CGI::Session is in [`cgi_session_core`]'s documentation.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use cgi_session_core::*;
+
+/// The drivers a DSN can name.
+pub const DRIVERS: &[&str] = &["file", "memory"];
+/// The serializers a DSN can name.
+pub const SERIALIZERS: &[&str] = &["json"];
+/// The id generators a DSN can name (`md5` and `random` are the same secure generator).
+pub const ID_GENERATORS: &[&str] = &["random", "md5", "incr", "static"];
+
+/// Arguments for the driver and id generator a DSN names: CGI::Session's `\%args`
+/// (`Directory`, `IDFile`, `IDInit`, `IDIncr`, ...).
+///
+/// ```
+/// use cgi_session::DriverArgs;
+///
+/// let args = DriverArgs::new()
+///     .directory("/var/lib/myapp/sessions")
+///     .id_file("/var/lib/myapp/session-ids")
+///     .id_init(1000);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DriverArgs {
+    directory: Option<PathBuf>,
+    capacity: Option<usize>,
+    id_file: Option<PathBuf>,
+    id_init: u64,
+    id_incr: u64,
+}
+
+impl Default for DriverArgs {
+    fn default() -> Self {
+        Self {
+            directory: None,
+            capacity: None,
+            id_file: None,
+            id_init: 0,
+            id_incr: 1,
+        }
+    }
+}
+
+impl DriverArgs {
+    /// No arguments: every driver's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `Directory` of the `file` driver (default: the system's temp directory).
+    pub fn directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.directory = Some(dir.into());
+        self
+    }
+
+    /// How many sessions the `memory` driver holds.
+    pub fn capacity(mut self, sessions: usize) -> Self {
+        self.capacity = Some(sessions);
+        self
+    }
+
+    /// `IDFile` of the `incr` id generator (required by it).
+    pub fn id_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.id_file = Some(file.into());
+        self
+    }
+
+    /// `IDInit` of the `incr` id generator (default 0).
+    pub fn id_init(mut self, init: u64) -> Self {
+        self.id_init = init;
+        self
+    }
+
+    /// `IDIncr` of the `incr` id generator (default 1).
+    pub fn id_incr(mut self, incr: u64) -> Self {
+        self.id_incr = incr;
+        self
+    }
+}
+
+/// Errors from resolving a DSN: a bad string, or a driver that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The DSN string is wrong or names something that does not exist.
+    #[error(transparent)]
+    Dsn(#[from] DsnError),
+    /// The driver could not be set up (e.g. a missing directory).
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+fn unknown(kind: &'static str, name: &str, valid: &[&'static str]) -> DsnError {
+    DsnError::UnknownName {
+        kind,
+        name: name.to_owned(),
+        valid: valid.to_vec(),
+    }
+}
+
+/// The driver a DSN names, set up with `args`.
+///
+/// # Errors
+/// [`OpenError::Dsn`] for an unknown name (the message lists the valid ones),
+/// [`OpenError::Driver`] when the driver cannot be set up.
+pub fn driver_by_name(name: &str, args: &DriverArgs) -> Result<Arc<dyn Driver>, OpenError> {
+    match name {
+        "file" => {
+            let driver = match &args.directory {
+                Some(dir) => FileDriver::new(dir)?,
+                None => FileDriver::in_temp_dir()?,
+            };
+            Ok(Arc::new(driver))
+        }
+        "memory" => Ok(Arc::new(match args.capacity {
+            Some(n) => MemoryDriver::with_capacity(n),
+            None => MemoryDriver::new(),
+        })),
+        other => Err(unknown("driver", other, DRIVERS).into()),
+    }
+}
+
+/// The serializer a DSN names.
+///
+/// # Errors
+/// [`DsnError::UnknownName`] listing the valid names.
+pub fn serializer_by_name(name: &str) -> Result<Arc<dyn Serializer>, DsnError> {
+    match name {
+        "json" => Ok(Arc::new(JsonSerializer)),
+        other => Err(unknown("serializer", other, SERIALIZERS)),
+    }
+}
+
+/// The id generator a DSN names. `md5` selects [`SecureRandomIds`], like `random`: the ids
+/// have the same shape as CGI::Session's md5 ids but come from the OS CSPRNG.
+///
+/// # Errors
+/// [`DsnError::UnknownName`] listing the valid names; [`DsnError::Argument`] when `incr` has
+/// no `IDFile`.
+pub fn id_generator_by_name(
+    name: &str,
+    args: &DriverArgs,
+) -> Result<Arc<dyn IdGenerator>, DsnError> {
+    match name {
+        "random" | "md5" => Ok(Arc::new(SecureRandomIds)),
+        "incr" => {
+            let file = args.id_file.clone().ok_or_else(|| {
+                DsnError::Argument(
+                    "id:incr needs IDFile: call DriverArgs::id_file(path)".to_owned(),
+                )
+            })?;
+            Ok(Arc::new(IncrIds::new(file, args.id_init, args.id_incr)))
+        }
+        "static" => Ok(Arc::new(StaticIds)),
+        other => Err(unknown("id generator", other, ID_GENERATORS)),
+    }
+}
+
+/// A store builder for a DSN string, for further options (expiry, ip matching, cookies...).
+///
+/// ```
+/// use cgi_session::{builder_from_dsn, DriverArgs};
+///
+/// let store = builder_from_dsn("d:memory;id:md5", &DriverArgs::new())
+///     .unwrap()
+///     .default_expire(3600)
+///     .ip_match(true)
+///     .build();
+/// assert_eq!(store.driver().name(), "memory");
+///
+/// let err = builder_from_dsn("driver:mysql", &DriverArgs::new()).unwrap_err();
+/// assert!(err.to_string().contains("file, memory"));
+/// ```
+///
+/// # Errors
+/// See [`OpenError`].
+pub fn builder_from_dsn(dsn: &str, args: &DriverArgs) -> Result<SessionStoreBuilder, OpenError> {
+    let dsn = Dsn::parse(dsn)?;
+    let serializer = serializer_by_name(&dsn.serializer)?;
+    let ids = id_generator_by_name(&dsn.id, args)?;
+    let driver = driver_by_name(&dsn.driver, args)?;
+    Ok(SessionStore::builder_dyn(driver)
+        .serializer_dyn(serializer)
+        .id_generator_dyn(ids))
+}
+
+/// A store for a DSN string with default options: `CGI::Session->new($dsn, ..., \%args)`'s
+/// set-up half. An empty DSN means `driver:file;serializer:json;id:random`.
+///
+/// # Errors
+/// See [`OpenError`].
+pub fn store_from_dsn(dsn: &str, args: &DriverArgs) -> Result<SessionStore, OpenError> {
+    Ok(builder_from_dsn(dsn, args)?.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_list_the_valid_choices() {
+        let cases = [
+            ("driver:mysql", "file, memory"),
+            ("serializer:yaml", "json"),
+            ("id:uuid", "random, md5, incr, static"),
+        ];
+        for (dsn, listed) in cases {
+            let msg = builder_from_dsn(dsn, &DriverArgs::new()).unwrap_err().to_string();
+            assert!(msg.contains(listed), "{dsn}: {msg}");
+        }
+    }
+
+    #[test]
+    fn incr_needs_an_id_file() {
+        let err = builder_from_dsn("d:memory;id:incr", &DriverArgs::new()).unwrap_err();
+        assert!(err.to_string().contains("IDFile"), "{err}");
+    }
+
+    #[test]
+    fn file_driver_reports_a_missing_directory() {
+        let args = DriverArgs::new().directory("/nonexistent/cgi-session-test");
+        let err = builder_from_dsn("driver:file", &args).unwrap_err();
+        assert!(matches!(err, OpenError::Driver(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn dsn_picks_each_implementation() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = DriverArgs::new()
+            .directory(dir.path())
+            .id_file(dir.path().join("ids"))
+            .id_init(41);
+        let store = store_from_dsn("DR:File;SE:JSON;I:Incr", &args).unwrap();
+        assert_eq!(store.driver().name(), "file");
+        assert_eq!(store.serializer().name(), "json");
+        let mut s = store.new_session(None, None).await.unwrap();
+        assert_eq!(s.id().unwrap().as_str(), "42");
+        s.flush().await.unwrap();
+        assert!(dir.path().join("cgisess_42").exists());
+
+        let store = store_from_dsn("", &DriverArgs::new()).unwrap();
+        assert_eq!(store.driver().name(), "file");
+        assert_eq!(store.id_generator().name(), "random");
+        let md5 = store_from_dsn("id:md5;d:memory", &DriverArgs::new()).unwrap();
+        assert_eq!(md5.id_generator().name(), "random");
+    }
+}
