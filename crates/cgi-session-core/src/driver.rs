@@ -68,8 +68,11 @@ pub trait Driver: Send + Sync + Debug + 'static {
 
     /// Reads a session, refreshing its lifetime to `touch` when given (in the same operation
     /// where the backend allows it). `Ok(None)` means nothing is stored: never an error.
-    async fn load(&self, id: &SessionId, touch: Option<Duration>)
-        -> Result<Option<Loaded>, DriverError>;
+    async fn load(
+        &self,
+        id: &SessionId,
+        touch: Option<Duration>,
+    ) -> Result<Option<Loaded>, DriverError>;
 
     /// Writes a session according to `mode`.
     async fn store(

@@ -61,7 +61,10 @@ impl Dsn {
                 .iter()
                 .position(|full| !key.is_empty() && full.starts_with(&key))
                 .ok_or(DsnError::UnknownKey { key: key.clone() })?;
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            if value.is_empty()
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
             {
                 return Err(DsnError::Value { value });
             }
@@ -113,7 +116,11 @@ mod tests {
         ] {
             let dsn = Dsn::parse(input).unwrap();
             assert_eq!(
-                (dsn.driver.as_str(), dsn.serializer.as_str(), dsn.id.as_str()),
+                (
+                    dsn.driver.as_str(),
+                    dsn.serializer.as_str(),
+                    dsn.id.as_str()
+                ),
                 (driver, ser, id),
                 "{input}"
             );
@@ -123,8 +130,14 @@ mod tests {
     #[test]
     fn errors() {
         assert!(matches!(Dsn::parse("file"), Err(DsnError::Syntax { .. })));
-        assert!(matches!(Dsn::parse("x:file"), Err(DsnError::UnknownKey { .. })));
-        assert!(matches!(Dsn::parse(":file"), Err(DsnError::UnknownKey { .. })));
+        assert!(matches!(
+            Dsn::parse("x:file"),
+            Err(DsnError::UnknownKey { .. })
+        ));
+        assert!(matches!(
+            Dsn::parse(":file"),
+            Err(DsnError::UnknownKey { .. })
+        ));
         assert!(matches!(
             Dsn::parse("d:file;driver:memory"),
             Err(DsnError::Duplicate { key: "driver" })

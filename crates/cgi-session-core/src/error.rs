@@ -169,7 +169,9 @@ pub enum IdError {
     #[error("the operating system's random number generator failed: {0}")]
     Randomness(String),
     /// The `incr` generator's counter file could not be used.
-    #[error("id counter file {path:?} could not be used: {source}; check IDFile and its permissions")]
+    #[error(
+        "id counter file {path:?} could not be used: {source}; check IDFile and its permissions"
+    )]
     IdFile {
         /// The `IDFile`.
         path: PathBuf,

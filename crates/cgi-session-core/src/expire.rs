@@ -95,7 +95,9 @@ mod tests {
 
     #[test]
     fn bad_strings_get_clear_errors() {
-        for bad in ["", "+", "-", "m", "10 m", " 10m", "10m ", "1.5h", "10mm", "++1", "1e3"] {
+        for bad in [
+            "", "+", "-", "m", "10 m", " 10m", "10m ", "1.5h", "10mm", "++1", "1e3",
+        ] {
             assert!(parse_expire(bad).is_err(), "{bad:?} accepted");
         }
         assert!(matches!(

@@ -47,9 +47,7 @@ impl SessionId {
         if ok_len && ok_bytes {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(IdError::Malformed {
-                len: raw.len(),
-            })
+            Err(IdError::Malformed { len: raw.len() })
         }
     }
 

@@ -81,8 +81,8 @@
 #![forbid(unsafe_code)]
 
 mod clock;
-mod dsn;
 pub mod driver;
+mod dsn;
 mod error;
 mod expire;
 mod id;
@@ -104,8 +104,8 @@ pub use id::{IdGenerator, IncrIds, SecureRandomIds, SessionId, StaticIds, MAX_ID
 pub use serializer::{JsonSerializer, Serializer};
 pub use session::Session;
 pub use store::{
-    ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder,
-    DEFAULT_COOKIE_NAME, DEFAULT_TTL_GRACE_SECS,
+    ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder, DEFAULT_COOKIE_NAME,
+    DEFAULT_TTL_GRACE_SECS,
 };
 
 /// Re-exported so that drivers in other crates implement [`Driver`] with the same macro.

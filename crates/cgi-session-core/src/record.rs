@@ -76,7 +76,10 @@ impl Record {
         map.insert(KEY_ID.into(), Value::from(self.id.clone()));
         map.insert(KEY_CTIME.into(), Value::from(self.ctime));
         map.insert(KEY_ATIME.into(), Value::from(self.atime));
-        map.insert(KEY_REMOTE_ADDR.into(), Value::from(self.remote_addr.clone()));
+        map.insert(
+            KEY_REMOTE_ADDR.into(),
+            Value::from(self.remote_addr.clone()),
+        );
         if let Some(etime) = self.etime {
             map.insert(KEY_ETIME.into(), Value::from(etime));
         }
@@ -195,7 +198,9 @@ mod tests {
             "_SESSION_ID": "x", "_SESSION_CTIME": "1795762418", "_SESSION_ATIME": 1795762419,
             "_SESSION_FUTURE": 1, "a": 1
         });
-        let Value::Object(map) = map else { unreachable!() };
+        let Value::Object(map) = map else {
+            unreachable!()
+        };
         let r = Record::from_map(map).unwrap();
         assert_eq!(r.ctime, 1_795_762_418);
         assert_eq!(r.remote_addr, "");
@@ -214,7 +219,9 @@ mod tests {
             json!({"_SESSION_ID": "x", "_SESSION_EXPIRE_LIST": {"a": "b"}}),
             json!({"_SESSION_ID": "x", "_SESSION_REMOTE_ADDR": 5}),
         ] {
-            let Value::Object(map) = bad else { unreachable!() };
+            let Value::Object(map) = bad else {
+                unreachable!()
+            };
             assert!(Record::from_map(map).is_err());
         }
     }

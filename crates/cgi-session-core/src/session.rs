@@ -198,13 +198,13 @@ impl Session {
                     store.driver.touch(id, wanted).await?;
                 }
             }
-            // Without the driver tracking access times, write the access time back once half
-            // of the idle timeout has passed, so that a session that is only read still slides.
-            if loaded.last_access.is_none() {
-                if let Some(etime) = session.record.etime.filter(|e| *e > 0) {
-                    if now - session.record.atime >= (etime / 2).max(1) {
-                        session.changes.atime = true;
-                    }
+            // Reads do not rewrite the session, so the stored access time lags. Write it back
+            // once half of the idle timeout has passed: a session that is only read still
+            // slides (also for readers such as Perl's CGI::Session that only see the stored
+            // `_SESSION_ATIME`), at the cost of one write per half timeout.
+            if let Some(etime) = session.record.etime.filter(|e| *e > 0) {
+                if now - session.record.atime >= (etime / 2).max(1) {
+                    session.changes.atime = true;
                 }
             }
             session.record.atime = now;
@@ -458,8 +458,7 @@ impl Session {
 
     /// Whether dropping the session now would lose something.
     pub fn needs_flush(&self) -> bool {
-        self.id.is_some()
-            && (self.is_new || self.changes.any() || (self.deleted && self.stored))
+        self.id.is_some() && (self.is_new || self.changes.any() || (self.deleted && self.stored))
     }
 
     /// Saves the session (CGI::Session's `flush`): a new or changed session is written, a
@@ -565,7 +564,12 @@ impl Session {
                     self.changes = Changes::default();
                     return Ok(());
                 }
-                _ if self.adopted => return Err(Error::Conflict { id, attempts: attempt }),
+                _ if self.adopted => {
+                    return Err(Error::Conflict {
+                        id,
+                        attempts: attempt,
+                    })
+                }
                 _ => {
                     tracing::warn!(session = %id, "generated id already in use; generating another");
                     let fresh = self.store.generate_id().await?;
@@ -740,13 +744,19 @@ impl fmt::Debug for Session {
 impl Drop for Session {
     fn drop(&mut self) {
         if self.needs_flush() && !std::thread::panicking() {
-            let id = self.id.as_ref().map(SessionId::redacted).unwrap_or_default();
+            let id = self
+                .id
+                .as_ref()
+                .map(SessionId::redacted)
+                .unwrap_or_default();
             tracing::warn!(
                 session = %id,
                 "session dropped with unsaved changes: call `flush().await` before it goes out of scope"
             );
             if cfg!(debug_assertions) && std::env::var_os("CGI_SESSION_STRICT_DROP").is_some() {
-                panic!("session {id} dropped with unsaved changes (CGI_SESSION_STRICT_DROP is set)");
+                panic!(
+                    "session {id} dropped with unsaved changes (CGI_SESSION_STRICT_DROP is set)"
+                );
             }
         }
     }

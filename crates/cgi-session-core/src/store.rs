@@ -100,7 +100,9 @@ impl Inner {
     pub(crate) fn ttl_for(&self, etime: Option<i64>) -> Option<Duration> {
         match etime {
             Some(e) if e > 0 => Some(Duration::from_secs(
-                u64::try_from(e).unwrap_or(u64::MAX).saturating_add(self.ttl_grace),
+                u64::try_from(e)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(self.ttl_grace),
             )),
             // A negative timeout expires the session at its next load; keep the item only
             // for the grace period so that load can still report it as expired.
@@ -233,8 +235,7 @@ impl SessionStore {
         claimed_id: Option<&str>,
         remote_addr: Option<&str>,
     ) -> Result<Session, Error> {
-        let loaded = match Session::load(&self.inner, claimed_id, remote_addr, Purpose::New).await
-        {
+        let loaded = match Session::load(&self.inner, claimed_id, remote_addr, Purpose::New).await {
             Ok(s) => s,
             Err(Error::Corrupt { id, source }) => {
                 tracing::warn!(session = %id, error = %source, "stored session does not decode; issuing a new session and leaving the stored bytes alone");
@@ -312,15 +313,16 @@ impl SessionStore {
             .await?;
         let mut visited = 0;
         for id in ids {
-            let session =
-                match Session::load(&self.inner, Some(id.as_str()), None, Purpose::Find).await {
-                    Ok(s) => s,
-                    Err(Error::Corrupt { id, source }) => {
-                        tracing::warn!(session = %id, error = %source, "find: skipping a stored session that does not decode");
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
+            let session = match Session::load(&self.inner, Some(id.as_str()), None, Purpose::Find)
+                .await
+            {
+                Ok(s) => s,
+                Err(Error::Corrupt { id, source }) => {
+                    tracing::warn!(session = %id, error = %source, "find: skipping a stored session that does not decode");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if session.id().is_none() {
                 continue;
             }
@@ -368,8 +370,7 @@ impl SessionStore {
         let parsed = SessionId::parse(id)?;
         let attempts = max_attempts.max(1);
         for _ in 0..attempts {
-            let mut session =
-                Session::load(&self.inner, Some(id), None, Purpose::Update).await?;
+            let mut session = Session::load(&self.inner, Some(id), None, Purpose::Update).await?;
             if session.id().is_none() {
                 return Err(Error::Gone { id: parsed });
             }

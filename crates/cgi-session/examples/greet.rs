@@ -15,12 +15,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     session.set_expire_str("+10m")?;
     session.set("greet_en", "Hi !")?;
     session.flush().await?;
-    let cookie = session.cookie().ok_or("a new session always has a cookie")?;
-    println!("request 1: stored greet_en for session {}", session.id().ok_or("no id")?);
+    let cookie = session
+        .cookie()
+        .ok_or("a new session always has a cookie")?;
+    println!(
+        "request 1: stored greet_en for session {}",
+        session.id().ok_or("no id")?
+    );
     println!("request 1: Set-Cookie: {}", cookie.name());
 
     // Second request: the browser sends the cookie back.
-    let mut again = store.new_session(Some(cookie.value()), Some("127.0.0.1")).await?;
+    let mut again = store
+        .new_session(Some(cookie.value()), Some("127.0.0.1"))
+        .await?;
     let greeting: Option<String> = again.get("greet_en")?;
     println!(
         "request 2: greet_en = {:?} (same session: {}, new: {})",

@@ -232,7 +232,9 @@ mod tests {
             ("id:uuid", "random, md5, incr, static"),
         ];
         for (dsn, listed) in cases {
-            let msg = builder_from_dsn(dsn, &DriverArgs::new()).unwrap_err().to_string();
+            let msg = builder_from_dsn(dsn, &DriverArgs::new())
+                .unwrap_err()
+                .to_string();
             assert!(msg.contains(listed), "{dsn}: {msg}");
         }
     }

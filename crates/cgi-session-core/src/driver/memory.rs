@@ -270,16 +270,28 @@ mod tests {
     async fn expired_entries_are_swept_and_invisible() {
         let clock = ManualClock::new(1_000);
         let d = MemoryDriver::new().with_clock(clock.clone());
-        d.store(&id("a"), b"1", StoreMode::Create, Some(Duration::from_secs(10)))
+        d.store(
+            &id("a"),
+            b"1",
+            StoreMode::Create,
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+        d.store(&id("b"), b"2", StoreMode::Create, None)
             .await
             .unwrap();
-        d.store(&id("b"), b"2", StoreMode::Create, None).await.unwrap();
         clock.advance(10);
         assert_eq!(d.load(&id("a"), None).await.unwrap(), None);
         assert_eq!(d.len(), 1, "loading an expired entry removes it");
-        d.store(&id("c"), b"3", StoreMode::Create, Some(Duration::from_secs(1)))
-            .await
-            .unwrap();
+        d.store(
+            &id("c"),
+            b"3",
+            StoreMode::Create,
+            Some(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
         clock.advance(1);
         assert_eq!(d.sweep(), 1);
         assert_eq!(d.len(), 1);
@@ -289,14 +301,20 @@ mod tests {
     async fn bounded_evicts_least_recently_used() {
         let clock = ManualClock::new(1_000);
         let d = MemoryDriver::with_capacity(2).with_clock(clock.clone());
-        d.store(&id("a"), b"1", StoreMode::Create, None).await.unwrap();
+        d.store(&id("a"), b"1", StoreMode::Create, None)
+            .await
+            .unwrap();
         clock.advance(1);
-        d.store(&id("b"), b"2", StoreMode::Create, None).await.unwrap();
+        d.store(&id("b"), b"2", StoreMode::Create, None)
+            .await
+            .unwrap();
         clock.advance(1);
         // Reading `a` makes `b` the least recently used.
         assert!(d.load(&id("a"), None).await.unwrap().is_some());
         clock.advance(1);
-        d.store(&id("c"), b"3", StoreMode::Create, None).await.unwrap();
+        d.store(&id("c"), b"3", StoreMode::Create, None)
+            .await
+            .unwrap();
         assert_eq!(d.len(), 2);
         assert!(d.load(&id("b"), None).await.unwrap().is_none());
         assert!(d.load(&id("a"), None).await.unwrap().is_some());
@@ -307,7 +325,9 @@ mod tests {
         let clock = ManualClock::new(1_000);
         let d = MemoryDriver::new().with_clock(clock.clone());
         let ttl = Some(Duration::from_secs(10));
-        d.store(&id("a"), b"1", StoreMode::Create, ttl).await.unwrap();
+        d.store(&id("a"), b"1", StoreMode::Create, ttl)
+            .await
+            .unwrap();
         clock.advance(8);
         let loaded = d.load(&id("a"), ttl).await.unwrap().unwrap();
         assert_eq!(loaded.last_access, Some(1_000));

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the tests need (only where missing) and runs the whole test suite:
+# formatting, clippy with warnings as errors, and every test of the workspace.
+# Usage: scripts/test.sh        (as root, or with sudo available, on Debian/Ubuntu)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use, each with the command or Perl module that shows it is there.
+need=()
+command -v memcached >/dev/null 2>&1 || need+=(memcached)
+perl -MCGI::Session -e1 >/dev/null 2>&1 || need+=(libcgi-session-perl)
+perl -MCache::Memcached -e1 >/dev/null 2>&1 || need+=(libcache-memcached-perl)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "==> installing missing packages: ${need[*]}"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "error: need root (or sudo) to run: apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# The tests start their own memcached processes on free loopback ports; a system service
+# started by the package install is not used (stop it so it holds no port or memory).
+if command -v systemctl >/dev/null 2>&1; then systemctl stop memcached >/dev/null 2>&1 || true; fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --workspace --locked
+echo "==> all tests passed"
