@@ -1,0 +1,408 @@
+//! Connections and the per-server pool.
+//!
+//! Each connection is owned by one task. Callers send a [`Request`] (encoded
+//! bytes, the kind of reply expected, a deadline and a oneshot for the reply)
+//! through an mpsc channel. The task writes requests in order, many at a time
+//! (pipelining), and matches replies first-in first-out, checking the `O`
+//! (opaque) token each meta reply echoes. A caller that gives up only drops
+//! its oneshot receiver: the task still reads and discards that reply, so the
+//! connection never gets out of step. A timeout, an I/O error or an invalid
+//! reply closes the connection and fails every request on it; the next request
+//! opens a new connection, so service resumes by itself after a restart.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::proto::{parse_reply, Parsed, Reply, ReplyKind};
+
+/// Most requests written but not yet answered on one connection.
+const MAX_PENDING: usize = 4096;
+/// Stop taking new requests while this many bytes wait to be written.
+const MAX_OUT: usize = 4 * 1024 * 1024;
+/// Extra time the caller waits beyond the deadline, so the connection task
+/// (which closes the connection) normally reports the timeout itself.
+const CALLER_GRACE: Duration = Duration::from_millis(50);
+
+/// Decrements a slot's in-flight counter when dropped.
+struct InflightGuard(Arc<AtomicUsize>);
+
+impl InflightGuard {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(counter.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One request on its way to a connection task.
+struct Request {
+    bytes: Vec<u8>,
+    kind: ReplyKind,
+    opaque: Option<u32>,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Reply>>,
+    _inflight: InflightGuard,
+}
+
+/// A request written to the socket and waiting for its reply.
+struct Pending {
+    kind: ReplyKind,
+    opaque: Option<u32>,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Reply>>,
+    _inflight: InflightGuard,
+}
+
+/// Settings a pool needs.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolSettings {
+    pub server: String,
+    pub size: usize,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_value_size: usize,
+}
+
+/// The connections to one server. A later multi-server client keeps one
+/// `ServerPool` per server and picks the pool by hashing the key.
+pub(crate) struct ServerPool {
+    settings: PoolSettings,
+    slots: Vec<Mutex<Option<mpsc::Sender<Request>>>>,
+    inflight: Vec<Arc<AtomicUsize>>,
+    round_robin: AtomicUsize,
+    next_opaque: AtomicU32,
+}
+
+impl ServerPool {
+    pub(crate) fn new(settings: PoolSettings) -> Self {
+        let size = settings.size.max(1);
+        ServerPool {
+            slots: (0..size).map(|_| Mutex::new(None)).collect(),
+            inflight: (0..size).map(|_| Arc::new(AtomicUsize::new(0))).collect(),
+            round_robin: AtomicUsize::new(0),
+            next_opaque: AtomicU32::new(1),
+            settings,
+        }
+    }
+
+    pub(crate) fn server(&self) -> &str {
+        &self.settings.server
+    }
+
+    pub(crate) fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// A fresh opaque token for a meta request.
+    pub(crate) fn next_opaque(&self) -> u32 {
+        self.next_opaque.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Opens every connection now (non-lazy start-up).
+    pub(crate) async fn connect_all(&self) -> Result<()> {
+        for idx in 0..self.slots.len() {
+            self.sender(idx).await?;
+        }
+        Ok(())
+    }
+
+    /// The slot with the fewest requests in flight; ties go round robin.
+    fn pick(&self) -> usize {
+        let n = self.slots.len();
+        let start = self.round_robin.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|i| (start + i) % n)
+            .min_by_key(|&i| self.inflight[i].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// The sender of slot `idx`, connecting first if the slot has no live
+    /// connection.
+    async fn sender(&self, idx: usize) -> Result<mpsc::Sender<Request>> {
+        let mut slot = self.slots[idx].lock().await;
+        if let Some(tx) = slot.as_ref() {
+            if !tx.is_closed() {
+                return Ok(tx.clone());
+            }
+        }
+        *slot = None;
+        let stream = self.connect().await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let task = ConnTask {
+            server: self.settings.server.clone(),
+            timeout: self.settings.timeout,
+            max_value: self.settings.max_value_size,
+        };
+        tokio::spawn(task.run(stream, rx));
+        tracing::debug!(server = %self.settings.server, slot = idx, "memcached connection opened");
+        *slot = Some(tx.clone());
+        Ok(tx)
+    }
+
+    /// Opens a new TCP connection (also used for metadump's dedicated one).
+    pub(crate) async fn connect(&self) -> Result<TcpStream> {
+        let server = &self.settings.server;
+        let after = self.settings.connect_timeout;
+        match tokio::time::timeout(after, TcpStream::connect(server.as_str())).await {
+            Err(_) => Err(Error::Timeout {
+                server: server.clone(),
+                after,
+            }),
+            Ok(Err(e)) => Err(Error::io(server, "cannot connect", e)),
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+        }
+    }
+
+    /// Sends one request and waits for its reply. `SERVER_ERROR`,
+    /// `CLIENT_ERROR` and `ERROR` replies come back as errors.
+    pub(crate) async fn call(
+        &self,
+        bytes: Vec<u8>,
+        kind: ReplyKind,
+        opaque: Option<u32>,
+    ) -> Result<Reply> {
+        let deadline = Instant::now() + self.settings.timeout;
+        let idx = self.pick();
+        let guard = InflightGuard::new(&self.inflight[idx]);
+        let tx = match tokio::time::timeout_at(deadline, self.sender(idx)).await {
+            Ok(tx) => tx?,
+            Err(_) => return Err(self.timeout_error()),
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let request = Request {
+            bytes,
+            kind,
+            opaque,
+            deadline,
+            reply: reply_tx,
+            _inflight: guard,
+        };
+        match tokio::time::timeout_at(deadline, tx.send(request)).await {
+            Err(_) => return Err(self.timeout_error()),
+            Ok(Err(_)) => {
+                return Err(Error::unavailable(
+                    &self.settings.server,
+                    "the connection closed before the request was sent",
+                ))
+            }
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout_at(deadline + CALLER_GRACE, reply_rx).await {
+            Err(_) => Err(self.timeout_error()),
+            Ok(Err(_)) => Err(Error::unavailable(
+                &self.settings.server,
+                "the connection closed before the reply arrived",
+            )),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    fn timeout_error(&self) -> Error {
+        Error::Timeout {
+            server: self.settings.server.clone(),
+            after: self.settings.timeout,
+        }
+    }
+}
+
+struct ConnTask {
+    server: String,
+    timeout: Duration,
+    max_value: usize,
+}
+
+impl ConnTask {
+    async fn run(self, stream: TcpStream, mut rx: mpsc::Receiver<Request>) {
+        let (mut rd, mut wr) = stream.into_split();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut out: Vec<u8> = Vec::new();
+        let mut out_pos = 0usize;
+        let mut inbuf = BytesMut::with_capacity(16 * 1024);
+        let mut rx_open = true;
+
+        let failure: Error = loop {
+            if !rx_open && pending.is_empty() && out_pos == out.len() {
+                tracing::debug!(server = %self.server, "memcached connection closed: client dropped");
+                return;
+            }
+            if inbuf.capacity() - inbuf.len() < 4096 {
+                inbuf.reserve(16 * 1024);
+            }
+            let front_deadline = pending.front().map(|p| p.deadline);
+            tokio::select! {
+                biased;
+                read = rd.read_buf(&mut inbuf) => {
+                    match read {
+                        Ok(0) => break Error::unavailable(&self.server, "the server closed the connection"),
+                        Err(e) => break Error::io(&self.server, "read failed", e),
+                        Ok(_) => {}
+                    }
+                    if let Err(e) = self.deliver(&mut inbuf, &mut pending) {
+                        break e;
+                    }
+                }
+                _ = tokio::time::sleep_until(front_deadline.unwrap_or_else(Instant::now)), if front_deadline.is_some() => {
+                    break Error::Timeout { server: self.server.clone(), after: self.timeout };
+                }
+                written = wr.write(&out[out_pos..]), if out_pos < out.len() => {
+                    match written {
+                        Ok(0) => break Error::unavailable(&self.server, "the server stopped accepting data"),
+                        Err(e) => break Error::io(&self.server, "write failed", e),
+                        Ok(n) => {
+                            out_pos += n;
+                            if out_pos == out.len() {
+                                out.clear();
+                                out_pos = 0;
+                            }
+                        }
+                    }
+                }
+                request = rx.recv(), if rx_open && pending.len() < MAX_PENDING && out.len() < MAX_OUT => {
+                    match request {
+                        None => rx_open = false,
+                        Some(req) => {
+                            if req.reply.is_closed() {
+                                // The caller gave up before anything was written: skip it.
+                                continue;
+                            }
+                            out.extend_from_slice(&req.bytes);
+                            pending.push_back(Pending {
+                                kind: req.kind,
+                                opaque: req.opaque,
+                                deadline: req.deadline,
+                                reply: req.reply,
+                                _inflight: req._inflight,
+                            });
+                        }
+                    }
+                }
+            }
+        };
+
+        tracing::debug!(server = %self.server, error = %failure, in_flight = pending.len(), "memcached connection closed");
+        for p in pending.drain(..) {
+            let _ = p.reply.send(Err(failure.clone()));
+        }
+        rx.close();
+        while let Ok(req) = rx.try_recv() {
+            let _ = req.reply.send(Err(failure.clone()));
+        }
+    }
+
+    /// Parses every complete reply in `inbuf` and hands each to its request.
+    fn deliver(&self, inbuf: &mut BytesMut, pending: &mut VecDeque<Pending>) -> Result<()> {
+        while let Some(front) = pending.front() {
+            let (reply, used) = match parse_reply(front.kind, inbuf, self.max_value) {
+                Ok(Parsed::NeedMore) => return Ok(()),
+                Ok(Parsed::Done(reply, used)) => (reply, used),
+                Err(e) => {
+                    let err = Error::protocol(&self.server, e.0);
+                    if let Some(p) = pending.pop_front() {
+                        let _ = p.reply.send(Err(err.clone()));
+                    }
+                    return Err(err);
+                }
+            };
+            inbuf.advance(used);
+            let Some(p) = pending.pop_front() else {
+                break;
+            };
+            if let (Some(want), Some(got)) = (p.opaque, reply.flag(b'O')) {
+                if got != want.to_string().as_bytes() {
+                    let err = Error::protocol(
+                        &self.server,
+                        format!(
+                            "reply with opaque token O{} arrived while O{want} was expected (replies out of step)",
+                            String::from_utf8_lossy(got)
+                        ),
+                    );
+                    let _ = p.reply.send(Err(err.clone()));
+                    return Err(err);
+                }
+            }
+            match reply {
+                Reply::ServerError(message) => {
+                    let _ = p.reply.send(Err(Error::Server {
+                        server: self.server.clone(),
+                        message,
+                    }));
+                }
+                Reply::ClientError(_) | Reply::Error(_) => {
+                    // The server may now read our bytes out of step: close.
+                    let err = Error::protocol(
+                        &self.server,
+                        format!("the server rejected a request: {}", reply.describe()),
+                    );
+                    let _ = p.reply.send(Err(err.clone()));
+                    return Err(err);
+                }
+                reply => {
+                    // A send error means the caller gave up: drop the reply.
+                    let _ = p.reply.send(Ok(reply));
+                }
+            }
+        }
+        if !inbuf.is_empty() {
+            return Err(Error::protocol(
+                &self.server,
+                format!(
+                    "{} unexpected bytes arrived with no request waiting",
+                    inbuf.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads from `stream` into `buf` with a timeout, for the metadump connection.
+pub(crate) async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    server: &str,
+    timeout: Duration,
+) -> Result<usize> {
+    buf.reserve(16 * 1024);
+    match tokio::time::timeout(timeout, stream.read_buf(buf)).await {
+        Err(_) => Err(Error::Timeout {
+            server: server.to_string(),
+            after: timeout,
+        }),
+        Ok(Err(e)) => Err(Error::io(server, "read failed", e)),
+        Ok(Ok(n)) => Ok(n),
+    }
+}
+
+/// Writes all of `bytes` with a timeout, for the metadump connection.
+pub(crate) async fn write_all(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    server: &str,
+    timeout: Duration,
+) -> Result<()> {
+    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
+        Err(_) => Err(Error::Timeout {
+            server: server.to_string(),
+            after: timeout,
+        }),
+        Ok(Err(e)) => Err(Error::io(server, "write failed", e)),
+        Ok(Ok(())) => Ok(()),
+    }
+}

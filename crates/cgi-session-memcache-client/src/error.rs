@@ -1,0 +1,132 @@
+//! The error type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Hint appended to availability errors.
+const CHECK_HINT: &str = "is it running and reachable? (check with `cgi-session check`)";
+
+/// Everything that can go wrong talking to memcached.
+///
+/// [`is_unavailable`](Error::is_unavailable) tells apart "the server could not
+/// be reached or did not answer in time" (retry later, serve degraded) from
+/// bugs and bad input.
+///
+/// ```
+/// use cgi_session_memcache_client::{Error, Key};
+/// let err = Key::new("has space").unwrap_err();
+/// assert!(matches!(err, Error::InvalidKey { .. }));
+/// assert!(!err.is_unavailable());
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server could not be reached, refused the connection, or closed it.
+    #[error("memcached at {server} is unavailable: {reason}; {CHECK_HINT}")]
+    Unavailable {
+        /// The server address as configured.
+        server: String,
+        /// What happened (connect refused, connection closed, ...).
+        reason: String,
+        /// The underlying I/O error, if any.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
+    },
+    /// The server did not answer (or accept a connection) in time. The
+    /// connection was closed; the next request opens a new one.
+    #[error("memcached at {server} did not answer within {after:?}; {CHECK_HINT}")]
+    Timeout {
+        /// The server address as configured.
+        server: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The server sent something that is not valid meta-protocol. The
+    /// connection was closed; the next request opens a new one.
+    #[error("memcached at {server} sent an invalid reply: {detail}; the connection was closed and will be reopened (is this a memcached >= 1.6 server speaking the meta protocol?)")]
+    Protocol {
+        /// The server address as configured.
+        server: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A key was rejected before anything was sent.
+    #[error("invalid memcached key: {reason}; keys must be 1 to 250 bytes without spaces or control characters (hash or encode longer or binary keys)")]
+    InvalidKey {
+        /// Why the key was rejected (the key itself is not included).
+        reason: String,
+    },
+    /// A value was larger than the client's `max_value_size`.
+    #[error("value of {len} bytes is larger than the limit of {max} bytes; store less data, or raise the server's item size (memcached -I) and the client's max_value_size")]
+    ValueTooLarge {
+        /// The value's size.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The server answered `SERVER_ERROR` (e.g. "object too large for cache",
+    /// "out of memory"). The connection stays usable.
+    #[error("memcached at {server} reported an error: {message}")]
+    Server {
+        /// The server address as configured.
+        server: String,
+        /// The text after `SERVER_ERROR`.
+        message: String,
+    },
+}
+
+impl Error {
+    /// True for [`Error::Unavailable`] and [`Error::Timeout`]: the server is
+    /// down, unreachable or hung. A session store usually degrades or retries
+    /// later rather than treating this as a bug.
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::Error;
+    /// let e = Error::Timeout { server: "127.0.0.1:11211".into(), after: std::time::Duration::from_millis(500) };
+    /// assert!(e.is_unavailable());
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "memcached at 127.0.0.1:11211 did not answer within 500ms; is it running and reachable? (check with `cgi-session check`)"
+    /// );
+    /// ```
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. } | Error::Timeout { .. })
+    }
+
+    /// True for [`Error::Timeout`].
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::Error;
+    /// let e = Error::Timeout { server: "a:1".into(), after: std::time::Duration::from_secs(1) };
+    /// assert!(e.is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    pub(crate) fn unavailable(server: &str, reason: impl Into<String>) -> Error {
+        Error::Unavailable {
+            server: server.to_string(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn io(server: &str, what: &str, e: std::io::Error) -> Error {
+        Error::Unavailable {
+            server: server.to_string(),
+            reason: format!("{what}: {e}"),
+            source: Some(Arc::new(e)),
+        }
+    }
+
+    pub(crate) fn protocol(server: &str, detail: impl Into<String>) -> Error {
+        Error::Protocol {
+            server: server.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,441 @@
+//! Wire format: request encoding and a strict, incremental reply parser.
+//!
+//! The parser is a pure function over a byte buffer: it returns
+//! [`Parsed::NeedMore`] when the buffer holds only part of a reply, the reply
+//! and the number of bytes it used, or a [`ParseError`]. It never panics, caps
+//! the length of header lines ([`MAX_LINE`]) and of values (configurable), and
+//! checks lengths, flag tokens and every CRLF.
+
+use bytes::Bytes;
+
+/// Longest header line accepted (`VA ...`, `HD ...`, `STAT ...`), CRLF included.
+pub const MAX_LINE: usize = 8 * 1024;
+
+/// Most bytes a `stats` reply may take in total.
+pub const MAX_STATS: usize = 1024 * 1024;
+
+/// What kind of reply a request expects; chosen by the request, because the
+/// same bytes mean different things after `mg` and after `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// A meta command reply (`HD`, `VA`, `EN`, `NS`, `EX`, `NF`, `MN`).
+    Meta,
+    /// `VERSION <text>`.
+    Version,
+    /// `STAT <name> <value>` lines ending with `END`.
+    Stats,
+}
+
+/// The status code of a meta reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaCode {
+    /// `HD`: success, no value.
+    Hd,
+    /// `VA`: success with a value.
+    Va,
+    /// `EN`: miss.
+    En,
+    /// `NS`: not stored.
+    Ns,
+    /// `EX`: exists (CAS mismatch).
+    Ex,
+    /// `NF`: not found.
+    Nf,
+    /// `MN`: the reply to `mn`.
+    Mn,
+}
+
+impl MetaCode {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetaCode::Hd => "HD",
+            MetaCode::Va => "VA",
+            MetaCode::En => "EN",
+            MetaCode::Ns => "NS",
+            MetaCode::Ex => "EX",
+            MetaCode::Nf => "NF",
+            MetaCode::Mn => "MN",
+        }
+    }
+}
+
+/// One parsed reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A meta reply: code, return flags (`(flag, token)`), value for `VA`.
+    Meta {
+        /// The status code.
+        code: MetaCode,
+        /// Return flags in the order sent, e.g. `(b'c', b"42")`.
+        flags: Vec<(u8, Vec<u8>)>,
+        /// The value (only for `VA`).
+        value: Option<Bytes>,
+    },
+    /// `VERSION <text>`.
+    Version(String),
+    /// `STAT` lines.
+    Stats(Vec<(String, String)>),
+    /// `SERVER_ERROR <msg>`: the server stayed in step (e.g. object too large).
+    ServerError(String),
+    /// `CLIENT_ERROR <msg>`: the request was malformed; the stream may be out of step.
+    ClientError(String),
+    /// `ERROR` (unknown command); the stream may be out of step.
+    Error(String),
+}
+
+impl Reply {
+    /// The value of a return flag, if present.
+    pub fn flag(&self, f: u8) -> Option<&[u8]> {
+        match self {
+            Reply::Meta { flags, .. } => flags
+                .iter()
+                .find(|(k, _)| *k == f)
+                .map(|(_, v)| v.as_slice()),
+            _ => None,
+        }
+    }
+
+    /// A short description for error messages (never includes values).
+    pub fn describe(&self) -> String {
+        match self {
+            Reply::Meta { code, flags, .. } => {
+                let mut s = code.as_str().to_string();
+                for (f, _) in flags {
+                    s.push(' ');
+                    s.push(char::from(*f));
+                }
+                s
+            }
+            Reply::Version(_) => "VERSION".into(),
+            Reply::Stats(_) => "STAT lines".into(),
+            Reply::ServerError(m) => format!("SERVER_ERROR {m}"),
+            Reply::ClientError(m) => format!("CLIENT_ERROR {m}"),
+            Reply::Error(m) => format!("ERROR {m}").trim_end().to_string(),
+        }
+    }
+}
+
+/// Result of one parse attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// The buffer holds only part of a reply; read more bytes.
+    NeedMore,
+    /// A complete reply, and how many bytes of the buffer it used.
+    Done(Reply, usize),
+}
+
+/// A reply that breaks the protocol. The connection must be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(msg.into()))
+}
+
+/// Finds the first complete line (ending in CRLF) in `buf`, starting at `from`.
+/// Returns the line without CRLF and the offset just past it.
+fn line_at(buf: &[u8], from: usize) -> Result<Option<(&[u8], usize)>, ParseError> {
+    let rest = buf.get(from..).unwrap_or_default();
+    let window = &rest[..rest.len().min(MAX_LINE)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(0) => err("reply line starts with a bare LF"),
+        Some(i) => {
+            if window[i - 1] != b'\r' {
+                return err("reply line ends with LF without CR");
+            }
+            let line = &window[..i - 1];
+            if let Some(b) = line.iter().find(|&&b| b == b'\r') {
+                let _ = b;
+                return err("reply line contains a stray CR");
+            }
+            Ok(Some((line, from + i + 1)))
+        }
+        None if window.len() >= MAX_LINE => err(format!(
+            "reply line longer than {MAX_LINE} bytes without CRLF"
+        )),
+        None => Ok(None),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn parse_decimal(tok: &[u8]) -> Option<u64> {
+    if tok.is_empty() || tok.len() > 20 || !tok.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(tok).ok()?.parse().ok()
+}
+
+fn parse_flags(tokens: &[&[u8]]) -> Result<Vec<(u8, Vec<u8>)>, ParseError> {
+    let mut flags = Vec::with_capacity(tokens.len());
+    for tok in tokens {
+        let (&f, rest) = match tok.split_first() {
+            Some(x) => x,
+            None => return err("empty flag token (double space)"),
+        };
+        if !f.is_ascii_alphabetic() {
+            return err(format!("invalid return flag byte 0x{f:02x}"));
+        }
+        if !rest.iter().all(|b| b.is_ascii_graphic()) {
+            return err(format!(
+                "return flag '{}' has a non-printable token",
+                char::from(f)
+            ));
+        }
+        flags.push((f, rest.to_vec()));
+    }
+    Ok(flags)
+}
+
+fn error_line(line: &[u8]) -> Option<Reply> {
+    if let Some(rest) = line.strip_prefix(b"SERVER_ERROR") {
+        return Some(Reply::ServerError(text(rest).trim().to_string()));
+    }
+    if let Some(rest) = line.strip_prefix(b"CLIENT_ERROR") {
+        return Some(Reply::ClientError(text(rest).trim().to_string()));
+    }
+    if line == b"ERROR" || line.starts_with(b"ERROR ") {
+        return Some(Reply::Error(text(&line[5..]).trim().to_string()));
+    }
+    None
+}
+
+/// Parses one reply of `kind` from the start of `buf`.
+///
+/// `max_value` caps the length a `VA` reply may announce.
+pub fn parse_reply(kind: ReplyKind, buf: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
+    match kind {
+        ReplyKind::Meta => parse_meta(buf, max_value),
+        ReplyKind::Version => parse_version(buf),
+        ReplyKind::Stats => parse_stats(buf),
+    }
+}
+
+fn parse_meta(buf: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
+    let Some((line, after)) = line_at(buf, 0)? else {
+        return Ok(Parsed::NeedMore);
+    };
+    if let Some(reply) = error_line(line) {
+        return Ok(Parsed::Done(reply, after));
+    }
+    let tokens: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let code = match tokens[0] {
+        b"HD" => MetaCode::Hd,
+        b"VA" => MetaCode::Va,
+        b"EN" => MetaCode::En,
+        b"NS" => MetaCode::Ns,
+        b"EX" => MetaCode::Ex,
+        b"NF" => MetaCode::Nf,
+        b"MN" => MetaCode::Mn,
+        other => {
+            let shown: String = text(other).chars().take(16).collect();
+            return err(format!("unknown reply code {shown:?}"));
+        }
+    };
+    if code == MetaCode::Mn && tokens.len() > 1 {
+        return err("MN reply with extra tokens");
+    }
+    if code != MetaCode::Va {
+        let flags = parse_flags(&tokens[1..])?;
+        return Ok(Parsed::Done(
+            Reply::Meta {
+                code,
+                flags,
+                value: None,
+            },
+            after,
+        ));
+    }
+    let Some(len_tok) = tokens.get(1) else {
+        return err("VA reply without a length");
+    };
+    let Some(len) = parse_decimal(len_tok) else {
+        return err(format!("VA reply with a bad length {:?}", text(len_tok)));
+    };
+    if len > max_value as u64 {
+        return err(format!(
+            "VA reply announces {len} bytes, over the client's limit of {max_value} bytes"
+        ));
+    }
+    let flags = parse_flags(&tokens[2..])?;
+    let len = len as usize;
+    let end = after + len;
+    if buf.len() < end + 2 {
+        return Ok(Parsed::NeedMore);
+    }
+    if &buf[end..end + 2] != b"\r\n" {
+        return err(format!(
+            "VA value of announced length {len} is not followed by CRLF"
+        ));
+    }
+    Ok(Parsed::Done(
+        Reply::Meta {
+            code,
+            flags,
+            value: Some(Bytes::copy_from_slice(&buf[after..end])),
+        },
+        end + 2,
+    ))
+}
+
+fn parse_version(buf: &[u8]) -> Result<Parsed, ParseError> {
+    let Some((line, after)) = line_at(buf, 0)? else {
+        return Ok(Parsed::NeedMore);
+    };
+    if let Some(reply) = error_line(line) {
+        return Ok(Parsed::Done(reply, after));
+    }
+    match line.strip_prefix(b"VERSION ") {
+        Some(v) if !v.is_empty() => Ok(Parsed::Done(Reply::Version(text(v)), after)),
+        _ => err("expected a VERSION line"),
+    }
+}
+
+fn parse_stats(buf: &[u8]) -> Result<Parsed, ParseError> {
+    let mut pos = 0;
+    let mut out = Vec::new();
+    loop {
+        if pos > MAX_STATS {
+            return err(format!("stats reply longer than {MAX_STATS} bytes"));
+        }
+        let Some((line, after)) = line_at(buf, pos)? else {
+            return Ok(Parsed::NeedMore);
+        };
+        if pos == 0 {
+            if let Some(reply) = error_line(line) {
+                return Ok(Parsed::Done(reply, after));
+            }
+        }
+        if line == b"END" {
+            return Ok(Parsed::Done(Reply::Stats(out), after));
+        }
+        let Some(rest) = line.strip_prefix(b"STAT ") else {
+            return err("expected a STAT line or END");
+        };
+        let s = text(rest);
+        let (name, value) = s.split_once(' ').unwrap_or((s.as_str(), ""));
+        if name.is_empty() {
+            return err("STAT line without a name");
+        }
+        out.push((name.to_string(), value.to_string()));
+        pos = after;
+    }
+}
+
+/// Appends a meta request line: `<cmd> <key> <args...>\r\n`.
+pub fn encode_meta(out: &mut Vec<u8>, cmd: &str, key: &[u8], args: &[String]) {
+    out.extend_from_slice(cmd.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    for a in args {
+        out.push(b' ');
+        out.extend_from_slice(a.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(buf: &[u8]) -> Result<Parsed, ParseError> {
+        parse_reply(ReplyKind::Meta, buf, 1 << 20)
+    }
+
+    #[test]
+    fn simple_codes() {
+        for (s, c) in [
+            ("HD", MetaCode::Hd),
+            ("EN", MetaCode::En),
+            ("NS", MetaCode::Ns),
+            ("EX", MetaCode::Ex),
+            ("NF", MetaCode::Nf),
+            ("MN", MetaCode::Mn),
+        ] {
+            let buf = format!("{s}\r\n");
+            assert_eq!(
+                meta(buf.as_bytes()).unwrap(),
+                Parsed::Done(
+                    Reply::Meta {
+                        code: c,
+                        flags: vec![],
+                        value: None
+                    },
+                    4
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn value_with_flags() {
+        let buf = b"VA 2 c12 f5 t-1 O7\r\nhi\r\nEN\r\n";
+        let Parsed::Done(r, n) = meta(buf).unwrap() else {
+            panic!()
+        };
+        assert_eq!(n, 24);
+        assert_eq!(r.flag(b'c'), Some(&b"12"[..]));
+        assert_eq!(r.flag(b't'), Some(&b"-1"[..]));
+        assert_eq!(r.flag(b'O'), Some(&b"7"[..]));
+        match r {
+            Reply::Meta { value, .. } => assert_eq!(value.unwrap(), &b"hi"[..]),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn partial_and_errors() {
+        assert_eq!(meta(b"VA 2 c1\r\nh").unwrap(), Parsed::NeedMore);
+        assert_eq!(meta(b"VA 2 c1\r\nhi\r").unwrap(), Parsed::NeedMore);
+        assert_eq!(meta(b"H").unwrap(), Parsed::NeedMore);
+        assert!(meta(b"VA 2\r\nhiX\r\n").is_err());
+        assert!(meta(b"VA x\r\n").is_err());
+        assert!(meta(b"VA\r\n").is_err());
+        assert!(meta(b"VA -1\r\n").is_err());
+        assert!(meta(b"ZZ\r\n").is_err());
+        assert!(meta(b"HD\n").is_err());
+        assert!(meta(b"HD 1x\r\n").is_err());
+        assert!(meta(b"HD  \r\n").is_err());
+        assert!(parse_reply(ReplyKind::Meta, b"VA 100 \r\n", 10).is_err());
+        assert!(meta(&vec![b'H'; MAX_LINE + 1]).is_err());
+    }
+
+    #[test]
+    fn error_lines() {
+        assert_eq!(
+            meta(b"SERVER_ERROR out of memory\r\n").unwrap(),
+            Parsed::Done(Reply::ServerError("out of memory".into()), 28)
+        );
+        assert!(matches!(
+            meta(b"CLIENT_ERROR bad\r\n").unwrap(),
+            Parsed::Done(Reply::ClientError(_), _)
+        ));
+        assert!(matches!(
+            meta(b"ERROR\r\n").unwrap(),
+            Parsed::Done(Reply::Error(_), 7)
+        ));
+    }
+
+    #[test]
+    fn stats_and_version() {
+        let buf = b"STAT pid 1\r\nSTAT version 1.6.18\r\nEND\r\n";
+        let Parsed::Done(Reply::Stats(s), n) = parse_reply(ReplyKind::Stats, buf, 0).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(n, buf.len());
+        assert_eq!(s[1], ("version".into(), "1.6.18".into()));
+        assert_eq!(
+            parse_reply(ReplyKind::Stats, b"STAT pid 1\r\n", 0).unwrap(),
+            Parsed::NeedMore
+        );
+        assert_eq!(
+            parse_reply(ReplyKind::Version, b"VERSION 1.6.18\r\n", 0).unwrap(),
+            Parsed::Done(Reply::Version("1.6.18".into()), 16)
+        );
+        assert!(parse_reply(ReplyKind::Version, b"HD\r\n", 0).is_err());
+    }
+}
