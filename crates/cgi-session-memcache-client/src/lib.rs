@@ -674,6 +674,23 @@ impl Client {
         &self.inner.pools[0]
     }
 
+    /// The servers this client talks to, as configured (`host:port`).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_memcache_client::{Client, ClientConfig};
+    /// let client = Client::connect(ClientConfig::new("127.0.0.1:1").lazy(true)).await.unwrap();
+    /// assert_eq!(client.servers(), ["127.0.0.1:1"]);
+    /// # });
+    /// ```
+    pub fn servers(&self) -> Vec<String> {
+        self.inner
+            .pools
+            .iter()
+            .map(|p| p.server().to_owned())
+            .collect()
+    }
+
     fn first_pool(&self) -> &ServerPool {
         &self.inner.pools[0]
     }

@@ -1,0 +1,494 @@
+//! [`MemcacheDriver`]: sessions in memcached through any [`MemcacheHandle`].
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cgi_session_core::{
+    Clock, Driver, DriverError, Loaded, SessionId, StoreMode, StoreOutcome, SystemClock,
+};
+use cgi_session_memcache_client::memcached_exptime;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::handle::{HandleError, MemcacheHandle, WriteMode, WriteOutcome};
+
+/// The seed's key prefix: sessions live under `sessions:<id>`.
+pub const DEFAULT_PREFIX: &str = "sessions:";
+
+/// Lifetime of sessions that have no idle timeout (memcached would otherwise keep them until
+/// evicted, as the seed does): one day.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// Client flag marking a gzip-compressed value: the bit Perl's Cache::Memcached uses
+/// (`F_COMPRESS`), so that Perl readers decompress it too.
+pub const FLAG_COMPRESSED: u32 = 2;
+
+/// Item size limit assumed when the server does not say (memcached's default, 1 MiB).
+pub const DEFAULT_ITEM_SIZE_MAX: u64 = 1024 * 1024;
+
+/// memcached's per-item overhead that counts against `item_size_max` besides key and value
+/// (item header, CAS, suffix): a conservative allowance.
+const ITEM_OVERHEAD: u64 = 64;
+
+/// Largest value accepted when decompressing, against zip bombs.
+const MAX_DECOMPRESSED: u64 = 64 * 1024 * 1024;
+
+const NAME: &str = "memcache";
+
+/// The memcached driver: the seed's `driver:memcache`, done properly.
+///
+/// - Keys are `sessions:<id>` by default (the seed's scheme, so Perl apps share sessions),
+///   with a configurable prefix, or `<prefix><sha256(id) in hex>` with
+///   [`MemcacheDriverBuilder::hashed_keys`] (a dump of the server then yields no usable
+///   cookie). Keys are validated before anything is sent.
+/// - Items get real TTLs: the session's idle timeout (plus the store's grace), or
+///   [`DEFAULT_LIFETIME`] for sessions without one; TTLs over 30 days are sent as absolute
+///   Unix times, as memcached requires.
+/// - Loading refreshes the TTL in the same round trip that reads (`mg <key> v c f T<ttl>`),
+///   creation uses `add`, saves use CAS, so concurrent updates are detected.
+/// - A dead or hung server is an error naming it ([`DriverError::Unavailable`]), never an
+///   empty session.
+/// - Sessions larger than the server's item size limit get [`DriverError::TooLarge`] before
+///   anything is sent; values above a threshold can be gzip-compressed.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use cgi_session_core::SessionStore;
+/// use cgi_session_memcache::MemcacheDriver;
+/// use cgi_session_memcache_client::{Client, ClientConfig};
+///
+/// // my $memd = Cache::Memcached->new({servers => ['127.0.0.1:11211']});
+/// let memd = Client::connect(ClientConfig::new("127.0.0.1:11211")).await?;
+/// // CGI::Session->new("driver:memcache", $cgi, {Handle => $memd});
+/// let driver = MemcacheDriver::new(memd);
+/// driver.check().await?; // the seed's manual "is it alive?" test, built in
+/// let store = SessionStore::builder(driver).build();
+/// let mut session = store.new_session(None, None).await?;
+/// session.set("greet_en", "Hi !")?;
+/// session.flush().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemcacheDriver {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    handle: Arc<dyn MemcacheHandle>,
+    prefix: String,
+    hashed: bool,
+    default_lifetime: Duration,
+    compress_above: Option<usize>,
+    item_size_max: OnceCell<u64>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Configures a [`MemcacheDriver`].
+#[derive(Debug)]
+#[must_use]
+pub struct MemcacheDriverBuilder {
+    handle: Arc<dyn MemcacheHandle>,
+    prefix: String,
+    hashed: bool,
+    default_lifetime: Duration,
+    compress_above: Option<usize>,
+    item_size_max: Option<u64>,
+}
+
+impl MemcacheDriverBuilder {
+    /// The key prefix ([`DEFAULT_PREFIX`] by default). It must be a valid part of a memcached
+    /// key: no whitespace or control characters, at most 100 bytes.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Store sessions under a SHA-256 digest of the id instead of the id itself, so that a key
+    /// dump yields no usable cookie. Perl's seed driver cannot read such keys, and ids from
+    /// the guessable `incr` generator are not hidden by it.
+    pub fn hashed_keys(mut self, on: bool) -> Self {
+        self.hashed = on;
+        self
+    }
+
+    /// Lifetime of sessions with no idle timeout ([`DEFAULT_LIFETIME`] by default).
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = lifetime;
+        self
+    }
+
+    /// Gzip values larger than `bytes` (flagged with [`FLAG_COMPRESSED`] in the item's client
+    /// flags, as Perl's Cache::Memcached does). Off by default.
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.compress_above = Some(bytes);
+        self
+    }
+
+    /// The server's item size limit, if known up front; otherwise it is read from the server
+    /// (`stats settings`) before the first write.
+    pub fn item_size_max(mut self, bytes: u64) -> Self {
+        self.item_size_max = Some(bytes);
+        self
+    }
+
+    /// Builds the driver.
+    ///
+    /// # Errors
+    /// [`DriverError::Config`] when the prefix is not a valid key part.
+    pub fn build(self) -> Result<MemcacheDriver, DriverError> {
+        if self.prefix.len() > 100
+            || self
+                .prefix
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == 0x7f)
+        {
+            return Err(DriverError::Config {
+                driver: NAME,
+                message: format!(
+                    "key prefix {:?} is not usable in memcached keys: use at most 100 bytes without spaces or control characters",
+                    self.prefix
+                ),
+            });
+        }
+        let item_size_max = OnceCell::new();
+        if let Some(max) = self.item_size_max {
+            let _ = item_size_max.set(max);
+        }
+        Ok(MemcacheDriver {
+            inner: Arc::new(Inner {
+                handle: self.handle,
+                prefix: self.prefix,
+                hashed: self.hashed,
+                default_lifetime: self.default_lifetime,
+                compress_above: self.compress_above,
+                item_size_max,
+                clock: Arc::new(SystemClock),
+            }),
+        })
+    }
+}
+
+/// What [`MemcacheDriver::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// The server(s), as the handle describes them.
+    pub server: String,
+    /// The server's version.
+    pub version: String,
+    /// The item size limit.
+    pub item_size_max: u64,
+    /// Time of the set/get/delete probe.
+    pub probe_time: Duration,
+}
+
+impl MemcacheDriver {
+    /// A driver with default settings over `handle` (any [`MemcacheHandle`]).
+    pub fn new(handle: impl MemcacheHandle) -> Self {
+        Self::builder(handle)
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default prefix is valid"))
+    }
+
+    /// Starts configuring a driver over `handle`.
+    pub fn builder(handle: impl MemcacheHandle) -> MemcacheDriverBuilder {
+        Self::builder_dyn(Arc::new(handle))
+    }
+
+    /// [`MemcacheDriver::builder`] for a shared handle.
+    pub fn builder_dyn(handle: Arc<dyn MemcacheHandle>) -> MemcacheDriverBuilder {
+        MemcacheDriverBuilder {
+            handle,
+            prefix: DEFAULT_PREFIX.into(),
+            hashed: false,
+            default_lifetime: DEFAULT_LIFETIME,
+            compress_above: None,
+            item_size_max: None,
+        }
+    }
+
+    /// The handle.
+    pub fn handle(&self) -> &Arc<dyn MemcacheHandle> {
+        &self.inner.handle
+    }
+
+    /// The memcached key of session `id`.
+    pub fn key_for(&self, id: &SessionId) -> String {
+        let mut key = self.inner.prefix.clone();
+        if self.inner.hashed {
+            for b in Sha256::digest(id.as_str().as_bytes()) {
+                let _ = write!(key, "{b:02x}");
+            }
+        } else {
+            key.push_str(id.as_str());
+        }
+        key
+    }
+
+    fn checked_key(&self, id: &SessionId) -> Result<String, DriverError> {
+        let key = self.key_for(id);
+        cgi_session_memcache_client::validate_key(key.as_bytes()).map_err(|e| {
+            DriverError::Config {
+                driver: NAME,
+                message: e.to_string(),
+            }
+        })?;
+        Ok(key)
+    }
+
+    /// memcached's exptime for a lifetime (`None`: the default lifetime).
+    pub fn exptime(&self, ttl: Option<Duration>) -> u32 {
+        let ttl = ttl.unwrap_or(self.inner.default_lifetime);
+        memcached_exptime(ttl, self.inner.clock.now())
+    }
+
+    async fn item_size_max(&self) -> Result<u64, DriverError> {
+        self.inner
+            .item_size_max
+            .get_or_try_init(|| async {
+                match self.inner.handle.server_info().await {
+                    Ok(info) => Ok(info.item_size_max.unwrap_or(DEFAULT_ITEM_SIZE_MAX)),
+                    Err(HandleError::Unsupported(_)) => Ok(DEFAULT_ITEM_SIZE_MAX),
+                    Err(e) => Err(self.error(e)),
+                }
+            })
+            .await
+            .copied()
+    }
+
+    fn error(&self, e: HandleError) -> DriverError {
+        match e {
+            HandleError::Unavailable(source) => DriverError::Unavailable {
+                driver: NAME,
+                source,
+            },
+            HandleError::Unsupported(operation) => DriverError::Unsupported {
+                driver: NAME,
+                operation,
+            },
+            HandleError::Other(source) => DriverError::Backend {
+                driver: NAME,
+                source,
+            },
+        }
+    }
+
+    fn encode(&self, data: &[u8]) -> Result<(Vec<u8>, u32), DriverError> {
+        match self.inner.compress_above {
+            Some(limit) if data.len() > limit => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(data)
+                    .and_then(|()| gz.finish())
+                    .map(|bytes| (bytes, FLAG_COMPRESSED))
+                    .map_err(|e| DriverError::Backend {
+                        driver: NAME,
+                        source: Box::new(e),
+                    })
+            }
+            _ => Ok((data.to_vec(), 0)),
+        }
+    }
+
+    fn decode(&self, value: Vec<u8>, flags: u32) -> Result<Vec<u8>, DriverError> {
+        if flags & !FLAG_COMPRESSED != 0 {
+            return Err(DriverError::Backend {
+                driver: NAME,
+                source: format!(
+                    "the item has client flags {flags} that cgi-session does not understand (1 is Perl Storable, written by Cache::Memcached for references); is another application using the key prefix?"
+                )
+                .into(),
+            });
+        }
+        if flags & FLAG_COMPRESSED == 0 {
+            return Ok(value);
+        }
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(value.as_slice())
+            .take(MAX_DECOMPRESSED)
+            .read_to_end(&mut out)
+            .map_err(|e| DriverError::Backend {
+                driver: NAME,
+                source: format!("a compressed session does not decompress: {e}").into(),
+            })?;
+        Ok(out)
+    }
+
+    /// The seed's manual health check, built in: the server's version and item size limit,
+    /// then a set/get/delete round trip on a probe key.
+    ///
+    /// # Errors
+    /// [`DriverError::Unavailable`] naming the server when it does not answer;
+    /// [`DriverError::Backend`] when the probe value does not read back.
+    pub async fn check(&self) -> Result<HealthReport, DriverError> {
+        let handle = &self.inner.handle;
+        let info = handle.server_info().await.map_err(|e| self.error(e))?;
+        let mut token = [0u8; 8];
+        let _ = getrandom::fill(&mut token);
+        let mut suffix = String::new();
+        for b in token {
+            let _ = write!(suffix, "{b:02x}");
+        }
+        let key = format!("{}__cgi_session_probe__{suffix}", self.inner.prefix);
+        let value = format!("it_is_{}", self.inner.clock.now());
+        let started = Instant::now();
+        let written = handle
+            .write(&key, value.as_bytes(), 0, 30, WriteMode::Add)
+            .await
+            .map_err(|e| self.error(e))?;
+        let probe_failed = |what: &str| DriverError::Backend {
+            driver: NAME,
+            source: format!("{}: {what}", handle.describe()).into(),
+        };
+        if !matches!(written, WriteOutcome::Stored { .. }) {
+            return Err(probe_failed("storing the probe key failed"));
+        }
+        let read = handle.get(&key, None).await.map_err(|e| self.error(e))?;
+        if read.map(|f| f.value) != Some(value.into_bytes()) {
+            return Err(probe_failed(
+                "the probe value could not be read back (is the server out of memory?)",
+            ));
+        }
+        handle.delete(&key).await.map_err(|e| self.error(e))?;
+        let probe_time = started.elapsed();
+        Ok(HealthReport {
+            server: handle.describe(),
+            version: info.version,
+            item_size_max: info.item_size_max.unwrap_or(DEFAULT_ITEM_SIZE_MAX),
+            probe_time,
+        })
+    }
+
+    /// Every key under the prefix the server lists (`lru_crawler metadump`): only items the
+    /// crawler reaches are listed, and with hashed keys these are digests, not ids.
+    ///
+    /// # Errors
+    /// Store errors; [`DriverError::Unsupported`] when the handle cannot list keys.
+    pub async fn list_keys(&self) -> Result<Vec<crate::ListedKey>, DriverError> {
+        let keys = self
+            .inner
+            .handle
+            .list_keys()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(keys
+            .into_iter()
+            .filter(|k| k.key.starts_with(&self.inner.prefix))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Driver for MemcacheDriver {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn load(
+        &self,
+        id: &SessionId,
+        touch: Option<Duration>,
+    ) -> Result<Option<Loaded>, DriverError> {
+        let key = self.checked_key(id)?;
+        let touch = touch.map(|t| self.exptime(Some(t)));
+        let Some(fetched) = self
+            .inner
+            .handle
+            .get(&key, touch)
+            .await
+            .map_err(|e| self.error(e))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Loaded {
+            data: self.decode(fetched.value, fetched.flags)?,
+            version: fetched.cas,
+            last_access: None,
+        }))
+    }
+
+    async fn store(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        mode: StoreMode,
+        ttl: Option<Duration>,
+    ) -> Result<StoreOutcome, DriverError> {
+        let key = self.checked_key(id)?;
+        let (value, flags) = self.encode(data)?;
+        let limit = self.item_size_max().await?;
+        let size = value.len() as u64 + key.len() as u64 + ITEM_OVERHEAD;
+        if size > limit {
+            return Err(DriverError::TooLarge {
+                driver: NAME,
+                size: value.len(),
+                limit: usize::try_from(limit.saturating_sub(key.len() as u64 + ITEM_OVERHEAD))
+                    .unwrap_or(usize::MAX),
+            });
+        }
+        let write_mode = match mode {
+            StoreMode::Create => WriteMode::Add,
+            StoreMode::Replace { expected: None } => WriteMode::Replace,
+            StoreMode::Replace {
+                expected: Some(cas),
+            } => WriteMode::Cas(cas),
+        };
+        let outcome = self
+            .inner
+            .handle
+            .write(&key, &value, flags, self.exptime(ttl), write_mode)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(match (outcome, mode) {
+            (WriteOutcome::Stored { cas }, _) => StoreOutcome::Stored(cas),
+            (WriteOutcome::NotStored, StoreMode::Create) => StoreOutcome::Exists,
+            (WriteOutcome::NotStored | WriteOutcome::NotFound, _) => StoreOutcome::NotFound,
+            (WriteOutcome::Exists, StoreMode::Create) => StoreOutcome::Exists,
+            (WriteOutcome::Exists, _) => StoreOutcome::Conflict,
+        })
+    }
+
+    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
+        let key = self.checked_key(id)?;
+        self.inner
+            .handle
+            .delete(&key)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
+        let key = self.checked_key(id)?;
+        self.inner
+            .handle
+            .touch(&key, self.exptime(ttl))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn traverse(
+        &self,
+        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+    ) -> Result<(), DriverError> {
+        if self.inner.hashed {
+            return Err(DriverError::Unsupported {
+                driver: NAME,
+                operation: "listing sessions with hashed keys (the keys are digests, not ids; MemcacheDriver::list_keys shows them)",
+            });
+        }
+        for listed in self.list_keys().await? {
+            let Some(raw) = listed.key.strip_prefix(&self.inner.prefix) else {
+                continue;
+            };
+            if let Ok(id) = SessionId::parse(raw) {
+                if visit(id).is_break() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! The [`MemcacheHandle`] trait: the few memcached operations the driver needs, so that any
+//! client can be handed to it (the seed's `{Handle => $memd}`).
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use cgi_session_core::BoxError;
+
+/// What a read found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The item's value.
+    pub value: Vec<u8>,
+    /// Its CAS value, when the client returns one.
+    pub cas: Option<u64>,
+    /// Its client flags (0 when the client does not return them).
+    pub flags: u32,
+}
+
+/// How [`MemcacheHandle::write`] stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Store only if the key is absent (`add`).
+    Add,
+    /// Store only if the key is present (`replace`).
+    Replace,
+    /// Store only if the item's CAS value is still this one (`cas`).
+    Cas(u64),
+}
+
+/// What [`MemcacheHandle::write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteOutcome {
+    /// Stored; the new CAS value when the client returns it.
+    Stored {
+        /// The new CAS value.
+        cas: Option<u64>,
+    },
+    /// `Add` found the key present, or `Replace` found it absent.
+    NotStored,
+    /// `Cas` found another CAS value (the item changed).
+    Exists,
+    /// `Cas` found no item.
+    NotFound,
+}
+
+/// What [`MemcacheHandle::server_info`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The server's version string.
+    pub version: String,
+    /// The server's item size limit (`stats settings` `item_size_max`), when known.
+    pub item_size_max: Option<u64>,
+}
+
+/// One key listed by [`MemcacheHandle::list_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    /// The key.
+    pub key: String,
+    /// Expiry as a Unix time, `None` for "never".
+    pub exp: Option<i64>,
+    /// Last access, Unix time.
+    pub last_access: Option<i64>,
+    /// Item size in bytes.
+    pub size: Option<u64>,
+}
+
+/// Errors a handle reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandleError {
+    /// The server is down, hung or unreachable; the message names it.
+    #[error("{0}")]
+    Unavailable(#[source] BoxError),
+    /// The client cannot do this.
+    #[error("this memcached client does not support {0}")]
+    Unsupported(&'static str),
+    /// Any other failure (protocol error, server error, invalid key...).
+    #[error("{0}")]
+    Other(#[source] BoxError),
+}
+
+/// The memcached operations the session driver needs. Implement it for any client and hand
+/// the client to [`MemcacheDriver`](crate::MemcacheDriver), as the seed's
+/// `CGI::Session->new("driver:memcache", $cgi, {Handle => $memd})` does.
+///
+/// Implemented here for the bundled client ([`cgi_session_memcache_client::Client`], one
+/// round trip per operation) and, with the `memcache-crate` feature, for the `memcache`
+/// crate's client.
+///
+/// `exptime` values follow memcached's rules (0 = never, up to 30 days relative, larger
+/// values absolute Unix times); the driver computes them.
+#[async_trait]
+pub trait MemcacheHandle: Send + Sync + Debug + 'static {
+    /// Names the server(s) for messages, e.g. `memcached 127.0.0.1:11211`.
+    fn describe(&self) -> String;
+
+    /// Reads `key` with its CAS value; with `touch`, sets the item's new exptime in the same
+    /// operation where the client can. A miss is `Ok(None)`.
+    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Fetched>, HandleError>;
+
+    /// Stores `value` under `key` according to `mode`.
+    async fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        exptime: u32,
+        mode: WriteMode,
+    ) -> Result<WriteOutcome, HandleError>;
+
+    /// Deletes `key`; `Ok(false)` when it was absent.
+    async fn delete(&self, key: &str) -> Result<bool, HandleError>;
+
+    /// Sets `key`'s exptime; `Ok(false)` when it is absent.
+    async fn touch(&self, key: &str, exptime: u32) -> Result<bool, HandleError>;
+
+    /// Version and item size limit: the health probe's first step.
+    async fn server_info(&self) -> Result<ServerInfo, HandleError>;
+
+    /// Lists the keys the server holds (`lru_crawler metadump`), for `find`.
+    async fn list_keys(&self) -> Result<Vec<ListedKey>, HandleError> {
+        Err(HandleError::Unsupported("listing keys"))
+    }
+}
+
+#[async_trait]
+impl<H: MemcacheHandle + ?Sized> MemcacheHandle for std::sync::Arc<H> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Fetched>, HandleError> {
+        (**self).get(key, touch).await
+    }
+    async fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        exptime: u32,
+        mode: WriteMode,
+    ) -> Result<WriteOutcome, HandleError> {
+        (**self).write(key, value, flags, exptime, mode).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, HandleError> {
+        (**self).delete(key).await
+    }
+    async fn touch(&self, key: &str, exptime: u32) -> Result<bool, HandleError> {
+        (**self).touch(key, exptime).await
+    }
+    async fn server_info(&self) -> Result<ServerInfo, HandleError> {
+        (**self).server_info().await
+    }
+    async fn list_keys(&self) -> Result<Vec<ListedKey>, HandleError> {
+        (**self).list_keys().await
+    }
+}
