@@ -28,7 +28,7 @@ if command -v systemctl >/dev/null 2>&1; then systemctl stop memcached >/dev/nul
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> cargo test"
-cargo test --workspace --locked
+cargo test --workspace --all-features --locked
 echo "==> all tests passed"

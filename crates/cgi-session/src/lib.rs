@@ -28,7 +28,15 @@ use std::sync::Arc;
 
 pub use cgi_session_core::*;
 
+/// The memcached driver and its bundled client (feature `memcache`, on by default).
+#[cfg(feature = "memcache")]
+pub use cgi_session_memcache as memcache;
+
 /// The drivers a DSN can name.
+#[cfg(feature = "memcache")]
+pub const DRIVERS: &[&str] = &["file", "memory", "memcache"];
+/// The drivers a DSN can name.
+#[cfg(not(feature = "memcache"))]
 pub const DRIVERS: &[&str] = &["file", "memory"];
 /// The serializers a DSN can name.
 pub const SERIALIZERS: &[&str] = &["json"];
@@ -49,6 +57,12 @@ pub const ID_GENERATORS: &[&str] = &["random", "md5", "incr", "static"];
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct DriverArgs {
+    #[cfg(feature = "memcache")]
+    handle: Option<Arc<dyn memcache::MemcacheHandle>>,
+    #[cfg(feature = "memcache")]
+    prefix: Option<String>,
+    #[cfg(feature = "memcache")]
+    hashed_keys: bool,
     directory: Option<PathBuf>,
     capacity: Option<usize>,
     id_file: Option<PathBuf>,
@@ -59,6 +73,12 @@ pub struct DriverArgs {
 impl Default for DriverArgs {
     fn default() -> Self {
         Self {
+            #[cfg(feature = "memcache")]
+            handle: None,
+            #[cfg(feature = "memcache")]
+            prefix: None,
+            #[cfg(feature = "memcache")]
+            hashed_keys: false,
             directory: None,
             capacity: None,
             id_file: None,
@@ -72,6 +92,29 @@ impl DriverArgs {
     /// No arguments: every driver's defaults.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `Handle` of the `memcache` driver: any memcached client implementing
+    /// [`MemcacheHandle`](memcache::MemcacheHandle), such as the bundled
+    /// [`memcache::client::Client`] (the seed's `{Handle => $memd}`).
+    #[cfg(feature = "memcache")]
+    pub fn handle(mut self, handle: impl memcache::MemcacheHandle) -> Self {
+        self.handle = Some(Arc::new(handle));
+        self
+    }
+
+    /// Key prefix of the `memcache` driver (`sessions:` by default, the seed's).
+    #[cfg(feature = "memcache")]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Hashed keys for the `memcache` driver (off by default; Perl cannot read them).
+    #[cfg(feature = "memcache")]
+    pub fn hashed_keys(mut self, on: bool) -> Self {
+        self.hashed_keys = on;
+        self
     }
 
     /// `Directory` of the `file` driver (default: the system's temp directory).
@@ -143,6 +186,21 @@ pub fn driver_by_name(name: &str, args: &DriverArgs) -> Result<Arc<dyn Driver>, 
             Some(n) => MemoryDriver::with_capacity(n),
             None => MemoryDriver::new(),
         })),
+        #[cfg(feature = "memcache")]
+        "memcache" => {
+            let handle = args.handle.clone().ok_or_else(|| {
+                DsnError::Argument(
+                    "driver:memcache needs a memcached client: pass it with DriverArgs::handle(client) (the seed's {Handle => $memd})"
+                        .to_owned(),
+                )
+            })?;
+            let mut builder =
+                memcache::MemcacheDriver::builder_dyn(handle).hashed_keys(args.hashed_keys);
+            if let Some(prefix) = &args.prefix {
+                builder = builder.prefix(prefix.clone());
+            }
+            Ok(Arc::new(builder.build()?))
+        }
         other => Err(unknown("driver", other, DRIVERS).into()),
     }
 }
@@ -228,6 +286,7 @@ mod tests {
     fn unknown_names_list_the_valid_choices() {
         let cases = [
             ("driver:mysql", "file, memory"),
+            ("driver:memcached", "file, memory"),
             ("serializer:yaml", "json"),
             ("id:uuid", "random, md5, incr, static"),
         ];
