@@ -65,7 +65,7 @@
 //! | `$s->trace`, `tracemsg` | the `tracing` crate's events |
 //! | `driver:file` / `Directory` | [`FileDriver`] |
 //! | `driver:db_file`, `mysql`, `postgresql`, `sqlite` | not provided: implement [`Driver`] |
-//! | `serializer:default` / `storable` / `freezethaw` / `json` | [`JsonSerializer`] (Data::Dumper's `default` format: a later release) |
+//! | `serializer:default` / `json` / `storable` / `freezethaw` | `cgi_session::DataDumperSerializer` (crate `cgi-session-dumper`: reads and writes Data::Dumper's format without evaluating it) / [`JsonSerializer`] / not provided |
 //! | `id:md5` / `id:incr` / `id:static` | [`SecureRandomIds`] (also `id:random`) / [`IncrIds`] / [`StaticIds`] |
 //!
 //! # Fixes over CGI::Session

@@ -38,8 +38,12 @@ pub const DRIVERS: &[&str] = &["file", "memory", "memcache"];
 /// The drivers a DSN can name.
 #[cfg(not(feature = "memcache"))]
 pub const DRIVERS: &[&str] = &["file", "memory"];
-/// The serializers a DSN can name.
-pub const SERIALIZERS: &[&str] = &["json"];
+/// The serializers a DSN can name: `json`, and `default`, CGI::Session's own format
+/// (Data::Dumper), for sessions shared with Perl.
+pub const SERIALIZERS: &[&str] = &["json", "default"];
+
+/// CGI::Session's default serializer (Data::Dumper's format), re-exported.
+pub use cgi_session_dumper::DataDumperSerializer;
 /// The id generators a DSN can name (`md5` and `random` are the same secure generator).
 pub const ID_GENERATORS: &[&str] = &["random", "md5", "incr", "static"];
 
@@ -212,6 +216,7 @@ pub fn driver_by_name(name: &str, args: &DriverArgs) -> Result<Arc<dyn Driver>, 
 pub fn serializer_by_name(name: &str) -> Result<Arc<dyn Serializer>, DsnError> {
     match name {
         "json" => Ok(Arc::new(JsonSerializer)),
+        "default" => Ok(Arc::new(DataDumperSerializer::new())),
         other => Err(unknown("serializer", other, SERIALIZERS)),
     }
 }
@@ -287,7 +292,7 @@ mod tests {
         let cases = [
             ("driver:mysql", "file, memory"),
             ("driver:memcached", "file, memory"),
-            ("serializer:yaml", "json"),
+            ("serializer:yaml", "json, default"),
             ("id:uuid", "random, md5, incr, static"),
         ];
         for (dsn, listed) in cases {
@@ -329,6 +334,8 @@ mod tests {
         let store = store_from_dsn("", &DriverArgs::new()).unwrap();
         assert_eq!(store.driver().name(), "file");
         assert_eq!(store.id_generator().name(), "random");
+        let perl = store_from_dsn("se:default;d:memory", &DriverArgs::new()).unwrap();
+        assert_eq!(perl.serializer().name(), "default");
         let md5 = store_from_dsn("id:md5;d:memory", &DriverArgs::new()).unwrap();
         assert_eq!(md5.id_generator().name(), "random");
     }

@@ -883,13 +883,14 @@ mod tests {
         let a = id("doomed");
         for round in 0..30 {
             d.store(&a, b"0", StoreMode::Create, None).await.unwrap();
-            // Each writer replaces until it finds the session gone.
+            // Each writer replaces until it finds the session gone (bounded, so that a bug fails
+            // the test instead of hanging it).
             let writers: Vec<_> = (0..4)
                 .map(|w| {
                     let d = d.clone();
                     let a = a.clone();
                     tokio::spawn(async move {
-                        for i in 0.. {
+                        for i in 0..1_000 {
                             let data = format!("{w}:{i}");
                             match d.store(&a, data.as_bytes(), replace(None), None).await {
                                 Ok(StoreOutcome::Stored(_)) => {}
