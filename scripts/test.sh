@@ -10,6 +10,7 @@ need=()
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 perl -MCGI::Session -e1 >/dev/null 2>&1 || need+=(libcgi-session-perl)
 perl -MCache::Memcached -e1 >/dev/null 2>&1 || need+=(libcache-memcached-perl)
+command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "==> installing missing packages: ${need[*]}"
@@ -23,7 +24,10 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 # The tests start their own memcached processes on free loopback ports; a system service
 # started by the package install is not used (stop it so it holds no port or memory).
-if command -v systemctl >/dev/null 2>&1; then systemctl stop memcached >/dev/null 2>&1 || true; fi
+# The same for lighttpd (the CGI tests start their own on a free port).
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl stop memcached lighttpd >/dev/null 2>&1 || true
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,0 +1,895 @@
+//! cgi-session for programs run by a web server under CGI (RFC 3875): Perl's
+//! `CGI::Session->new("driver:memcache", $cgi, {Handle => $memd})` as a **blocking** API, so
+//! that a CGI program is a plain `fn main`.
+//!
+//! * [`CgiRequest::from_env`] reads the request the web server hands over: `HTTP_COOKIE`,
+//!   `QUERY_STRING`, `REMOTE_ADDR`, and for an `application/x-www-form-urlencoded` POST the
+//!   body on standard input (at most [`DEFAULT_MAX_BODY`] bytes unless told otherwise). Parsing
+//!   never panics: malformed cookies are skipped, malformed percent-encoding is kept as is.
+//! * [`CgiSession::new`] picks the session id as CGI::Session does: the `CGISESSID` cookie
+//!   first, then the query-string or form parameter of the same name; `REMOTE_ADDR` feeds ip
+//!   matching. An unknown or malformed id gives a fresh session.
+//! * [`CgiSession::header`] is CGI::Session's `header()`: the `Set-Cookie` and `Content-Type`
+//!   lines, CRLF-terminated, ready to print.
+//!
+//! The async work runs on a small current-thread tokio runtime owned by this crate (one per
+//! process, built on first use); [`block_on`] runs any other future on it, and
+//! [`connect_memcached`] builds the bundled memcached client on it, so that its connections
+//! live as long as the program.
+//!
+//! # The seed's synopsis, line for line
+//!
+//! ```no_run
+//! use cgi_session_cgi::{connect_memcached, CgiRequest, CgiSession, ClientConfig, DriverArgs};
+//!
+//! fn main() -> Result<(), cgi_session_cgi::CgiError> {
+//!     // my $memd = new Cache::Memcached({servers => ['localhost:11211']});
+//!     // if (!$memd) {die("No Connection to Memcached !");}
+//!     let memd = connect_memcached(ClientConfig::new("127.0.0.1:11211"))?;
+//!     // my $cgi = CGI->new();
+//!     let cgi = CgiRequest::from_env()?;
+//!     // my $sess = CGI::Session->new("driver:memcache", $cgi, {'Handle' => $memd});
+//!     let mut sess = CgiSession::new("driver:memcache", &cgi, DriverArgs::new().handle(memd))?;
+//!     // my $v = $sess->param('greet_en');
+//!     let v: Option<String> = sess.param("greet_en")?;
+//!     // $sess->param('greet_en', "Hi !");
+//!     sess.set_param("greet_en", "Hi !")?;
+//!     sess.flush()?;
+//!     // print $sess->header();
+//!     print!("{}", sess.header("text/plain; charset=UTF-8"));
+//!     println!("greet_en was {v:?}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Flushing: the CGI-world answer to auto-flush
+//!
+//! CGI::Session flushes a session when the object is destroyed, and documents that this is
+//! unreliable (global destruction order, dead database handles). Here:
+//!
+//! * call [`CgiSession::flush`] (or [`CgiSession::close`]) before printing the header, so
+//!   that a failing store can still turn into a `503` response;
+//! * as a safety net, dropping a [`CgiSession`] with unsaved changes flushes it, blocking (a
+//!   CGI program is synchronous, so blocking in `Drop` is fine), and writes any error to
+//!   standard error, which the web server puts in its error log. Errors there cannot reach
+//!   the response any more, which is why the explicit call is preferred. A process that
+//!   exits with [`std::process::exit`] runs no destructors and so does not flush.
+//!
+//! `CgiSession` is for synchronous programs: inside an async runtime its methods return
+//! [`CgiError::InsideAsyncRuntime`]; use [`cgi_session::Session`] there.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use cgi_session::memcache::client::{Client, ClientConfig};
+pub use cgi_session::{DriverArgs, Session, SessionId, SessionStore, DEFAULT_COOKIE_NAME};
+
+/// Largest request body [`CgiRequest::from_env`] reads: 1 MiB. Larger bodies are refused with
+/// [`CgiError::BodyTooLarge`] before anything is read.
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+
+/// The media type of HTML forms, the only POST body this crate parses.
+pub const FORM_URLENCODED: &str = "application/x-www-form-urlencoded";
+
+/// Errors of the CGI adapter. [`CgiError::http_status`] says which response to send.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CgiError {
+    /// The request body is larger than the limit; nothing was read.
+    #[error("request body of {length} bytes is larger than the limit of {limit} bytes; send less data or raise the limit (CgiRequest::from_env_with_limit)")]
+    BodyTooLarge {
+        /// `CONTENT_LENGTH`.
+        length: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// `CONTENT_LENGTH` is not a number.
+    #[error("CONTENT_LENGTH {0:?} is not a byte count; the web server or client sent a malformed request")]
+    BadContentLength(String),
+    /// Standard input ended before `CONTENT_LENGTH` bytes were read.
+    #[error("the request body ended after {read} of {expected} bytes; the client disconnected or the web server did not pass the body")]
+    TruncatedBody {
+        /// Bytes announced.
+        expected: u64,
+        /// Bytes received.
+        read: u64,
+    },
+    /// Reading the request body failed.
+    #[error("reading the request body from standard input failed: {0}")]
+    Body(#[source] io::Error),
+    /// The DSN or the driver arguments cannot be used.
+    #[error(transparent)]
+    Open(#[from] cgi_session::OpenError),
+    /// The session layer failed (store unreachable, corrupt data, bad expiry string...).
+    #[error(transparent)]
+    Session(#[from] cgi_session::Error),
+    /// memcached could not be reached when connecting.
+    #[error(transparent)]
+    Memcached(#[from] cgi_session::memcache::client::Error),
+    /// The internal async runtime could not be started.
+    #[error("could not start the async runtime: {0}; the system may be out of file descriptors or threads")]
+    Runtime(#[source] io::Error),
+    /// A blocking call was made from inside an async runtime.
+    #[error("cgi-session-cgi is a blocking API and was called from inside an async runtime; use cgi_session::Session directly in async code")]
+    InsideAsyncRuntime,
+}
+
+impl CgiError {
+    /// The HTTP status a CGI program should answer with: 413 for a body over the limit, 400
+    /// for a malformed request, 503 when the session store is unreachable, 500 otherwise.
+    ///
+    /// ```
+    /// use cgi_session_cgi::CgiError;
+    /// let e = CgiError::BodyTooLarge { length: 5_000_000, limit: 1_048_576 };
+    /// assert_eq!(e.http_status(), 413);
+    /// assert_eq!(e.status_line(), "413 Content Too Large");
+    /// ```
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::BodyTooLarge { .. } => 413,
+            Self::BadContentLength(_) | Self::TruncatedBody { .. } | Self::Body(_) => 400,
+            Self::Memcached(e) if e.is_unavailable() => 503,
+            Self::Session(cgi_session::Error::Driver(e)) if e.is_unavailable() => 503,
+            _ => 500,
+        }
+    }
+
+    /// [`CgiError::http_status`] with its reason phrase, for a CGI `Status:` header.
+    pub fn status_line(&self) -> &'static str {
+        match self.http_status() {
+            413 => "413 Content Too Large",
+            400 => "400 Bad Request",
+            503 => "503 Service Unavailable",
+            _ => "500 Internal Server Error",
+        }
+    }
+
+    /// A complete CGI error response: `Status`, `Content-Type: text/plain` and this error's
+    /// message as the body.
+    ///
+    /// ```
+    /// use cgi_session_cgi::CgiError;
+    /// let e = CgiError::BadContentLength("ten".into());
+    /// assert!(e.response().starts_with("Status: 400 Bad Request\r\nContent-Type: text/plain"));
+    /// ```
+    pub fn response(&self) -> String {
+        format!(
+            "Status: {}\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{}\n",
+            self.status_line(),
+            self
+        )
+    }
+}
+
+// ----- the runtime ------------------------------------------------------------------------
+
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+fn runtime() -> Result<&'static tokio::runtime::Runtime, CgiError> {
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CgiError::Runtime)?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// Runs `future` to completion on this crate's runtime (a current-thread tokio runtime, one per
+/// process, built on first use). Tasks spawned by earlier calls (such as the memcached
+/// client's connections) make progress while it runs.
+///
+/// ```
+/// let n = cgi_session_cgi::block_on(async { 40 + 2 }).unwrap();
+/// assert_eq!(n, 42);
+/// ```
+///
+/// # Errors
+/// [`CgiError::InsideAsyncRuntime`] when called from async code; [`CgiError::Runtime`] when
+/// the runtime cannot start.
+pub fn block_on<F: Future>(future: F) -> Result<F::Output, CgiError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(CgiError::InsideAsyncRuntime);
+    }
+    Ok(runtime()?.block_on(future))
+}
+
+/// Connects the bundled memcached client on this crate's runtime: the seed's
+/// `Cache::Memcached->new(...)`, except that a dead server is an error here (unless the
+/// config is [`lazy`](ClientConfig::lazy)).
+///
+/// ```no_run
+/// use cgi_session_cgi::{connect_memcached, ClientConfig, DriverArgs};
+/// let memd = connect_memcached(ClientConfig::new("127.0.0.1:11211"))?;
+/// let args = DriverArgs::new().handle(memd);
+/// # Ok::<(), cgi_session_cgi::CgiError>(())
+/// ```
+///
+/// # Errors
+/// [`CgiError::Memcached`] naming the server when it cannot be reached.
+pub fn connect_memcached(config: ClientConfig) -> Result<Client, CgiError> {
+    Ok(block_on(Client::connect(config))??)
+}
+
+// ----- the request ------------------------------------------------------------------------
+
+/// What a CGI program needs from its request: cookies, query-string and form parameters, the
+/// client's address. CGI::Session's `$cgi` query object.
+///
+/// ```
+/// use cgi_session_cgi::CgiRequest;
+///
+/// let env = [
+///     ("REQUEST_METHOD", "POST"),
+///     ("QUERY_STRING", "lang=en&CGISESSID=from-query"),
+///     ("HTTP_COOKIE", "theme=dark; CGISESSID=from-cookie"),
+///     ("CONTENT_TYPE", "application/x-www-form-urlencoded"),
+///     ("CONTENT_LENGTH", "21"),
+///     ("REMOTE_ADDR", "192.0.2.7"),
+/// ];
+/// let req = CgiRequest::from_parts(env, &b"greet_en=Hi+%21&x=%zz"[..], 1024).unwrap();
+/// assert_eq!(req.cookie("theme"), Some("dark"));
+/// assert_eq!(req.param("greet_en"), Some("Hi !"));
+/// assert_eq!(req.param("x"), Some("%zz"));  // malformed escapes are kept, never a panic
+/// assert_eq!(req.param("lang"), Some("en"));
+/// assert_eq!(req.remote_addr(), Some("192.0.2.7"));
+/// // CGI::Session's order: the cookie first, then the parameter.
+/// assert_eq!(req.session_id("CGISESSID"), Some("from-cookie"));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CgiRequest {
+    method: String,
+    cookies: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+    remote_addr: Option<String>,
+}
+
+impl fmt::Debug for CgiRequest {
+    /// Lists names only: cookie and parameter values may hold session ids or secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        f.debug_struct("CgiRequest")
+            .field("method", &self.method)
+            .field("cookies", &names(&self.cookies))
+            .field("query", &names(&self.query))
+            .field("form", &names(&self.form))
+            .field("remote_addr", &self.remote_addr)
+            .finish()
+    }
+}
+
+impl CgiRequest {
+    /// Reads the request from the process environment and, for an
+    /// `application/x-www-form-urlencoded` POST, from standard input (at most
+    /// [`DEFAULT_MAX_BODY`] bytes). Other bodies (e.g. `multipart/form-data`) are left unread
+    /// on standard input.
+    ///
+    /// # Errors
+    /// [`CgiError::BodyTooLarge`], [`CgiError::BadContentLength`],
+    /// [`CgiError::TruncatedBody`], [`CgiError::Body`]: answer with
+    /// [`CgiError::response`].
+    pub fn from_env() -> Result<Self, CgiError> {
+        Self::from_env_with_limit(DEFAULT_MAX_BODY)
+    }
+
+    /// [`CgiRequest::from_env`] with another body size limit.
+    ///
+    /// # Errors
+    /// As [`CgiRequest::from_env`].
+    pub fn from_env_with_limit(max_body: u64) -> Result<Self, CgiError> {
+        let vars = std::env::vars_os().map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        });
+        Self::from_parts(vars, io::stdin().lock(), max_body)
+    }
+
+    /// Builds a request from CGI meta-variables and a body reader (what
+    /// [`CgiRequest::from_env`] does with the real environment and standard input); for
+    /// tests and for servers that hand over the variables another way.
+    ///
+    /// # Errors
+    /// As [`CgiRequest::from_env`].
+    pub fn from_parts<I, K, V>(
+        vars: I,
+        mut body: impl Read,
+        max_body: u64,
+    ) -> Result<Self, CgiError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut req = CgiRequest::default();
+        let mut content_type = String::new();
+        let mut content_length = String::new();
+        for (k, v) in vars {
+            let v = v.as_ref();
+            match k.as_ref() {
+                "REQUEST_METHOD" => req.method = v.trim().to_ascii_uppercase(),
+                "HTTP_COOKIE" => req.cookies = parse_cookies(v),
+                "QUERY_STRING" => req.query = parse_urlencoded(v.as_bytes()),
+                "REMOTE_ADDR" => {
+                    req.remote_addr = Some(v.trim().to_owned()).filter(|a| !a.is_empty());
+                }
+                "CONTENT_TYPE" => content_type = v.to_owned(),
+                "CONTENT_LENGTH" => content_length = v.trim().to_owned(),
+                _ => {}
+            }
+        }
+        let media_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if req.method == "POST" && media_type == FORM_URLENCODED && !content_length.is_empty() {
+            let length: u64 = content_length
+                .parse()
+                .map_err(|_| CgiError::BadContentLength(content_length.clone()))?;
+            if length > max_body {
+                return Err(CgiError::BodyTooLarge {
+                    length,
+                    limit: max_body,
+                });
+            }
+            let mut bytes = Vec::new();
+            (&mut body)
+                .take(length)
+                .read_to_end(&mut bytes)
+                .map_err(CgiError::Body)?;
+            let read = bytes.len() as u64;
+            if read < length {
+                return Err(CgiError::TruncatedBody {
+                    expected: length,
+                    read,
+                });
+            }
+            req.form = parse_urlencoded(&bytes);
+        }
+        Ok(req)
+    }
+
+    /// The request method (`GET`, `POST`...), upper-cased; empty when the server gave none.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The value of the first cookie named `name`, as sent (not percent-decoded).
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All cookies in the order sent.
+    pub fn cookies(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.cookies.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The first value of parameter `name` (CGI.pm's `param($name)`): form fields of a POST
+    /// body first, then the query string.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// Every value of parameter `name`, form fields first.
+    pub fn param_all(&self, name: &str) -> Vec<&str> {
+        self.params()
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// All parameters, form fields of a POST body first, then the query string (CGI.pm's
+    /// order), with repeats. Pass it to [`CgiSession::save_params`] for CGI::Session's
+    /// `save_param`.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.form
+            .iter()
+            .chain(self.query.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// `REMOTE_ADDR`, the client's address (used for ip matching).
+    pub fn remote_addr(&self) -> Option<&str> {
+        self.remote_addr.as_deref()
+    }
+
+    /// The session id the client claims, in CGI::Session's order: the cookie `name` when it
+    /// is non-empty (even a stale or malformed one), otherwise the parameter `name`.
+    pub fn session_id(&self, name: &str) -> Option<&str> {
+        self.cookie(name)
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.param(name).filter(|v| !v.is_empty()))
+    }
+}
+
+/// Parses a `Cookie` header leniently: pairs split on `;`, each at its first `=`; pairs
+/// without a name are skipped; surrounding double quotes are removed from values.
+fn parse_cookies(header: &str) -> Vec<(String, String)> {
+    header
+        .split(';')
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            let name = name.trim();
+            if name.is_empty() {
+                return None;
+            }
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+fn parse_urlencoded(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes)
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+// ----- the session ------------------------------------------------------------------------
+
+/// One CGI request's session: CGI::Session's object, with blocking methods.
+///
+/// A thin wrapper over [`cgi_session::Session`] ([`CgiSession::session`] gives it back for
+/// anything not wrapped here). Dropping it with unsaved changes flushes it (see the
+/// [crate documentation](crate#flushing-the-cgi-world-answer-to-auto-flush)).
+///
+/// ```
+/// use cgi_session_cgi::{CgiRequest, CgiSession, DriverArgs};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let args = || DriverArgs::new().directory(dir.path());
+///
+/// // Request 1: no cookie.
+/// let req = CgiRequest::from_parts([("REMOTE_ADDR", "192.0.2.7")], std::io::empty(), 0)?;
+/// let mut sess = CgiSession::new("driver:file", &req, args())?;
+/// assert!(sess.is_new());
+/// sess.set_param("greet_en", "Hi !")?;
+/// sess.set_expire("+1h")?;
+/// sess.flush()?;
+/// let header = sess.header("text/html");
+/// assert!(header.starts_with("Set-Cookie: CGISESSID="));
+/// let cookie = sess.cookie().unwrap();
+///
+/// // Request 2: the browser sends the cookie back.
+/// let cookie_header = format!("CGISESSID={}", cookie.value());
+/// let req = CgiRequest::from_parts([("HTTP_COOKIE", cookie_header.as_str())], std::io::empty(), 0)?;
+/// let sess = CgiSession::new("driver:file", &req, args())?;
+/// assert_eq!(sess.param::<String>("greet_en")?.as_deref(), Some("Hi !"));
+/// # Ok::<(), cgi_session_cgi::CgiError>(())
+/// ```
+pub struct CgiSession {
+    session: Session,
+}
+
+impl fmt::Debug for CgiSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CgiSession")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl CgiSession {
+    /// `CGI::Session->new($dsn, $cgi, \%args)`: builds the store the DSN names with `args`
+    /// (for `driver:memcache`, [`DriverArgs::handle`] with a client from
+    /// [`connect_memcached`]), then loads the session whose id the request claims (cookie
+    /// first, then parameter), or creates a new one.
+    ///
+    /// # Errors
+    /// [`CgiError::Open`] for a bad DSN or driver set-up; [`CgiError::Session`] when the
+    /// store fails (503 via [`CgiError::http_status`] when it is unreachable).
+    pub fn new(dsn: &str, request: &CgiRequest, args: DriverArgs) -> Result<Self, CgiError> {
+        let store = cgi_session::builder_from_dsn(dsn, &args)?.build();
+        Self::from_store(&store, request)
+    }
+
+    /// `CGI::Session->new` on a store configured in code (expiry, ip matching, cookie
+    /// settings...).
+    ///
+    /// ```
+    /// use cgi_session_cgi::{CgiRequest, CgiSession, SessionStore};
+    /// use cgi_session::MemoryDriver;
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new()).default_expire(600).build();
+    /// let req = CgiRequest::from_parts([("QUERY_STRING", "CGISESSID=%2e%2e%2f")], std::io::empty(), 0)?;
+    /// let sess = CgiSession::from_store(&store, &req)?;
+    /// assert!(sess.is_new()); // a malformed claimed id gives a fresh session
+    /// assert_eq!(sess.expire(), Some(600));
+    /// # let mut sess = sess; sess.discard();
+    /// # Ok::<(), cgi_session_cgi::CgiError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] when the store fails.
+    pub fn from_store(store: &SessionStore, request: &CgiRequest) -> Result<Self, CgiError> {
+        let claimed = request.session_id(store.cookie_name());
+        let session = block_on(store.new_session(claimed, request.remote_addr()))??;
+        Ok(Self { session })
+    }
+
+    /// The id (CGI::Session's `id`). Its `Display` is shortened; never log `as_str()`.
+    pub fn id(&self) -> Option<&SessionId> {
+        self.session.id()
+    }
+
+    /// A parameter (CGI::Session's `param($name)`), `Ok(None)` when unset.
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] when the stored value is not a `T`.
+    pub fn param<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, CgiError> {
+        Ok(self.session.get(name)?)
+    }
+
+    /// The parameter names (CGI::Session's `param()`).
+    pub fn param_names(&self) -> Vec<&str> {
+        self.session.names()
+    }
+
+    /// Sets a parameter (CGI::Session's `param($name, $value)`).
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] for a reserved `_SESSION_*` name or a value that cannot be stored.
+    pub fn set_param<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), CgiError> {
+        Ok(self.session.set(name, value)?)
+    }
+
+    /// Removes a parameter (CGI::Session's `clear($name)`), returning its value.
+    pub fn clear_param(&mut self, name: &str) -> Option<Value> {
+        self.session.remove(name)
+    }
+
+    /// Copies request parameters into the session (CGI::Session's `save_param`): one value
+    /// is stored as a string, several as an array; with `only`, just those names.
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] for a reserved `_SESSION_*` name.
+    pub fn save_params(
+        &mut self,
+        request: &CgiRequest,
+        only: Option<&[&str]>,
+    ) -> Result<(), CgiError> {
+        Ok(self.session.save_params(request.params(), only)?)
+    }
+
+    /// The idle timeout in seconds (CGI::Session's `expire()`).
+    pub fn expire(&self) -> Option<i64> {
+        self.session.expire()
+    }
+
+    /// Sets the idle timeout in CGI::Session's syntax (`"+10m"`, `"2h"`, `"0"` cancels).
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] for a malformed time string.
+    pub fn set_expire(&mut self, time: &str) -> Result<(), CgiError> {
+        Ok(self.session.set_expire_str(time)?)
+    }
+
+    /// Sets the idle timeout in seconds (0 cancels it).
+    pub fn set_expire_secs(&mut self, secs: i64) {
+        self.session.set_expire(secs);
+    }
+
+    /// Whether the session was created by this request (before its first flush).
+    pub fn is_new(&self) -> bool {
+        self.session.is_new()
+    }
+
+    /// Whether the claimed session had expired (a fresh one was issued).
+    pub fn is_expired(&self) -> bool {
+        self.session.is_expired()
+    }
+
+    /// Whether this request changed the session and has not flushed it.
+    pub fn is_modified(&self) -> bool {
+        self.session.is_modified()
+    }
+
+    /// Marks the session for deletion (CGI::Session's `delete`); the next flush removes it and
+    /// [`CgiSession::header`] then sends a removal cookie.
+    pub fn delete(&mut self) {
+        self.session.delete();
+    }
+
+    /// Forgets this request's unsaved changes, so that nothing is flushed on drop.
+    pub fn discard(&mut self) {
+        self.session.discard();
+    }
+
+    /// Saves the session if it is new, changed or deleted (CGI::Session's `flush`).
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] when the store fails (see [`cgi_session::Session::flush`]).
+    pub fn flush(&mut self) -> Result<(), CgiError> {
+        if !self.session.needs_flush() {
+            return Ok(());
+        }
+        Ok(block_on(self.session.flush())??)
+    }
+
+    /// Flushes and consumes the session (CGI::Session's `close`), reporting the error that a
+    /// flush on drop could only log.
+    ///
+    /// # Errors
+    /// As [`CgiSession::flush`].
+    pub fn close(mut self) -> Result<(), CgiError> {
+        let result = self.flush();
+        if result.is_err() {
+            // Already reported to the caller: do not try again on drop.
+            self.session.discard();
+        }
+        result
+    }
+
+    /// The session cookie (CGI::Session's `cookie()`): `HttpOnly`, `SameSite=Lax`, `Path=/`,
+    /// `Max-Age` when the session has an idle timeout.
+    pub fn cookie(&self) -> Option<cookie::Cookie<'static>> {
+        self.session.cookie()
+    }
+
+    /// The CGI header block (CGI::Session's `header()`): `Set-Cookie`, then `Content-Type`,
+    /// then the empty line, all CRLF-terminated. Print it before the body.
+    pub fn header(&self, content_type: &str) -> String {
+        self.session.header(content_type)
+    }
+
+    /// Writes [`CgiSession::header`] to standard output.
+    ///
+    /// # Errors
+    /// When standard output cannot be written.
+    pub fn print_header(&self, content_type: &str) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        out.write_all(self.header(content_type).as_bytes())?;
+        out.flush()
+    }
+
+    /// The wrapped session, for anything not wrapped here (per-parameter expiry, `dump`...).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The wrapped session, mutably. Async methods on it need [`block_on`].
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}
+
+impl Drop for CgiSession {
+    /// Flushes a session with unsaved changes, blocking, and writes errors to standard error
+    /// (the web server's error log): CGI::Session's auto-flush on destruction.
+    fn drop(&mut self) {
+        if !self.session.needs_flush() || std::thread::panicking() {
+            return;
+        }
+        let id = self
+            .session
+            .id()
+            .map(SessionId::redacted)
+            .unwrap_or_default();
+        match block_on(self.session.flush()) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("cgi-session: flushing session {id} when it was dropped failed: {e}");
+            }
+            Err(e) => {
+                eprintln!("cgi-session: session {id} was dropped with unsaved changes and could not be flushed: {e}");
+                self.session.discard();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(vars: &[(&str, &str)], body: &[u8], limit: u64) -> Result<CgiRequest, CgiError> {
+        CgiRequest::from_parts(vars.iter().copied(), body, limit)
+    }
+
+    #[test]
+    fn cookie_beats_parameter_and_empty_cookie_falls_through() {
+        let r = req(
+            &[
+                ("HTTP_COOKIE", "CGISESSID=stale"),
+                ("QUERY_STRING", "CGISESSID=fresh"),
+            ],
+            b"",
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.session_id("CGISESSID"), Some("stale"));
+        let r = req(
+            &[
+                ("HTTP_COOKIE", "CGISESSID=; other=1"),
+                ("QUERY_STRING", "CGISESSID=fresh"),
+            ],
+            b"",
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.session_id("CGISESSID"), Some("fresh"));
+        let r = req(&[], b"", 0).unwrap();
+        assert_eq!(r.session_id("CGISESSID"), None);
+    }
+
+    #[test]
+    fn form_fields_come_before_the_query_string() {
+        let body = b"CGISESSID=posted&a=1&a=2";
+        let len = body.len().to_string();
+        let r = req(
+            &[
+                ("REQUEST_METHOD", "post"),
+                (
+                    "CONTENT_TYPE",
+                    "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+                ),
+                ("CONTENT_LENGTH", &len),
+                ("QUERY_STRING", "CGISESSID=query&a=3"),
+            ],
+            body,
+            1024,
+        )
+        .unwrap();
+        assert_eq!(r.method(), "POST");
+        assert_eq!(r.session_id("CGISESSID"), Some("posted"));
+        assert_eq!(r.param_all("a"), ["1", "2", "3"]);
+    }
+
+    #[test]
+    fn malformed_cookies_and_escapes_never_panic() {
+        for header in [
+            "",
+            ";;;",
+            "=",
+            "=value",
+            "novalue",
+            "a=\"",
+            "a=\"\"",
+            "CGISESSID=\u{0}\r\n",
+            "CGISESSID=%ZZ%",
+            "\u{FFFD}=\u{263A}; x",
+        ] {
+            let r = req(&[("HTTP_COOKIE", header)], b"", 0).unwrap();
+            let _ = r.session_id("CGISESSID");
+        }
+        let r = req(&[("HTTP_COOKIE", " a = \"quoted\" ;b=c=d")], b"", 0).unwrap();
+        assert_eq!(r.cookie("a"), Some("quoted"));
+        assert_eq!(r.cookie("b"), Some("c=d"));
+        for qs in ["%", "%%%", "a=%E9%", "=x&&&", "a=b=c", "%FF%FE=%C3"] {
+            let _ = req(&[("QUERY_STRING", qs)], b"", 0).unwrap();
+        }
+        let r = req(&[("QUERY_STRING", "a=%E9x&b=%zz")], b"", 0).unwrap();
+        assert_eq!(r.param("a"), Some("\u{FFFD}x"));
+        assert_eq!(r.param("b"), Some("%zz"));
+    }
+
+    #[test]
+    fn bodies_over_the_limit_or_malformed_lengths_are_refused() {
+        let post = |len: &str| {
+            req(
+                &[
+                    ("REQUEST_METHOD", "POST"),
+                    ("CONTENT_TYPE", FORM_URLENCODED),
+                    ("CONTENT_LENGTH", len),
+                ],
+                b"a=1",
+                2,
+            )
+        };
+        let e = post("3").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CgiError::BodyTooLarge {
+                    length: 3,
+                    limit: 2
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(e.http_status(), 413);
+        for bad in ["-1", "two", "1e3", "99999999999999999999999"] {
+            let e = post(bad).unwrap_err();
+            assert!(matches!(e, CgiError::BadContentLength(_)), "{bad}: {e}");
+            assert_eq!(e.http_status(), 400);
+        }
+        let e = req(
+            &[
+                ("REQUEST_METHOD", "POST"),
+                ("CONTENT_TYPE", FORM_URLENCODED),
+                ("CONTENT_LENGTH", "10"),
+            ],
+            b"a=1",
+            100,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CgiError::TruncatedBody {
+                    expected: 10,
+                    read: 3
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_bodies_are_left_unread() {
+        let mut body: &[u8] = b"--boundary";
+        let r = CgiRequest::from_parts(
+            [
+                ("REQUEST_METHOD", "POST"),
+                ("CONTENT_TYPE", "multipart/form-data; boundary=x"),
+                ("CONTENT_LENGTH", "99999999"),
+            ],
+            &mut body,
+            10,
+        )
+        .unwrap();
+        assert_eq!(r.params().count(), 0);
+        assert_eq!(body, b"--boundary");
+    }
+
+    #[test]
+    fn debug_does_not_show_values() {
+        let r = req(&[("HTTP_COOKIE", "CGISESSID=secretvalue123")], b"", 0).unwrap();
+        let dbg = format!("{r:?}");
+        assert!(
+            dbg.contains("CGISESSID") && !dbg.contains("secretvalue123"),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn dropping_a_changed_session_flushes_it() {
+        let store = SessionStore::builder(cgi_session::MemoryDriver::new()).build();
+        let r = req(&[], b"", 0).unwrap();
+        let mut s = CgiSession::from_store(&store, &r).unwrap();
+        s.set_param("n", &1).unwrap();
+        let id = s.id().unwrap().as_str().to_owned();
+        drop(s);
+        let cookie = format!("CGISESSID={id}");
+        let r = req(&[("HTTP_COOKIE", &cookie)], b"", 0).unwrap();
+        let mut s = CgiSession::from_store(&store, &r).unwrap();
+        assert!(!s.is_new());
+        assert_eq!(s.param::<i64>("n").unwrap(), Some(1));
+        // delete on drop, too
+        s.delete();
+        drop(s);
+        let s = CgiSession::from_store(&store, &r).unwrap();
+        assert!(s.is_new());
+        s.close().unwrap();
+    }
+
+    #[tokio::test]
+    async fn blocking_calls_inside_a_runtime_are_refused() {
+        let e = block_on(async {}).unwrap_err();
+        assert!(matches!(e, CgiError::InsideAsyncRuntime));
+    }
+}

@@ -1,0 +1,317 @@
+//! End to end under a real CGI-capable web server: lighttpd (Debian package `lighttpd`) with
+//! mod_cgi runs the `greet-cgi` binary on a loopback port; the sessions live in a real
+//! memcached (memcached-harness) or in a temporary directory.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cgi_session::memcache::client::GetOptions;
+use cgi_session_cgi::{block_on, connect_memcached, ClientConfig};
+use memcached_harness::MemcachedServer;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_greet-cgi");
+
+fn lighttpd_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("LIGHTTPD_BIN") {
+        return bin.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|dir| dir.join("lighttpd"))
+        .find(|p| p.is_file())
+        .expect(
+            "lighttpd not found: install it with `apt-get install lighttpd` (or set LIGHTTPD_BIN)",
+        )
+}
+
+/// A lighttpd serving `greet-cgi` at `/cgi-bin/greet`; killed on drop.
+struct Lighttpd {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Lighttpd {
+    fn start(env: &[(&str, &str)]) -> Lighttpd {
+        let dir = tempfile::tempdir().unwrap();
+        let docroot = dir.path().join("htdocs");
+        std::fs::create_dir_all(docroot.join("cgi-bin")).unwrap();
+        std::os::unix::fs::symlink(PROGRAM, docroot.join("cgi-bin/greet")).unwrap();
+        // A free loopback port: bound by the OS, then released for lighttpd.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let setenv: Vec<String> = env
+            .iter()
+            .map(|(k, v)| format!("\"{k}\" => \"{v}\""))
+            .collect();
+        let conf = format!(
+            r#"server.document-root = "{docroot}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{log}"
+server.modules = ("mod_cgi", "mod_setenv")
+setenv.add-environment = ({setenv})
+$HTTP["url"] =~ "^/cgi-bin/" {{ cgi.assign = ("" => "") }}
+"#,
+            docroot = docroot.display(),
+            log = dir.path().join("error.log").display(),
+            setenv = setenv.join(", "),
+        );
+        let conf_path = dir.path().join("lighttpd.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(lighttpd_binary())
+            .arg("-D")
+            .arg("-f")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting lighttpd");
+        let server = Lighttpd {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lighttpd did not listen on {} within 15 s; its log:\n{}",
+                self.addr,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    /// One HTTP/1.0 exchange.
+    fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut req = format!("{method} {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let resp = Response {
+            status,
+            headers,
+            body: body.to_owned(),
+        };
+        assert_eq!(resp.status, 200, "{resp:?}\nlighttpd log:\n{}", self.log());
+        resp
+    }
+
+    fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", target, headers, "")
+    }
+}
+
+impl Drop for Lighttpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    /// The session id from `Set-Cookie: CGISESSID=...`, checking the cookie's attributes.
+    fn session_cookie(&self) -> String {
+        let cookie = self
+            .headers
+            .iter()
+            .find(|(k, v)| k == "set-cookie" && v.starts_with("CGISESSID="))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no session cookie in {self:?}"));
+        assert!(cookie.contains("HttpOnly"), "{cookie}");
+        assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+        assert!(cookie.contains("Path=/"), "{cookie}");
+        assert!(cookie.contains("Max-Age=3600"), "{cookie}");
+        let value = cookie["CGISESSID=".len()..]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(value.len(), 32, "{cookie}");
+        assert!(value.bytes().all(|b| b.is_ascii_hexdigit()), "{cookie}");
+        value
+    }
+
+    fn line(&self, label: &str) -> &str {
+        self.body
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in {self:?}"))
+    }
+
+    fn before(&self) -> &str {
+        self.line("greet_en before: ")
+    }
+
+    fn is_new(&self) -> bool {
+        self.line("new session: ") == "true"
+    }
+}
+
+#[test]
+fn two_requests_share_a_memcached_session_through_the_cookie() {
+    let memcached = MemcachedServer::start();
+    let addr = memcached.addr().to_string();
+    let web = Lighttpd::start(&[("CGI_SESSION_MEMCACHED", &addr)]);
+
+    // Request 1: no cookie: a new session; greet_en is set from the query string.
+    let r1 = web.get("/cgi-bin/greet?greet_en=Hello%20there", &[]);
+    assert!(r1.is_new(), "{r1:?}");
+    assert_eq!(r1.before(), "(none)");
+    assert_eq!(r1.line("store: "), "driver:memcache");
+    let id = r1.session_cookie();
+
+    // It is in memcached under the seed's key, as JSON.
+    let client = connect_memcached(ClientConfig::new(addr.clone())).unwrap();
+    let item = block_on(client.get(format!("sessions:{id}"), GetOptions::new()))
+        .unwrap()
+        .unwrap()
+        .expect("the session is stored in memcached");
+    let stored: serde_json::Value = serde_json::from_slice(&item.value).unwrap();
+    assert_eq!(stored["greet_en"], "Hello there");
+    assert_eq!(stored["_SESSION_REMOTE_ADDR"], "127.0.0.1");
+
+    // Request 2: the browser sends the cookie back and reads greet_en.
+    let cookie = format!("theme=dark; CGISESSID={id}");
+    let r2 = web.get("/cgi-bin/greet", &[("Cookie", &cookie)]);
+    assert!(!r2.is_new(), "{r2:?}");
+    assert_eq!(r2.before(), "Hello there");
+    assert_eq!(r2.line("greet_en now: "), "Hi !");
+    assert_eq!(r2.session_cookie(), id);
+
+    // The id in the query string (no cookie) finds the same session.
+    let r3 = web.get(
+        &format!("/cgi-bin/greet?CGISESSID={id}&greet_en=third"),
+        &[],
+    );
+    assert!(!r3.is_new(), "{r3:?}");
+    assert_eq!(r3.before(), "Hi !");
+    assert_eq!(r3.session_cookie(), id);
+
+    // ... and so does a form field of a POST.
+    let r4 = web.request(
+        "POST",
+        "/cgi-bin/greet",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("CGISESSID={id}&greet_en=posted+%E2%98%BA"),
+    );
+    assert!(!r4.is_new(), "{r4:?}");
+    assert_eq!(r4.before(), "third");
+    let r5 = web.get("/cgi-bin/greet", &[("Cookie", &cookie)]);
+    assert_eq!(r5.before(), "posted \u{263A}");
+
+    // A malformed cookie value gets a fresh session (and never reaches memcached as a key).
+    for bad in [
+        "CGISESSID=../../etc/passwd",
+        "CGISESSID=\"a b\"; =; ;;",
+        "CGISESSID=%00%0d%0a",
+    ] {
+        let r = web.get("/cgi-bin/greet", &[("Cookie", bad)]);
+        assert!(r.is_new(), "{bad}: {r:?}");
+        assert_eq!(r.before(), "(none)");
+        assert_ne!(r.session_cookie(), id);
+    }
+
+    // A stale cookie beats a valid query parameter (CGI::Session's order): fresh session.
+    let stale = "CGISESSID=0123456789abcdef0123456789abcdef";
+    let r = web.get(
+        &format!("/cgi-bin/greet?CGISESSID={id}"),
+        &[("Cookie", stale)],
+    );
+    assert!(r.is_new(), "{r:?}");
+    assert_ne!(r.session_cookie(), id);
+}
+
+#[test]
+fn sessions_in_files_survive_between_cgi_processes() {
+    let sessions = tempfile::tempdir().unwrap();
+    let dir = sessions.path().to_str().unwrap().to_owned();
+    let web = Lighttpd::start(&[("CGI_SESSION_DIR", &dir)]);
+
+    let r1 = web.get("/cgi-bin/greet", &[]);
+    assert!(r1.is_new());
+    assert_eq!(r1.line("store: "), "driver:file");
+    let id = r1.session_cookie();
+    assert!(Path::new(&dir).join(format!("cgisess_{id}")).is_file());
+
+    let r2 = web.get("/cgi-bin/greet", &[("Cookie", &format!("CGISESSID={id}"))]);
+    assert!(!r2.is_new());
+    assert_eq!(r2.before(), "Hi !");
+    assert_eq!(r2.session_cookie(), id);
+}
+
+#[test]
+fn a_dead_memcached_is_a_503_not_an_empty_session() {
+    let mut memcached = MemcachedServer::start();
+    let addr = memcached.addr().to_string();
+    memcached.kill();
+    let web = Lighttpd::start(&[("CGI_SESSION_MEMCACHED", &addr)]);
+    let mut stream = TcpStream::connect(web.addr).unwrap();
+    stream
+        .write_all(b"GET /cgi-bin/greet HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.0 503"), "{raw}");
+    assert!(raw.contains(&addr), "the message names the server: {raw}");
+    assert!(!raw.contains("Set-Cookie"), "{raw}");
+}

@@ -1,0 +1,180 @@
+//! `cgi-session`: the operator tool of cgi-session.
+//!
+//! ```text
+//! cgi-session --dsn driver:memcache --servers 127.0.0.1:11211,10.0.0.2:11211 check
+//! cgi-session --dsn driver:memcache stats --watch --interval 2
+//! cgi-session --dsn driver:memcache ls --json
+//! cgi-session --dsn driver:file --dir /var/lib/myapp/sessions show 5ee0c1d2
+//! cgi-session --dsn driver:file --dir /var/lib/myapp/sessions rm 5ee0c1d2
+//! cgi-session --dsn driver:file --dir /var/lib/myapp/sessions purge --expired
+//! ```
+//!
+//! Exit status: 0 when everything worked, 1 for an operational failure (a dead server, a
+//! missing session), 2 for a usage error. Session ids are shown shortened (`5ee0c1d2…`)
+//! unless `--full-ids` is given; `show` and `rm` accept any unique prefix of an id.
+#![forbid(unsafe_code)]
+
+mod commands;
+mod target;
+mod util;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Operator tool for cgi-session stores: memcached health and statistics, session listing,
+/// inspection and removal, purging expired session files.
+#[derive(Debug, Parser)]
+#[command(name = "cgi-session", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options shared by every subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The store, as a CGI::Session DSN: driver:file or driver:memcache (serializer and id
+    /// parts are accepted; `show` detects json and Perl's default format by itself).
+    #[arg(long, global = true, default_value = "driver:file")]
+    pub(crate) dsn: String,
+    /// Directory of the file driver (default: the system's temp directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) dir: Option<std::path::PathBuf>,
+    /// memcached servers, host:port, comma-separated. check and stats report on each one;
+    /// ls, show and rm use the first one until multi-server support lands.
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT[,HOST:PORT]",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:11211"
+    )]
+    pub(crate) servers: Vec<String>,
+    /// Key prefix of the memcache driver.
+    #[arg(long, global = true, default_value = "sessions:")]
+    pub(crate) prefix: String,
+    /// The memcache driver stores sessions under SHA-256 digests of their ids (`ls` then
+    /// lists digests; `show` and `rm` need the session id itself).
+    #[arg(long, global = true)]
+    pub(crate) hashed_keys: bool,
+    /// Deadline for connecting to and hearing from a server, e.g. 500ms, 2s.
+    #[arg(long, global = true, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Print whole session ids (they are credentials: by default only 8 characters show).
+    #[arg(long, global = true)]
+    pub(crate) full_ids: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Per server: version, a set/get/delete round trip on a probe key, its latency and the
+    /// item size limit. Exits 1 naming each failing server.
+    Check,
+    /// Per server: items, memory used and limit, hit ratio, evictions, connections.
+    Stats(StatsArgs),
+    /// The stored sessions: id, size, time to live, last access.
+    Ls(LsArgs),
+    /// One session, decoded (json or Perl's Data::Dumper format).
+    Show(ShowArgs),
+    /// Removes one session.
+    Rm(IdArg),
+    /// Removes the sessions of the file driver whose idle timeout has passed.
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Refresh in place until interrupted (or until --count refreshes).
+    #[arg(long)]
+    pub(crate) watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) interval: u64,
+    /// Stop after this many reports.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// JSON output, one object per server.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// JSON output: an array of sessions.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Show progress on standard error even when it is not a terminal.
+    #[arg(long)]
+    pub(crate) progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The session id, or a unique prefix of it (as `ls` shows it).
+    pub(crate) id: String,
+    /// JSON output.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdArg {
+    /// The session id, or a unique prefix of it (as `ls` shows it).
+    pub(crate) id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PurgeArgs {
+    /// Remove the sessions whose idle timeout has passed (the only purge there is; required
+    /// so that the command says what it does).
+    #[arg(long, required = true)]
+    pub(crate) expired: bool,
+    /// Only report what would be removed.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// How a command failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// The command line asks for something impossible: exit status 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The operation failed: exit status 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::Failed(_) => ExitCode::from(1),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Which store the command line names, opened.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cgi_session::memcache::client::{Client, ClientConfig};
+use cgi_session::memcache::MemcacheDriver;
+use cgi_session::{Driver, Dsn, FileDriver};
+
+use crate::{CliError, Global};
+
+/// The store kind of the DSN.
+pub(crate) enum Target {
+    /// `driver:file` in this directory.
+    File(PathBuf),
+    /// `driver:memcache` on these servers.
+    Memcache(Vec<String>),
+}
+
+/// Resolves the DSN and the options naming the store.
+pub(crate) fn target(global: &Global) -> Result<Target, CliError> {
+    let dsn = Dsn::parse(&global.dsn).map_err(|e| CliError::Usage(e.to_string()))?;
+    match dsn.driver.as_str() {
+        "file" => Ok(Target::File(
+            global.dir.clone().unwrap_or_else(std::env::temp_dir),
+        )),
+        "memcache" => {
+            let servers: Vec<String> = global
+                .servers
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if servers.is_empty() {
+                return Err(CliError::Usage(
+                    "--servers is empty: give at least one memcached host:port".into(),
+                ));
+            }
+            Ok(Target::Memcache(servers))
+        }
+        "memory" => Err(CliError::Usage(
+            "driver:memory keeps sessions inside one process, out of this tool's reach; use driver:file or driver:memcache".into(),
+        )),
+        other => Err(CliError::Usage(format!(
+            "unknown driver {other:?}; this tool works with driver:file and driver:memcache"
+        ))),
+    }
+}
+
+/// A connected client for one server.
+pub(crate) async fn connect(global: &Global, server: &str) -> Result<Client, CliError> {
+    let config = ClientConfig::new(server)
+        .pool_size(1)
+        .timeout(global.timeout)
+        .connect_timeout(global.timeout);
+    Client::connect(config)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))
+}
+
+/// The memcache driver over one server with the command line's prefix and key scheme.
+pub(crate) async fn memcache_driver(
+    global: &Global,
+    server: &str,
+) -> Result<MemcacheDriver, CliError> {
+    let client = connect(global, server).await?;
+    MemcacheDriver::builder(client)
+        .prefix(global.prefix.clone())
+        .hashed_keys(global.hashed_keys)
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// The file driver over the directory.
+pub(crate) fn file_driver(dir: &std::path::Path) -> Result<FileDriver, CliError> {
+    FileDriver::new(dir).map_err(|e| CliError::Failed(e.to_string()))
+}
+
+/// The store the session commands (ls, show, rm, purge) work on.
+pub(crate) enum Store {
+    File(FileDriver),
+    Memcache(MemcacheDriver, String),
+}
+
+impl Store {
+    pub(crate) async fn open(global: &Global, command: &str) -> Result<Store, CliError> {
+        match target(global)? {
+            Target::File(dir) => Ok(Store::File(file_driver(&dir)?)),
+            Target::Memcache(servers) => {
+                if servers.len() > 1 {
+                    eprintln!(
+                        "note: `{command}` uses the first server ({}) until multi-server support lands",
+                        servers[0]
+                    );
+                }
+                let driver = memcache_driver(global, &servers[0]).await?;
+                Ok(Store::Memcache(driver, servers[0].clone()))
+            }
+        }
+    }
+
+    pub(crate) fn driver(&self) -> Arc<dyn Driver> {
+        match self {
+            Store::File(d) => Arc::new(d.clone()),
+            Store::Memcache(d, _) => Arc::new(d.clone()),
+        }
+    }
+
+    /// `file /dir` or `memcached host:port`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Store::File(d) => format!("directory {}", d.dir().display()),
+            Store::Memcache(_, server) => format!("memcached {server}"),
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Every subcommand against real memcached processes (memcached-harness) and a temporary
+//! directory for the file driver: output and exit codes.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use assert_cmd::Command;
+use cgi_session::memcache::client::{Client, ClientConfig, SetOptions};
+use cgi_session::{builder_from_dsn, store_from_dsn, DriverArgs, ManualClock, SessionStore};
+use memcached_harness::MemcachedServer;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cgi-session"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Creates a session with `params` and an idle timeout; returns its full id.
+async fn make_session(store: &SessionStore, params: &[(&str, Value)], expire: i64) -> String {
+    let mut s = store.new_session(None, Some("192.0.2.7")).await.unwrap();
+    for (k, v) in params {
+        s.set_value(k, v.clone()).unwrap();
+    }
+    s.set_expire(expire);
+    s.flush().await.unwrap();
+    s.id().unwrap().as_str().to_owned()
+}
+
+fn memcache_store(client: &Client) -> SessionStore {
+    store_from_dsn("driver:memcache", &DriverArgs::new().handle(client.clone())).unwrap()
+}
+
+fn mc(server: &MemcachedServer) -> [String; 4] {
+    [
+        "--dsn".into(),
+        "driver:memcache".into(),
+        "--servers".into(),
+        server.addr().to_string(),
+    ]
+}
+
+fn file(dir: &Path) -> [String; 4] {
+    [
+        "--dsn".into(),
+        "driver:file".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+    ]
+}
+
+fn stdout_json(assert: &assert_cmd::assert::Assert) -> Value {
+    serde_json::from_slice(&assert.get_output().stdout).unwrap()
+}
+
+#[test]
+fn check_reports_each_server_and_names_the_dead_one() {
+    let alive = MemcachedServer::builder().args(["-I", "2m"]).start();
+    let mut dead = MemcachedServer::start();
+    let (a, d) = (alive.addr().to_string(), dead.addr().to_string());
+
+    cli()
+        .args(["--dsn", "driver:memcache", "--servers", &a, "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "ok    {a}  memcached 1.6"
+        )))
+        .stdout(predicate::str::contains("item size limit 2.0 MiB"))
+        .stdout(predicate::str::contains("round trip"));
+
+    dead.kill();
+    let servers = format!("{a},{d}");
+    cli()
+        .args(["--dsn", "driver:memcache", "--servers", &servers, "check"])
+        .args(["--timeout", "500ms"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!("ok    {a}")))
+        .stdout(predicate::str::contains(format!("FAIL  {d}")))
+        .stderr(predicate::str::contains(format!(
+            "1 of 2 memcached server(s) failed the check: {d}"
+        )));
+}
+
+#[test]
+fn check_on_the_file_driver_probes_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    cli()
+        .args(file(dir.path()))
+        .arg("check")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("file driver"))
+        .stdout(predicate::str::contains("0 session(s)"));
+    // The probe leaves nothing behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let missing = dir.path().join("missing");
+    cli()
+        .args(file(&missing))
+        .arg("check")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL"))
+        .stderr(predicate::str::contains(missing.display().to_string()));
+}
+
+#[test]
+fn stats_reports_counters_and_warns_about_evictions() {
+    let server = MemcachedServer::builder().memory_mb(2).start();
+    let runtime = rt();
+    runtime.block_on(async {
+        let client = Client::connect(ClientConfig::new(server.addr().to_string()))
+            .await
+            .unwrap();
+        let store = memcache_store(&client);
+        make_session(&store, &[("greet_en", "Hi !".into())], 600).await;
+    });
+
+    let out = cli()
+        .args(mc(&server))
+        .args(["stats", "--json"])
+        .assert()
+        .success();
+    let json = stdout_json(&out);
+    let s = &json[0];
+    assert_eq!(s["ok"], true);
+    assert_eq!(s["server"], server.addr().to_string());
+    assert_eq!(s["items"], 1);
+    assert_eq!(s["limit_bytes"], 2 * 1024 * 1024);
+    assert_eq!(s["evictions"], 0);
+    assert!(s["curr_connections"].as_u64().unwrap() >= 1);
+    cli()
+        .args(mc(&server))
+        .arg("stats")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("items        1"))
+        .stdout(predicate::str::contains("used of 2.0 MiB"))
+        .stdout(predicate::str::contains("no session lost"));
+
+    // Fill the 2 MiB server far beyond its memory: memcached evicts, the report says what
+    // that means.
+    runtime.block_on(async {
+        let client = Client::connect(ClientConfig::new(server.addr().to_string()))
+            .await
+            .unwrap();
+        let big = vec![b'x'; 100_000];
+        for i in 0..60 {
+            client
+                .set(format!("filler{i}"), &big, SetOptions::new())
+                .await
+                .unwrap();
+        }
+    });
+    cli()
+        .args(mc(&server))
+        .arg("stats")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("sessions were lost"));
+
+    // --watch refreshes in place (clear screen) --count times.
+    let out = cli()
+        .args(mc(&server))
+        .args(["stats", "--watch", "--interval", "1", "--count", "2"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert_eq!(text.matches("\x1b[2J\x1b[H").count(), 2, "{text}");
+}
+
+#[test]
+fn stats_on_a_dead_server_fails() {
+    let mut server = MemcachedServer::start();
+    server.kill();
+    cli()
+        .args(mc(&server))
+        .args(["stats", "--timeout", "500ms"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!("FAIL  {}", server.addr())))
+        .stderr(predicate::str::contains(server.addr().to_string()));
+}
+
+#[test]
+fn ls_show_rm_on_memcached() {
+    let server = MemcachedServer::start();
+    let runtime = rt();
+    let (ids, client) = runtime.block_on(async {
+        let client = Client::connect(ClientConfig::new(server.addr().to_string()))
+            .await
+            .unwrap();
+        let store = memcache_store(&client);
+        let mut ids = Vec::new();
+        for user in ["ann", "bob", "cyd"] {
+            let params = [
+                ("user", Value::from(user)),
+                ("cart", serde_json::json!({"items": [1, 2], "total": 9.5})),
+            ];
+            ids.push(make_session(&store, &params, 600).await);
+        }
+        (ids, client)
+    });
+
+    // ls: short ids only, sizes, TTLs.
+    let out = cli().args(mc(&server)).arg("ls").assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    for id in &ids {
+        assert!(text.contains(&format!("{}…", &id[..8])), "{text}");
+        assert!(!text.contains(id.as_str()), "a full id was printed: {text}");
+    }
+    assert!(text.contains("3 session(s) on memcached"), "{text}");
+    assert!(text.contains("ago)"), "{text}");
+
+    let out = cli()
+        .args(mc(&server))
+        .args(["ls", "--json", "--full-ids", "--progress"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("listing keys on memcached"))
+        .stderr(predicate::str::contains("listed 3 session(s)"));
+    let json = stdout_json(&out);
+    let listed = json.as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    for item in listed {
+        assert!(ids.contains(&item["id"].as_str().unwrap().to_owned()));
+        let ttl = item["ttl_secs"].as_i64().unwrap();
+        assert!((590..=620).contains(&ttl), "{item}");
+        assert!(item["size"].as_u64().unwrap() > 50);
+        assert!(item["last_access"].as_i64().is_some());
+    }
+
+    // show by unique prefix: decoded, times, pretty params; the full id never printed.
+    let prefix = &ids[0][..10];
+    cli()
+        .args(mc(&server))
+        .args(["show", prefix])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "session      {}…",
+            &ids[0][..8]
+        )))
+        .stdout(predicate::str::contains("format       json"))
+        .stdout(predicate::str::contains("user = \"ann\""))
+        .stdout(predicate::str::contains("\"total\": 9.5"))
+        .stdout(predicate::str::contains("after 10m idle"))
+        .stdout(predicate::str::contains("remote addr  192.0.2.7"))
+        .stdout(predicate::str::contains("UTC"))
+        .stdout(predicate::str::contains(ids[0].as_str()).not());
+    let out = cli()
+        .args(mc(&server))
+        .args(["show", &ids[1], "--json", "--full-ids"])
+        .assert()
+        .success();
+    let json = stdout_json(&out);
+    assert_eq!(json["id"], ids[1].as_str());
+    assert_eq!(json["params"]["user"], "bob");
+    assert_eq!(json["etime"], 600);
+    assert_eq!(json["expired"], false);
+
+    // A session Perl wrote in CGI::Session's default (Data::Dumper) format.
+    let perl_id = "5ee0c1d2a1b2c3d4e5f60718293a4b5c";
+    let perl = format!(
+        "$D = {{'_SESSION_ETIME' => 600,'_SESSION_ID' => '{perl_id}','user' => 'alice','_SESSION_REMOTE_ADDR' => '192.0.2.7','_SESSION_CTIME' => 1795762413,'_SESSION_EXPIRE_LIST' => {{'logged_in' => 300}},'_SESSION_ATIME' => 1795762413,'logged_in' => 1}};;$D"
+    );
+    runtime.block_on(async {
+        client
+            .set(
+                format!("sessions:{perl_id}"),
+                perl.as_bytes(),
+                SetOptions::new().ttl(600),
+            )
+            .await
+            .unwrap();
+    });
+    cli()
+        .args(mc(&server))
+        .args(["show", perl_id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("format       default"))
+        .stdout(predicate::str::contains("user = \"alice\""))
+        .stdout(predicate::str::contains("param expiry logged_in: 5m idle"));
+
+    // Ambiguous and missing prefixes, malformed ids.
+    cli()
+        .args(mc(&server))
+        .args(["show", "zzzz"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no session"));
+    cli()
+        .args(mc(&server))
+        .args(["show", "../etc/passwd"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a session id"));
+
+    // rm: removed, then missing.
+    cli()
+        .args(mc(&server))
+        .args(["rm", &ids[2]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "removed session {}…",
+            &ids[2][..8]
+        )));
+    cli()
+        .args(mc(&server))
+        .args(["rm", &ids[2]])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no session"));
+    // ann, bob and Perl's session remain. `lru_crawler metadump all` can miss an item for a
+    // moment after it was read (memcached is moving it between LRU segments), so poll.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = cli()
+            .args(mc(&server))
+            .args(["ls", "--json"])
+            .assert()
+            .success();
+        let listed = stdout_json(&out).as_array().unwrap().len();
+        if listed == 3 {
+            break;
+        }
+        assert!(
+            listed < 3 && Instant::now() < deadline,
+            "{listed} sessions listed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // purge is for files; memory is meaningless; several servers: the first is used.
+    cli()
+        .args(mc(&server))
+        .args(["purge", "--expired"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("file driver"));
+    let two = format!("{},127.0.0.1:1", server.addr());
+    cli()
+        .args(["--dsn", "driver:memcache", "--servers", &two, "ls"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("uses the first server"));
+}
+
+fn set_mtime(path: &Path, ago: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - ago)
+        .unwrap();
+}
+
+#[test]
+fn ls_show_rm_purge_on_the_file_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = rt();
+    let store = store_from_dsn("driver:file", &DriverArgs::new().directory(dir.path())).unwrap();
+    // A store whose clock runs an hour late writes sessions last accessed an hour ago.
+    let an_hour_ago = builder_from_dsn("driver:file", &DriverArgs::new().directory(dir.path()))
+        .unwrap()
+        .clock(ManualClock::new(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+                - 3600,
+        ))
+        .build();
+    let (live, stale, forever) = runtime.block_on(async {
+        (
+            make_session(&store, &[("greet_en", "Hi !".into())], 600).await,
+            make_session(&an_hour_ago, &[("greet_en", "old".into())], 60).await,
+            make_session(&store, &[("greet_en", "kept".into())], 0).await,
+        )
+    });
+    // The stale session was last touched an hour ago: its 60 s idle timeout has passed.
+    let stale_path = dir.path().join(format!("cgisess_{stale}"));
+    set_mtime(&stale_path, Duration::from_secs(3600));
+    // A file that is not a session decodes to nothing but does not break the listing.
+    std::fs::write(
+        dir.path().join("cgisess_garbage"),
+        b"\xff\xfe not a session",
+    )
+    .unwrap();
+
+    let out = cli().args(file(dir.path())).args(["ls"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("4 session(s)"), "{text}");
+    assert!(text.contains("expired"), "{text}");
+    assert!(text.contains("never"), "{text}");
+    assert!(text.contains("1 do not decode"), "{text}");
+
+    let out = cli()
+        .args(file(dir.path()))
+        .args(["ls", "--json", "--full-ids"])
+        .assert()
+        .success();
+    let json = stdout_json(&out);
+    let find = |id: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find(&stale)["ttl_secs"], 0);
+    assert_eq!(find(&forever)["ttl_secs"], Value::Null);
+    assert!((590..=600).contains(&find(&live)["ttl_secs"].as_i64().unwrap()));
+
+    cli()
+        .args(file(dir.path()))
+        .args(["show", &live])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("greet_en = \"Hi !\""));
+    cli()
+        .args(file(dir.path()))
+        .args(["show", &stale])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("EXPIRED"));
+    cli()
+        .args(file(dir.path()))
+        .args(["show", "garbage"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("could not be decoded"));
+
+    // purge --expired: a dry run first, then for real; undecodable files are left alone.
+    cli()
+        .args(file(dir.path()))
+        .args(["purge", "--expired", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would remove 1 expired session(s)",
+        ));
+    assert!(stale_path.exists());
+    cli()
+        .args(file(dir.path()))
+        .args(["purge", "--expired"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed 1 expired session(s)"))
+        .stdout(predicate::str::contains("2 kept"))
+        .stdout(predicate::str::contains("1 do not decode"));
+    assert!(!stale_path.exists());
+    assert!(dir.path().join(format!("cgisess_{live}")).exists());
+
+    cli()
+        .args(file(dir.path()))
+        .args(["rm", &forever])
+        .assert()
+        .success();
+    assert!(!dir.path().join(format!("cgisess_{forever}")).exists());
+    cli()
+        .args(file(dir.path()))
+        .args(["stats", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"sessions\": 2"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    cli()
+        .args(["--dsn", "driver:memory", "ls"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("driver:memory"));
+    cli().args(["--dsn", "driver:mysql", "ls"]).assert().code(2);
+    cli().args(["--dsn", "nonsense", "ls"]).assert().code(2);
+    cli().args(["purge"]).assert().code(2);
+    cli().args(["frobnicate"]).assert().code(2);
+    cli().args(["stats", "--interval", "0"]).assert().code(2);
+    cli().arg("--help").assert().success();
+}
