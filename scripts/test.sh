@@ -11,6 +11,8 @@ command -v memcached >/dev/null 2>&1 || need+=(memcached)
 perl -MCGI::Session -e1 >/dev/null 2>&1 || need+=(libcgi-session-perl)
 perl -MCache::Memcached -e1 >/dev/null 2>&1 || need+=(libcache-memcached-perl)
 command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "==> installing missing packages: ${need[*]}"
@@ -20,7 +22,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+  $sudo apt-get install -y -qq "${need[@]}"
 fi
 # The tests start their own memcached processes on free loopback ports; a system service
 # started by the package install is not used (stop it so it holds no port or memory).

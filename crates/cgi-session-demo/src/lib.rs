@@ -1,0 +1,207 @@
+//! The cgi-session demo web app: the seed's `greet_en` example in a browser, with a visit
+//! counter, login/logout (with session id regeneration) and the session's metadata, on the
+//! embedded default store (files in a temporary directory) or on memcached.
+//!
+//! Run it with `cargo run -p cgi-session-demo` and open the address it prints. The same app is
+//! available as a library so that tests (and benchmarks) run it in-process:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use cgi_session::{MemoryDriver, SessionStore};
+//! use tower::ServiceExt;
+//!
+//! let store = SessionStore::builder(MemoryDriver::new()).default_expire(1800).build();
+//! let app = cgi_session_demo::app(store);
+//! let response = app
+//!     .oneshot(http::Request::get("/").body(axum::body::Body::empty()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(response.status(), 200);
+//! assert!(response.headers().contains_key("set-cookie"));
+//! # });
+//! ```
+//!
+//! Routes:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the page: `greet_en` and a form to set it, the visit counter (one more per view), login/logout, the session's metadata (id prefix only, ctime, atime, expiry) |
+//! | `POST /greet` | sets `greet_en` (form field `greet_en`) |
+//! | `POST /login` | regenerates the id, then stores `user` (form field `username`) |
+//! | `POST /logout` | deletes the session |
+//! | `GET /plain` | the same page shell without any session (a baseline for benchmarks) |
+//! | `GET /api/session` | the session as JSON (`counter`, `user`, `greet_en`, `id_prefix`, ...), read-only |
+#![forbid(unsafe_code)]
+
+mod html;
+mod options;
+
+use std::net::SocketAddr;
+
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use cgi_session::SessionStore;
+use cgi_session_tower::{SessionError, SessionHandle, SessionLayer};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+pub use options::{open_store, run, Args, DemoError, OpenedStore};
+
+/// Longest `greet_en` and user name accepted, in characters.
+pub const MAX_FIELD_CHARS: usize = 200;
+
+/// The demo app over `store`, with the default [`SessionLayer`] (cookie `CGISESSID`,
+/// `HttpOnly; SameSite=Lax`).
+pub fn app(store: SessionStore) -> Router {
+    app_with_layer(SessionLayer::new(store))
+}
+
+/// The demo app with a configured layer (e.g. signed or `Secure` cookies).
+///
+/// ```
+/// use cgi_session::{MemoryDriver, SessionStore};
+/// use cgi_session_tower::{Key, SessionLayer};
+///
+/// let store = SessionStore::builder(MemoryDriver::new()).build();
+/// let app = cgi_session_demo::app_with_layer(SessionLayer::new(store).signed(Key::generate()));
+/// # let _ = app;
+/// ```
+pub fn app_with_layer(layer: SessionLayer) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/greet", post(set_greeting))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/api/session", get(api_session))
+        .route("/plain", get(plain))
+        .layer(layer)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, giving handlers the client address
+/// (for the store's ip matching).
+///
+/// # Errors
+/// When the server fails (accepting connections is retried by axum; this is rare).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// What `GET /api/session` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Page views counted in this session (`visits`).
+    pub counter: u64,
+    /// The logged-in user.
+    pub user: Option<String>,
+    /// The seed's `greet_en`.
+    pub greet_en: Option<String>,
+    /// The first 8 characters of the id followed by `…`; `None` before anything was stored.
+    pub id_prefix: Option<String>,
+    /// Creation time, Unix seconds.
+    pub ctime: i64,
+    /// Last access time, Unix seconds.
+    pub atime: i64,
+    /// Idle timeout in seconds.
+    pub expire: Option<i64>,
+}
+
+async fn info(session: &SessionHandle) -> Result<SessionInfo, SessionError> {
+    let s = session.lock().await?;
+    let get_string = |name: &str| s.get::<String>(name).ok().flatten();
+    Ok(SessionInfo {
+        counter: s.get::<u64>("visits").ok().flatten().unwrap_or(0),
+        user: get_string("user"),
+        greet_en: get_string("greet_en"),
+        id_prefix: if s.is_new() {
+            None
+        } else {
+            s.id().map(|id| id.redacted())
+        },
+        ctime: s.ctime(),
+        atime: s.atime(),
+        expire: s.expire(),
+    })
+}
+
+async fn home(session: SessionHandle) -> Result<Html<String>, SessionError> {
+    let visits = session.get::<u64>("visits").await?.unwrap_or(0) + 1;
+    session.set("visits", &visits).await?;
+    let expired = session.lock().await?.is_expired();
+    let mut info = info(&session).await?;
+    // A session created by this view is stored by the layer after it: show its prefix already.
+    if info.id_prefix.is_none() {
+        info.id_prefix = Some(session.id_prefix().await?);
+    }
+    Ok(Html(html::home(&info, expired)))
+}
+
+async fn api_session(session: SessionHandle) -> Result<Json<SessionInfo>, SessionError> {
+    Ok(Json(info(&session).await?))
+}
+
+async fn plain() -> Html<String> {
+    Html(html::plain())
+}
+
+/// The `/greet` form.
+#[derive(Debug, Deserialize)]
+struct GreetForm {
+    greet_en: String,
+}
+
+async fn set_greeting(session: SessionHandle, Form(form): Form<GreetForm>) -> Response {
+    let greeting = clip(form.greet_en.trim());
+    let result = if greeting.is_empty() {
+        session.remove("greet_en").await.map(|_| ())
+    } else {
+        session.set("greet_en", &greeting).await
+    };
+    match result {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The `/login` form.
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    username: String,
+}
+
+async fn login(session: SessionHandle, Form(form): Form<LoginForm>) -> Response {
+    let user = clip(form.username.trim());
+    if user.is_empty() {
+        return Redirect::to("/").into_response();
+    }
+    let result = async {
+        // A new id at login, against session fixation; the data moves with it.
+        session.regenerate_id().await?;
+        session.set("user", &user).await
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn logout(session: SessionHandle) -> Response {
+    match session.delete().await {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(MAX_FIELD_CHARS).collect()
+}

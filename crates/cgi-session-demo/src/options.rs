@@ -1,0 +1,266 @@
+//! The command line, the store it opens, and the server loop.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cgi_session::memcache::client::{Client, ClientConfig};
+use cgi_session::memcache::MemcacheDriver;
+use cgi_session::{builder_from_dsn, parse_expire, CookieConfig, DriverArgs, Dsn, SessionStore};
+use cgi_session_tower::{Key, SessionLayer};
+use clap::Parser;
+
+/// The demo's command line.
+///
+/// ```
+/// use clap::Parser;
+/// let args = cgi_session_demo::Args::parse_from([
+///     "cgi-session-demo", "--dsn", "driver:memcache", "--servers", "127.0.0.1:11211",
+/// ]);
+/// assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
+/// assert_eq!(args.expire, "+30m");
+/// ```
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "cgi-session-demo",
+    version,
+    about = "The cgi-session demo web app: greet_en, a visit counter, login/logout, session metadata",
+    long_about = "The cgi-session demo web app: the seed's greet_en, a visit counter, login/logout \
+(with session id regeneration) and the session's metadata.\n\n\
+With no options it keeps sessions in files in a fresh temporary directory (removed at exit) and \
+listens on 127.0.0.1:8080. Use --dsn 'driver:memcache' --servers 127.0.0.1:11211 for memcached."
+)]
+#[non_exhaustive]
+pub struct Args {
+    /// Address to listen on. Port 0 picks a free port. Only loopback unless you give another
+    /// address explicitly.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// CGI::Session DSN: driver:file (default), driver:memory or driver:memcache, optionally
+    /// with ;serializer:json;id:random.
+    #[arg(long)]
+    pub dsn: Option<String>,
+
+    /// memcached server for driver:memcache, host:port (default 127.0.0.1:11211). Giving it
+    /// implies driver:memcache when --dsn is not given.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub servers: Option<String>,
+
+    /// Idle timeout of the sessions, CGI::Session syntax (+30m, 2h, 3600; 0 for none).
+    #[arg(long, default_value = "+30m", allow_hyphen_values = true)]
+    pub expire: String,
+
+    /// Directory of driver:file (default: a fresh temporary directory, removed at exit).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Mark the cookie Secure (only sent over HTTPS: use behind a TLS proxy).
+    #[arg(long)]
+    pub secure: bool,
+
+    /// Sign the cookie with a key made at start-up (sessions do not survive a restart then).
+    #[arg(long)]
+    pub signed: bool,
+}
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// The DSN or the driver set-up is wrong.
+    #[error("cannot open the session store: {0}")]
+    Store(#[from] cgi_session::OpenError),
+    /// `--expire` is not a CGI::Session time.
+    #[error("--expire: {0}")]
+    Expire(#[from] cgi_session::ExpireParseError),
+    /// memcached could not be reached or failed its health check.
+    #[error("memcached at {server} is not usable: {message}\nStart it (e.g. `memcached -l 127.0.0.1 -p 11211`) or point --servers at a running one; or drop --dsn/--servers to use the embedded file store.")]
+    Memcached {
+        /// The server given.
+        server: String,
+        /// What failed.
+        message: String,
+    },
+    /// The options do not fit together.
+    #[error("{0}")]
+    Usage(String),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}; pick another address with --listen (port 0 picks a free port)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A temporary directory could not be made or the server failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A store opened from the command line, and what it is, for the start-up message.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct OpenedStore {
+    /// The store.
+    pub store: SessionStore,
+    /// Where the sessions live, in words.
+    pub description: String,
+    /// The temporary directory of the default file store, removed when this is dropped.
+    pub temp_dir: Option<tempfile::TempDir>,
+}
+
+/// Opens the store the options describe: the file driver in a fresh temporary directory by
+/// default; for `driver:memcache`, the bundled client, connected and health-checked at once.
+///
+/// # Errors
+/// [`DemoError`] with what to do: a bad DSN or expiry, a dead memcached, options that do not
+/// fit together.
+pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
+    let dsn_text = match (&args.dsn, &args.servers) {
+        (Some(dsn), _) => dsn.clone(),
+        (None, Some(_)) => "driver:memcache".to_owned(),
+        (None, None) => "driver:file".to_owned(),
+    };
+    let dsn = Dsn::parse(&dsn_text).map_err(cgi_session::OpenError::from)?;
+    let expire = parse_expire(&args.expire)?;
+    let mut temp_dir = None;
+    let (driver_args, description) = match dsn.driver.as_str() {
+        "memcache" => {
+            if args.dir.is_some() {
+                return Err(DemoError::Usage(
+                    "--dir is for driver:file; driver:memcache keeps sessions in memcached".into(),
+                ));
+            }
+            let server = args
+                .servers
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:11211".to_owned());
+            if server.contains(',') {
+                return Err(DemoError::Usage(
+                    "--servers: the demo uses one memcached server; give one host:port".into(),
+                ));
+            }
+            let client = connect_memcached(&server).await?;
+            (
+                DriverArgs::new().handle(client),
+                format!("memcached at {server}"),
+            )
+        }
+        other => {
+            if args.servers.is_some() {
+                return Err(DemoError::Usage(format!(
+                    "--servers is for driver:memcache, but the DSN names driver:{other}"
+                )));
+            }
+            if other == "file" {
+                let dir = match &args.dir {
+                    Some(dir) => dir.clone(),
+                    None => {
+                        let t = tempfile::Builder::new()
+                            .prefix("cgi-session-demo-")
+                            .tempdir()?;
+                        let path = t.path().to_path_buf();
+                        temp_dir = Some(t);
+                        path
+                    }
+                };
+                let description = format!("files in {}", dir.display());
+                (DriverArgs::new().directory(dir), description)
+            } else {
+                (DriverArgs::new(), format!("the {other} driver"))
+            }
+        }
+    };
+    let store = builder_from_dsn(&dsn_text, &driver_args)?
+        .default_expire(expire)
+        .cookie(CookieConfig {
+            secure: args.secure,
+            ..CookieConfig::default()
+        })
+        .build();
+    Ok(OpenedStore {
+        store,
+        description,
+        temp_dir,
+    })
+}
+
+async fn connect_memcached(server: &str) -> Result<Client, DemoError> {
+    let fail = |message: String| DemoError::Memcached {
+        server: server.to_owned(),
+        message,
+    };
+    let client = Client::connect(
+        ClientConfig::new(server)
+            .timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    let report = MemcacheDriver::new(client.clone())
+        .check()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    tracing::info!(
+        version = %report.version,
+        item_size_max = report.item_size_max,
+        probe = ?report.probe_time,
+        "memcached at {server} is alive"
+    );
+    Ok(client)
+}
+
+/// Runs the demo: opens the store, listens, prints where to point the browser, serves until
+/// Ctrl-C.
+///
+/// # Errors
+/// See [`DemoError`].
+pub async fn run(args: Args) -> Result<(), DemoError> {
+    let opened = open_store(&args).await?;
+    let mut layer = SessionLayer::new(opened.store.clone());
+    if args.signed {
+        layer = layer.signed(Key::generate());
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| DemoError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!("listening on {addr}, which is reachable from other machines");
+    }
+    let shown = if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+    } else {
+        addr
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "cgi-session demo: sessions in {}", opened.description)?;
+    writeln!(out, "Open http://{shown}/ in your browser (Ctrl-C to stop)")?;
+    out.flush()?;
+    drop(out);
+    crate::serve(listener, crate::app_with_layer(layer), shutdown_signal()).await?;
+    drop(opened);
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop serving (and remove the temporary directory).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,282 @@
+//! The demo in a real browser: headless Chromium driven over WebDriver (Debian's `chromium`
+//! and `chromium-driver`, through the `fantoccini` client). The demo runs in-process on the
+//! default store (files in a temporary directory) on a free loopback port.
+//!
+//! This test fails (it does not skip) when Chromium is missing: `scripts/test.sh` installs it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use cgi_session_demo::{open_store, serve, Args};
+use clap::Parser;
+use cookie::SameSite;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+const INSTALL_HINT: &str = "headless Chromium is needed for the browser test: run scripts/test.sh (it installs the Debian packages `chromium` and `chromium-driver`), or `apt-get install -y chromium chromium-driver`";
+
+fn find_program(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// Polls until `addr` accepts TCP connections, up to `within`.
+async fn wait_for_port(addr: SocketAddr, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Polls (the form's navigation may still be under way) until `css` shows `expected`.
+async fn wait_for_text(client: &Client, css: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        if let Ok(element) = client.find(Locator::Css(css)).await {
+            if let Ok(t) = element.text().await {
+                if t == expected {
+                    return;
+                }
+                seen = t;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css} shows {seen:?}, not {expected:?}");
+}
+
+async fn counter(client: &Client) -> u64 {
+    text(client, "#counter").await.parse().unwrap()
+}
+
+async fn session_id(client: &Client) -> String {
+    client
+        .get_named_cookie("CGISESSID")
+        .await
+        .expect("the CGISESSID cookie")
+        .value()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_works_in_headless_chromium() {
+    let chromium = find_program(&["/usr/lib/chromium/chromium", "/usr/bin/chromium"])
+        .unwrap_or_else(|| panic!("chromium not found. {INSTALL_HINT}"));
+    let chromedriver = find_program(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
+        .unwrap_or_else(|| panic!("chromedriver not found. {INSTALL_HINT}"));
+
+    // The demo, as `cargo run -p cgi-session-demo` would start it, on a free port.
+    let args = Args::parse_from(["cgi-session-demo", "--listen", "127.0.0.1:0"]);
+    let opened = open_store(&args).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(args.listen).await.unwrap();
+    let demo = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        cgi_session_demo::app(opened.store.clone()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    // chromedriver on a free loopback port.
+    let port = free_loopback_port();
+    let mut driver = tokio::process::Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e}. {INSTALL_HINT}",
+                chromedriver.display()
+            )
+        });
+    let driver_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(
+        wait_for_port(driver_addr, Duration::from_secs(30)).await,
+        "chromedriver did not listen on {driver_addr} within 30 s"
+    );
+
+    let profile = tempfile::tempdir().unwrap();
+    let result = tokio::time::timeout(
+        Duration::from_secs(180),
+        drive(&chromium, profile.path(), driver_addr, demo),
+    )
+    .await;
+
+    let _ = driver.kill().await;
+    let _ = stop.send(());
+    let _ = server.await;
+    drop(opened);
+    match result {
+        Ok(()) => {}
+        Err(_) => panic!("the browser test did not finish within 180 s"),
+    }
+}
+
+async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: SocketAddr) {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
+            "binary": chromium.to_string_lossy(),
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://{driver}"))
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a Chromium session: {e}. {INSTALL_HINT}"));
+
+    let outcome = {
+        let client = client.clone();
+        async move {
+            let home = format!("http://{demo}/");
+            client.goto(&home).await.unwrap();
+            assert_eq!(counter(&client).await, 1);
+
+            // The counter goes up across reloads.
+            let mut last = 1;
+            for _ in 0..3 {
+                client.refresh().await.unwrap();
+                let now = counter(&client).await;
+                assert!(now > last, "counter {now} after {last}");
+                last = now;
+            }
+            assert_eq!(last, 4);
+
+            // The cookie's flags, as the browser stored them.
+            let cookie = client.get_named_cookie("CGISESSID").await.unwrap();
+            assert_eq!(cookie.http_only(), Some(true), "HttpOnly");
+            assert_eq!(cookie.same_site(), Some(SameSite::Lax), "SameSite=Lax");
+            assert_eq!(cookie.path(), Some("/"));
+            assert_ne!(cookie.secure(), Some(true), "not Secure on plain http");
+            let first_id = cookie.value().to_owned();
+            assert_eq!(first_id.len(), 32);
+            // HttpOnly: page scripts cannot read it.
+            let visible = client
+                .execute("return document.cookie;", vec![])
+                .await
+                .unwrap();
+            assert!(
+                !visible.as_str().unwrap_or("").contains(&first_id),
+                "document.cookie shows the session id: {visible}"
+            );
+            // The page shows only a prefix of the id.
+            assert_eq!(
+                text(&client, "#id-prefix").await,
+                format!("{}…", &first_id[..8])
+            );
+            assert!(!client.source().await.unwrap().contains(&first_id));
+
+            // Set greet_en through the form.
+            let input = client.find(Locator::Css("#greet-input")).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys("Hi <b>there</b> !").await.unwrap();
+            client
+                .find(Locator::Css("#greet-submit"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_for_text(&client, "#greeting", "Hi <b>there</b> !").await;
+
+            // Log in: a new id, the data kept.
+            let name = client.find(Locator::Css("#username")).await.unwrap();
+            name.send_keys("ann").await.unwrap();
+            client
+                .find(Locator::Css("#login"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            client
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css("#user"))
+                .await
+                .unwrap();
+            assert_eq!(text(&client, "#user").await, "ann");
+            let logged_in_id = session_id(&client).await;
+            assert_ne!(logged_in_id, first_id, "login regenerates the id");
+            assert!(
+                counter(&client).await > last,
+                "the counter moved with the session"
+            );
+
+            // Log out: the session ends, the next view has a new id and starts counting again.
+            client
+                .find(Locator::Css("#logout"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            client
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css("#username"))
+                .await
+                .unwrap();
+            assert_eq!(counter(&client).await, 1);
+            let after_logout = session_id(&client).await;
+            assert_ne!(after_logout, logged_in_id, "logout gives a new id");
+            assert_ne!(after_logout, first_id);
+        }
+    };
+    // Close the browser session whatever happened, then report.
+    let outcome = futures_catch(outcome).await;
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs `f`, catching a panic so that the browser can be closed before it propagates.
+async fn futures_catch<F: std::future::Future<Output = ()> + Send + 'static>(
+    f: F,
+) -> Result<(), Box<dyn std::any::Any + Send>> {
+    match tokio::spawn(f).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_panic() => Err(e.into_panic()),
+        Err(e) => Err(Box::new(e.to_string())),
+    }
+}

@@ -1,0 +1,218 @@
+//! [`SessionHandle`]: the handler's lazily loaded session.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use cgi_session::{Session, SessionStore};
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+
+use crate::error::SessionError;
+
+/// Exclusive access to the request's loaded [`Session`], from [`SessionHandle::lock`].
+///
+/// Holding it blocks the handle's other methods (and the layer's save) until it is dropped.
+pub type SessionGuard<'a> = MappedMutexGuard<'a, Session>;
+
+/// Per-request state shared by the layer and the handler.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: SessionStore,
+    /// The id the client's cookie holds (verified when cookies are signed).
+    pub(crate) claimed: Option<String>,
+    /// Whether the request carried a session cookie at all (even one that failed to verify).
+    pub(crate) cookie_sent: bool,
+    pub(crate) remote_addr: Option<String>,
+    pub(crate) state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Loaded on first use.
+    pub(crate) session: Option<Session>,
+    /// A store failure seen while the handler ran; the layer answers 503/500.
+    pub(crate) failure: Option<SessionError>,
+}
+
+/// The request's session, as an axum extractor: loaded from the store on first use (async,
+/// behind a tokio mutex), saved by [`SessionLayer`](crate::SessionLayer) after the handler
+/// returns, only if it changed.
+///
+/// Cloning is cheap; all clones share the same session. Taking the extractor costs nothing:
+/// a handler that takes it but never calls a method causes no store I/O.
+///
+/// ```
+/// use cgi_session_tower::{SessionError, SessionHandle};
+///
+/// // A visit counter.
+/// async fn count(session: SessionHandle) -> Result<String, SessionError> {
+///     let n = session.get::<u64>("visits").await?.unwrap_or(0) + 1;
+///     session.set("visits", &n).await?;
+///     Ok(format!("visit number {n}"))
+/// }
+///
+/// // Login: a new id against session fixation, then the user.
+/// async fn login(session: SessionHandle) -> Result<&'static str, SessionError> {
+///     session.regenerate_id().await?;
+///     session.set("user", "ann").await?;
+///     Ok("welcome")
+/// }
+///
+/// // Logout: the stored session is removed and the cookie cleared.
+/// async fn logout(session: SessionHandle) -> Result<&'static str, SessionError> {
+///     session.delete().await?;
+///     Ok("bye")
+/// }
+/// # let _ = (count, login, logout);
+/// ```
+#[derive(Debug, Clone)]
+pub struct SessionHandle(pub(crate) Arc<Shared>);
+
+impl SessionHandle {
+    /// Loads the session if this is its first use and locks it.
+    async fn loaded(&self) -> Result<SessionGuard<'_>, SessionError> {
+        let mut state = self.0.state.lock().await;
+        if let Some(failure) = &state.failure {
+            return Err(failure.clone());
+        }
+        if state.session.is_none() {
+            match self
+                .0
+                .store
+                .new_session(self.0.claimed.as_deref(), self.0.remote_addr.as_deref())
+                .await
+            {
+                Ok(session) => state.session = Some(session),
+                Err(e) => return Err(record_failure(&mut state, e, "loading the session")),
+            }
+        }
+        MutexGuard::try_map(state, |s| s.session.as_mut())
+            .map_err(|_| SessionError::Session(Arc::new(cgi_session::Error::NoId)))
+    }
+
+    /// The loaded session, locked, for everything [`Session`] offers (expiry, metadata,
+    /// `names`, `dump`...). Loads it on first use.
+    ///
+    /// Do not call `flush` or `discard` on it: the layer saves after the handler.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store cannot be reached (the request is then
+    /// answered with 503), [`SessionError::Session`] for other store failures (500).
+    pub async fn lock(&self) -> Result<SessionGuard<'_>, SessionError> {
+        self.loaded().await
+    }
+
+    /// A parameter (CGI::Session's `param($name)`); `None` when unset.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`]; [`SessionError::Session`] when the stored value is not a
+    /// `T`.
+    pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, SessionError> {
+        let session = self.loaded().await?;
+        session
+            .get(name)
+            .map_err(|e| SessionError::Session(Arc::new(e)))
+    }
+
+    /// Sets a parameter (CGI::Session's `param($name, $value)`); saved after the handler.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`]; [`SessionError::Session`] for a reserved name
+    /// (`_SESSION_*`) or a value that cannot be encoded.
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), SessionError> {
+        let mut session = self.loaded().await?;
+        session
+            .set(name, value)
+            .map_err(|e| SessionError::Session(Arc::new(e)))
+    }
+
+    /// Removes a parameter (CGI::Session's `clear($name)`), returning its value.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`].
+    pub async fn remove(&self, name: &str) -> Result<Option<serde_json::Value>, SessionError> {
+        let mut session = self.loaded().await?;
+        Ok(session.remove(name))
+    }
+
+    /// Gives the session a new id, keeping its data (call it at login, against session
+    /// fixation). A stored session is moved at once and the old id stops working; the layer
+    /// sends the new cookie.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`]; a store failure while moving the session is recorded like
+    /// a load failure (503 or 500).
+    pub async fn regenerate_id(&self) -> Result<(), SessionError> {
+        drop(self.loaded().await?);
+        let mut state = self.0.state.lock().await;
+        let Some(session) = state.session.as_mut() else {
+            return Err(SessionError::Session(Arc::new(cgi_session::Error::NoId)));
+        };
+        match session.regenerate_id().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(record_failure(&mut state, e, "regenerating the session id")),
+        }
+    }
+
+    /// Marks the session for deletion (CGI::Session's `delete`, i.e. logout): the layer
+    /// removes it from the store and sends a removal cookie.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`] (the session is loaded to learn whether it is stored).
+    pub async fn delete(&self) -> Result<(), SessionError> {
+        let mut session = self.loaded().await?;
+        session.delete();
+        Ok(())
+    }
+
+    /// The first 8 characters of the id followed by `…`, safe to show or log (never the full
+    /// id). Loads the session on first use.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`].
+    pub async fn id_prefix(&self) -> Result<String, SessionError> {
+        let session = self.loaded().await?;
+        Ok(session.id().map(|id| id.redacted()).unwrap_or_default())
+    }
+
+    /// Whether the session was loaded by this request so far (no I/O; `false` while another
+    /// clone holds the lock).
+    pub fn is_loaded(&self) -> bool {
+        self.0
+            .state
+            .try_lock()
+            .map(|s| s.session.is_some())
+            .unwrap_or(false)
+    }
+}
+
+/// Remembers a store failure so that the layer answers with 503/500, logs it, and returns the
+/// handler's error.
+fn record_failure(state: &mut State, e: cgi_session::Error, what: &str) -> SessionError {
+    let err = SessionError::from_store(e);
+    if err.is_unavailable() {
+        tracing::error!(error = %err, "session store unavailable while {what}; answering 503");
+    } else {
+        tracing::error!(error = %err, "session store failed while {what}; answering 500");
+    }
+    state.failure = Some(err.clone());
+    err
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<SessionHandle>()
+            .cloned()
+            .ok_or(SessionError::MissingLayer)
+    }
+}
