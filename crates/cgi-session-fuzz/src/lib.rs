@@ -1,0 +1,111 @@
+//! The bodies of cgi-session's fuzz targets, one function per parser that reads untrusted
+//! bytes. Each must return normally for every input: a panic is a bug.
+//!
+//! The coverage-guided targets in `fuzz/` (cargo-fuzz, libFuzzer) call these functions;
+//! `scripts/fuzz.sh` runs them for a long time. The tests of this crate replay the committed
+//! corpus (seeds and every crash found so far) and a bounded random run, so `cargo test`
+//! keeps a fuzz smoke run without a nightly toolchain.
+#![forbid(unsafe_code)]
+
+use cgi_session::record::Record;
+use cgi_session::{DataDumperSerializer, Dsn, JsonSerializer, Serializer, SessionId};
+use cgi_session_memcache_client::proto::{parse_reply, Parsed, ReplyKind};
+
+/// Every target, by name: the names of `fuzz/fuzz_targets/*.rs` and `fuzz/corpus/*`.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("json_session", json_session),
+    ("perl_session", perl_session),
+    ("dsn", dsn),
+    ("cookie_and_id", cookie_and_id),
+    ("meta_reply", meta_reply),
+    ("text_reply", text_reply),
+];
+
+/// The JSON session reader: bytes -> map -> session record; anything accepted re-encodes to
+/// the same record.
+pub fn json_session(data: &[u8]) {
+    let Ok(map) = JsonSerializer.thaw(data) else {
+        return;
+    };
+    let Ok(record) = Record::from_map(map) else {
+        return;
+    };
+    let bytes = JsonSerializer
+        .freeze(&record.to_map())
+        .expect("an accepted record encodes");
+    let again = Record::from_map(JsonSerializer.thaw(&bytes).expect("our JSON reads back"))
+        .expect("our record reads back");
+    assert_eq!(again, record);
+}
+
+/// The Perl Data::Dumper reader; anything accepted is written and read back stably.
+pub fn perl_session(data: &[u8]) {
+    let perl = DataDumperSerializer::new();
+    let Ok(map) = perl.thaw(data) else {
+        return;
+    };
+    let written = perl.freeze(&map).expect("an accepted map can be written");
+    let once = perl.thaw(&written).expect("our own output reads back");
+    let twice = perl
+        .thaw(&perl.freeze(&once).expect("written again"))
+        .expect("read again");
+    assert_eq!(once, twice);
+    let _ = Record::from_map(once);
+}
+
+/// The DSN parser; anything accepted prints to a DSN that parses to the same value.
+pub fn dsn(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(parsed) = Dsn::parse(text) {
+        assert_eq!(Dsn::parse(&parsed.to_string()).as_ref(), Ok(&parsed));
+    }
+}
+
+/// The cookie header and query string of a CGI request, and the id they carry.
+pub fn cookie_and_id(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let vars = [
+        ("HTTP_COOKIE", text.as_ref()),
+        ("QUERY_STRING", text.as_ref()),
+        ("REQUEST_METHOD", "GET"),
+    ];
+    if let Ok(request) = cgi_session_cgi::CgiRequest::from_parts(vars, std::io::empty(), 1024) {
+        if let Some(id) = request.session_id("CGISESSID") {
+            if let Ok(parsed) = SessionId::parse(&id) {
+                assert_eq!(parsed.as_str(), id);
+                assert!(!parsed.to_string().contains(&id[..]) || id.len() <= 8);
+            }
+        }
+    }
+    for c in cookie::Cookie::split_parse(text.as_ref()).flatten() {
+        let _ = SessionId::parse(c.value());
+    }
+}
+
+fn replies(kind: ReplyKind, data: &[u8]) {
+    let mut rest = data;
+    while !rest.is_empty() {
+        match parse_reply(kind, rest, 1 << 20) {
+            Ok(Parsed::Done(_, used)) => {
+                assert!(used > 0 && used <= rest.len(), "a reply uses its own bytes");
+                rest = &rest[used..];
+            }
+            Ok(Parsed::NeedMore) | Err(_) => return,
+        }
+    }
+}
+
+/// memcached's meta-protocol replies, as a stream.
+pub fn meta_reply(data: &[u8]) {
+    replies(ReplyKind::Meta, data);
+    replies(ReplyKind::Version, data);
+    replies(ReplyKind::Stats, data);
+}
+
+/// memcached's classic text-protocol replies, as a stream.
+pub fn text_reply(data: &[u8]) {
+    replies(ReplyKind::TextGet, data);
+    replies(ReplyKind::TextStatus, data);
+}
