@@ -11,6 +11,7 @@ command -v memcached >/dev/null 2>&1 || need+=(memcached)
 perl -MCGI::Session -e1 >/dev/null 2>&1 || need+=(libcgi-session-perl)
 perl -MCache::Memcached -e1 >/dev/null 2>&1 || need+=(libcache-memcached-perl)
 command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
+command -v nutcracker >/dev/null 2>&1 || [ -x /usr/sbin/nutcracker ] || need+=(nutcracker)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 
@@ -28,7 +29,7 @@ fi
 # started by the package install is not used (stop it so it holds no port or memory).
 # The same for lighttpd (the CGI tests start their own on a free port).
 if command -v systemctl >/dev/null 2>&1; then
-  systemctl stop memcached lighttpd >/dev/null 2>&1 || true
+  systemctl stop memcached lighttpd nutcracker >/dev/null 2>&1 || true
 fi
 
 echo "==> cargo fmt --check"

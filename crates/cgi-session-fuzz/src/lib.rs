@@ -11,14 +11,18 @@ use cgi_session::record::Record;
 use cgi_session::{DataDumperSerializer, Dsn, JsonSerializer, Serializer, SessionId};
 use cgi_session_memcache_client::proto::{parse_reply, Parsed, ReplyKind};
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name: the names of `fuzz/fuzz_targets/*.rs` and `fuzz/corpus/*`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("json_session", json_session),
     ("perl_session", perl_session),
     ("dsn", dsn),
     ("cookie_and_id", cookie_and_id),
     ("meta_reply", meta_reply),
     ("text_reply", text_reply),
+    ("metadump_line", metadump_line),
 ];
 
 /// The JSON session reader: bytes -> map -> session record; anything accepted re-encodes to
@@ -73,9 +77,9 @@ pub fn cookie_and_id(data: &[u8]) {
     ];
     if let Ok(request) = cgi_session_cgi::CgiRequest::from_parts(vars, std::io::empty(), 1024) {
         if let Some(id) = request.session_id("CGISESSID") {
-            if let Ok(parsed) = SessionId::parse(&id) {
+            if let Ok(parsed) = SessionId::parse(id) {
                 assert_eq!(parsed.as_str(), id);
-                assert!(!parsed.to_string().contains(&id[..]) || id.len() <= 8);
+                assert!(!parsed.to_string().contains(id) || id.len() <= 8);
             }
         }
     }
@@ -108,4 +112,11 @@ pub fn meta_reply(data: &[u8]) {
 pub fn text_reply(data: &[u8]) {
     replies(ReplyKind::TextGet, data);
     replies(ReplyKind::TextStatus, data);
+}
+
+/// One line of `lru_crawler metadump` output.
+pub fn metadump_line(data: &[u8]) {
+    for line in data.split(|b| *b == b'\n') {
+        let _ = cgi_session_memcache_client::parse_metadump_line(line);
+    }
 }

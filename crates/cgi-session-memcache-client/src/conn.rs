@@ -23,6 +23,19 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::proto::{parse_reply, Parsed, Reply, ReplyKind};
+use crate::Protocol;
+
+/// How a reply is checked against its request (replies out of step close
+/// the connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Nothing to compare.
+    None,
+    /// A meta reply must echo this `O` token.
+    Opaque(u32),
+    /// A text `VALUE` must carry this key.
+    Key(Vec<u8>),
+}
 
 /// Most requests written but not yet answered on one connection.
 const MAX_PENDING: usize = 4096;
@@ -52,7 +65,7 @@ impl Drop for InflightGuard {
 struct Request {
     bytes: Vec<u8>,
     kind: ReplyKind,
-    opaque: Option<u32>,
+    check: Check,
     deadline: Instant,
     reply: oneshot::Sender<Result<Reply>>,
     _inflight: InflightGuard,
@@ -61,7 +74,7 @@ struct Request {
 /// A request written to the socket and waiting for its reply.
 struct Pending {
     kind: ReplyKind,
-    opaque: Option<u32>,
+    check: Check,
     deadline: Instant,
     reply: oneshot::Sender<Result<Reply>>,
     _inflight: InflightGuard,
@@ -75,12 +88,26 @@ pub(crate) struct PoolSettings {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub max_value_size: usize,
+    pub protocol: Protocol,
+    pub gat: bool,
+    pub failure_limit: u32,
+    pub retry_delay: Duration,
 }
 
-/// The connections to one server. A later multi-server client keeps one
-/// `ServerPool` per server and picks the pool by hashing the key.
+/// Failure bookkeeping of one server.
+#[derive(Debug, Default)]
+struct Health {
+    /// Consecutive failures (unavailable or timed out).
+    failures: u32,
+    /// Marked down until then.
+    down_until: Option<Instant>,
+}
+
+/// The connections to one server. The client keeps one `ServerPool` per
+/// server and picks the pool by hashing the key.
 pub(crate) struct ServerPool {
     settings: PoolSettings,
+    health: std::sync::Mutex<Health>,
     slots: Vec<Mutex<Option<mpsc::Sender<Request>>>>,
     inflight: Vec<Arc<AtomicUsize>>,
     round_robin: AtomicUsize,
@@ -95,7 +122,53 @@ impl ServerPool {
             inflight: (0..size).map(|_| Arc::new(AtomicUsize::new(0))).collect(),
             round_robin: AtomicUsize::new(0),
             next_opaque: AtomicU32::new(1),
+            health: std::sync::Mutex::new(Health::default()),
             settings,
+        }
+    }
+
+    /// How long the server stays marked down, if it is.
+    pub(crate) fn down_for(&self) -> Option<Duration> {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let until = health.down_until?;
+        let now = Instant::now();
+        (until > now).then(|| until - now)
+    }
+
+    /// Consecutive failures so far.
+    pub(crate) fn failures(&self) -> u32 {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failures
+    }
+
+    fn record(&self, outcome: &Result<Reply>) {
+        // A proxy reporting one unreachable backend is itself healthy.
+        let failed = matches!(outcome, Err(e) if e.is_unavailable() && !is_proxy_report(e));
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if !failed {
+            if health.failures > 0 || health.down_until.is_some() {
+                if health.down_until.is_some() {
+                    tracing::info!(server = %self.settings.server, "memcached server is back");
+                }
+                *health = Health::default();
+            }
+            return;
+        }
+        health.failures = health.failures.saturating_add(1);
+        let limit = self.settings.failure_limit;
+        if limit > 0 && health.failures >= limit {
+            let now = Instant::now();
+            if health.down_until.is_none_or(|u| u <= now) {
+                tracing::warn!(
+                    server = %self.settings.server,
+                    failures = health.failures,
+                    retry_in = ?self.settings.retry_delay,
+                    "memcached server marked down"
+                );
+            }
+            health.down_until = Some(now + self.settings.retry_delay);
         }
     }
 
@@ -171,13 +244,30 @@ impl ServerPool {
     }
 
     /// Sends one request and waits for its reply. `SERVER_ERROR`,
-    /// `CLIENT_ERROR` and `ERROR` replies come back as errors.
+    /// `CLIENT_ERROR` and `ERROR` replies come back as errors. A server
+    /// marked down fails at once; availability failures are counted.
     pub(crate) async fn call(
         &self,
         bytes: Vec<u8>,
         kind: ReplyKind,
-        opaque: Option<u32>,
+        check: Check,
     ) -> Result<Reply> {
+        if let Some(left) = self.down_for() {
+            return Err(Error::unavailable(
+                &self.settings.server,
+                format!(
+                    "marked down after {} failures in a row; the next try is in {} ms",
+                    self.failures(),
+                    left.as_millis()
+                ),
+            ));
+        }
+        let outcome = self.call_inner(bytes, kind, check).await;
+        self.record(&outcome);
+        outcome
+    }
+
+    async fn call_inner(&self, bytes: Vec<u8>, kind: ReplyKind, check: Check) -> Result<Reply> {
         let deadline = Instant::now() + self.settings.timeout;
         let idx = self.pick();
         let guard = InflightGuard::new(&self.inflight[idx]);
@@ -189,7 +279,7 @@ impl ServerPool {
         let request = Request {
             bytes,
             kind,
-            opaque,
+            check,
             deadline,
             reply: reply_tx,
             _inflight: guard,
@@ -285,7 +375,7 @@ impl ConnTask {
                             out.extend_from_slice(&req.bytes);
                             pending.push_back(Pending {
                                 kind: req.kind,
-                                opaque: req.opaque,
+                                check: req.check,
                                 deadline: req.deadline,
                                 reply: req.reply,
                                 _inflight: req._inflight,
@@ -324,7 +414,19 @@ impl ConnTask {
             let Some(p) = pending.pop_front() else {
                 break;
             };
-            if let (Some(want), Some(got)) = (p.opaque, reply.flag(b'O')) {
+            if let Reply::Value(Some(v)) = &reply {
+                if let Check::Key(want) = &p.check {
+                    if v.key != *want {
+                        let err = Error::protocol(
+                            &self.server,
+                            "a VALUE for another key arrived (replies out of step)",
+                        );
+                        let _ = p.reply.send(Err(err.clone()));
+                        return Err(err);
+                    }
+                }
+            }
+            if let (Check::Opaque(want), Some(got)) = (&p.check, reply.flag(b'O')) {
                 if got != want.to_string().as_bytes() {
                     let err = Error::protocol(
                         &self.server,
@@ -339,10 +441,7 @@ impl ConnTask {
             }
             match reply {
                 Reply::ServerError(message) => {
-                    let _ = p.reply.send(Err(Error::Server {
-                        server: self.server.clone(),
-                        message,
-                    }));
+                    let _ = p.reply.send(Err(server_error(&self.server, message)));
                 }
                 Reply::ClientError(_) | Reply::Error(_) => {
                     // The server may now read our bytes out of step: close.
@@ -369,6 +468,37 @@ impl ConnTask {
             ));
         }
         Ok(())
+    }
+}
+
+const PROXY_REPORT: &str = "the proxy reports: ";
+
+fn is_proxy_report(e: &Error) -> bool {
+    matches!(e, Error::Unavailable { reason, .. } if reason.starts_with(PROXY_REPORT))
+}
+
+/// A `SERVER_ERROR` reply as an error. A proxy (twemproxy) reports a
+/// backend it cannot reach as `SERVER_ERROR Connection refused` / `...timed
+/// out` / `Host is down`: those count as unavailable.
+fn server_error(server: &str, message: String) -> Error {
+    let lower = message.to_ascii_lowercase();
+    let backend_down = [
+        "connection refused",
+        "timed out",
+        "host is down",
+        "connection reset",
+        "no route to host",
+        "network is unreachable",
+    ]
+    .iter()
+    .any(|p| lower.contains(p));
+    if backend_down {
+        Error::unavailable(server, format!("{PROXY_REPORT}{message}"))
+    } else {
+        Error::Server {
+            server: server.to_string(),
+            message,
+        }
     }
 }
 

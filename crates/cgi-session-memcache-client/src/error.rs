@@ -73,6 +73,23 @@ pub enum Error {
         /// The text after `SERVER_ERROR`.
         message: String,
     },
+    /// The operation is not available in the protocol spoken to this server
+    /// (e.g. a CAS-guarded delete in the text protocol).
+    #[error("memcached at {server} does not support {what} in the protocol configured for it")]
+    Unsupported {
+        /// The server address as configured.
+        server: String,
+        /// What was asked.
+        what: &'static str,
+    },
+    /// A per-server operation named a server index the client does not have.
+    #[error("server index {index} is out of range: this client has {count} server(s) (see Client::servers)")]
+    NoSuchServer {
+        /// The index asked for.
+        index: usize,
+        /// How many servers the client has.
+        count: usize,
+    },
 }
 
 impl Error {

@@ -16,7 +16,7 @@
 //! * Cancellation-safe: dropping a request's future never puts a connection
 //!   out of step (its reply is read and thrown away).
 //! * Keys are validated before anything is written ([`Key`]).
-//! * Key listing via `lru_crawler metadump all` ([`Client::metadump`]).
+//! * Key listing via `lru_crawler metadump hash` ([`Client::metadump`]).
 //!
 //! # Why a hand-written client
 //!
@@ -69,6 +69,7 @@
 #![warn(missing_docs)]
 
 mod conn;
+mod dist;
 mod error;
 mod key;
 pub mod proto;
@@ -79,10 +80,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use conn::{PoolSettings, ServerPool};
+use conn::{Check, PoolSettings, ServerPool};
+use dist::Ring;
+pub use dist::{ketama_hash, modula_hash, Distribution};
 pub use error::{Error, Result};
 pub use key::{validate_key, Key, MAX_KEY_LEN};
-use proto::{encode_meta, MetaCode, Reply, ReplyKind};
+use proto::{encode_meta, MetaCode, Reply, ReplyKind, TextStatus};
 
 /// Longest relative expiration memcached accepts: 30 days in seconds. Larger
 /// exptimes are read as absolute Unix times.
@@ -171,6 +174,163 @@ pub struct ClientConfig {
     /// Largest value accepted, sent or received (default 16 MiB). memcached's
     /// own limit is `-I` (1 MiB by default; see [`Client::item_size_max`]).
     pub max_value_size: usize,
+    /// Several servers (set with [`ClientConfig::servers`]); when empty, the
+    /// one [`server`](Self::server) with weight 1.
+    pub servers: Vec<ServerSpec>,
+    /// How keys are spread over the servers (default [`Distribution::Ketama`]).
+    pub distribution: Distribution,
+    /// What happens to keys of a server that is marked down (default
+    /// [`FailurePolicy::Consistent`]).
+    pub failure_policy: FailurePolicy,
+    /// A server that fails (unreachable, connection lost, or timed out) this
+    /// many times in a row is marked down for [`retry_delay`](Self::retry_delay);
+    /// while down, its requests fail at once instead of waiting for a
+    /// timeout. `None` (the default) means 2 with several servers, and never
+    /// for a single server (as before pools existed); `Some(0)` never marks
+    /// a server down.
+    pub failure_limit: Option<u32>,
+    /// How long a server stays marked down before it is tried again (default 2 s).
+    pub retry_delay: Duration,
+    /// The protocol spoken to servers that do not set their own (default
+    /// [`Protocol::Meta`]).
+    pub protocol: Protocol,
+    /// In [`Protocol::Text`], read-and-touch with `gat`/`gats` (memcached
+    /// 1.5.3+; default true). twemproxy 0.5 does not proxy `gat`: set false
+    /// and a read-and-touch becomes a `gets` and a `touch`, pipelined.
+    pub gat: bool,
+}
+
+/// One server of a pool: its address, weight and (optionally) protocol.
+///
+/// ```
+/// use cgi_session_memcache_client::{Protocol, ServerSpec};
+/// let s = ServerSpec::new("127.0.0.1:11211").weight(2).protocol(Protocol::Text);
+/// assert_eq!((s.addr.as_str(), s.weight), ("127.0.0.1:11211", 2));
+/// let t: ServerSpec = ("10.0.0.2:11211", 3).into();
+/// assert_eq!(t.weight, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerSpec {
+    /// `host:port`, resolved at each connect.
+    pub addr: String,
+    /// Relative share of the keys (default 1; 0 counts as 1).
+    pub weight: u32,
+    /// This server's protocol; `None` uses [`ClientConfig::protocol`].
+    pub protocol: Option<Protocol>,
+}
+
+impl ServerSpec {
+    /// A server with weight 1 and the pool's protocol.
+    ///
+    /// ```
+    /// assert_eq!(cgi_session_memcache_client::ServerSpec::new("h:1").weight, 1);
+    /// ```
+    pub fn new(addr: impl Into<String>) -> Self {
+        ServerSpec {
+            addr: addr.into(),
+            weight: 1,
+            protocol: None,
+        }
+    }
+
+    /// Sets [`weight`](Self::weight).
+    ///
+    /// ```
+    /// assert_eq!(cgi_session_memcache_client::ServerSpec::new("h:1").weight(5).weight, 5);
+    /// ```
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight.max(1);
+        self
+    }
+
+    /// Sets [`protocol`](Self::protocol).
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::{Protocol, ServerSpec};
+    /// assert_eq!(ServerSpec::new("h:1").protocol(Protocol::Text).protocol, Some(Protocol::Text));
+    /// ```
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+}
+
+impl From<&str> for ServerSpec {
+    fn from(addr: &str) -> Self {
+        ServerSpec::new(addr)
+    }
+}
+
+impl From<String> for ServerSpec {
+    fn from(addr: String) -> Self {
+        ServerSpec::new(addr)
+    }
+}
+
+impl From<(&str, u32)> for ServerSpec {
+    fn from((addr, weight): (&str, u32)) -> Self {
+        ServerSpec::new(addr).weight(weight)
+    }
+}
+
+impl From<(String, u32)> for ServerSpec {
+    fn from((addr, weight): (String, u32)) -> Self {
+        ServerSpec::new(addr).weight(weight)
+    }
+}
+
+/// The wire protocol spoken to a server.
+///
+/// ```
+/// assert_eq!(cgi_session_memcache_client::Protocol::default(), cgi_session_memcache_client::Protocol::Meta);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// memcached's meta protocol (1.6+): one round trip for read + CAS +
+    /// touch, CAS-guarded delete, TTL and last-access metadata.
+    #[default]
+    Meta,
+    /// The classic text protocol (`get`/`gets`/`gat`/`gats`, `set`/`add`/
+    /// `replace`/`cas`, `delete`, `touch`), for proxies such as twemproxy
+    /// that do not speak meta. Differences: a store does not return the new
+    /// CAS, so the client reads it back with `gets` (one more round trip) and
+    /// returns it only if the item still holds exactly what was written
+    /// (else `cas: None`); no CAS-guarded delete and no key listing
+    /// ([`Error::Unsupported`]); [`Item::last_access_secs`] and
+    /// [`Item::ttl_remaining`] are always `None`.
+    Text,
+}
+
+/// What the client does with keys whose server is marked down (see
+/// [`ClientConfig::failure_limit`]).
+///
+/// The trade-off: memcached servers do not copy data to each other, so
+/// moving a key to another server means the session is not found there.
+///
+/// ```
+/// assert_eq!(cgi_session_memcache_client::FailurePolicy::default(), cgi_session_memcache_client::FailurePolicy::Consistent);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Requests for keys of a down server fail at once with
+    /// [`Error::Unavailable`] (the session layer reports "store
+    /// unavailable"); keys of other servers are unaffected. When the server
+    /// returns, its keys are where they were (if it kept its data). Nobody
+    /// is logged out silently, and no two copies of a session ever exist.
+    #[default]
+    Consistent,
+    /// Keys of a down server go to the next live server on the ring (what
+    /// libmemcached's and twemproxy's `auto_eject_hosts` do): requests keep
+    /// working, but those users start with a fresh session (their data is
+    /// on the dead server), and when the server returns their keys move
+    /// back, where a **stale copy** may still sit if the server was only
+    /// hung or partitioned; writes made meanwhile are then lost. Clients
+    /// that disagree on which servers are down also disagree on where keys
+    /// are. Use it when availability matters more than session continuity.
+    Failover,
 }
 
 impl ClientConfig {
@@ -189,6 +349,128 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(1),
             lazy: false,
             max_value_size: 16 * 1024 * 1024,
+            servers: Vec::new(),
+            distribution: Distribution::Ketama,
+            failure_policy: FailurePolicy::Consistent,
+            failure_limit: None,
+            retry_delay: Duration::from_secs(2),
+            protocol: Protocol::Meta,
+            gat: true,
+        }
+    }
+
+    /// Settings for a pool of servers (each a `"host:port"`, a
+    /// `("host:port", weight)` or a [`ServerSpec`]) with the defaults.
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::{ClientConfig, Distribution, FailurePolicy};
+    /// let c = ClientConfig::pool(["127.0.0.1:11211", "127.0.0.1:11212"])
+    ///     .distribution(Distribution::Modula)
+    ///     .failure_policy(FailurePolicy::Failover);
+    /// assert_eq!(c.servers.len(), 2);
+    /// assert_eq!(c.server, "127.0.0.1:11211");
+    /// ```
+    pub fn pool<I, S>(servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<ServerSpec>,
+    {
+        ClientConfig::new("").servers(servers)
+    }
+
+    /// Sets the servers (replacing [`server`](Self::server) by the first).
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::ClientConfig;
+    /// let c = ClientConfig::new("a:1").servers([("b:1", 1), ("c:1", 3)]);
+    /// assert_eq!(c.server, "b:1");
+    /// assert_eq!(c.servers[1].weight, 3);
+    /// ```
+    pub fn servers<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<ServerSpec>,
+    {
+        self.servers = servers.into_iter().map(Into::into).collect();
+        if let Some(first) = self.servers.first() {
+            self.server = first.addr.clone();
+        }
+        self
+    }
+
+    /// Sets [`distribution`](Self::distribution).
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::{ClientConfig, Distribution};
+    /// let c = ClientConfig::new("h:1").distribution(Distribution::Modula);
+    /// assert_eq!(c.distribution, Distribution::Modula);
+    /// ```
+    pub fn distribution(mut self, d: Distribution) -> Self {
+        self.distribution = d;
+        self
+    }
+
+    /// Sets [`failure_policy`](Self::failure_policy).
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::{ClientConfig, FailurePolicy};
+    /// let c = ClientConfig::new("h:1").failure_policy(FailurePolicy::Failover);
+    /// assert_eq!(c.failure_policy, FailurePolicy::Failover);
+    /// ```
+    pub fn failure_policy(mut self, p: FailurePolicy) -> Self {
+        self.failure_policy = p;
+        self
+    }
+
+    /// Sets [`failure_limit`](Self::failure_limit).
+    ///
+    /// ```
+    /// assert_eq!(cgi_session_memcache_client::ClientConfig::new("h:1").failure_limit(5).failure_limit, Some(5));
+    /// ```
+    pub fn failure_limit(mut self, n: u32) -> Self {
+        self.failure_limit = Some(n);
+        self
+    }
+
+    /// Sets [`retry_delay`](Self::retry_delay).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = cgi_session_memcache_client::ClientConfig::new("h:1").retry_delay(Duration::from_secs(5));
+    /// assert_eq!(c.retry_delay, Duration::from_secs(5));
+    /// ```
+    pub fn retry_delay(mut self, d: Duration) -> Self {
+        self.retry_delay = d;
+        self
+    }
+
+    /// Sets [`protocol`](Self::protocol).
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::{ClientConfig, Protocol};
+    /// assert_eq!(ClientConfig::new("h:1").protocol(Protocol::Text).protocol, Protocol::Text);
+    /// ```
+    pub fn protocol(mut self, p: Protocol) -> Self {
+        self.protocol = p;
+        self
+    }
+
+    /// Sets [`gat`](Self::gat).
+    ///
+    /// ```
+    /// assert!(!cgi_session_memcache_client::ClientConfig::new("h:1").gat(false).gat);
+    /// ```
+    pub fn gat(mut self, on: bool) -> Self {
+        self.gat = on;
+        self
+    }
+
+    /// The effective server list.
+    fn server_list(&self) -> Vec<ServerSpec> {
+        if self.servers.is_empty() {
+            vec![ServerSpec::new(self.server.clone())]
+        } else {
+            self.servers.clone()
         }
     }
 
@@ -518,7 +800,7 @@ pub enum DeleteStatus {
     Exists,
 }
 
-/// One line of `lru_crawler metadump all`.
+/// One line of `lru_crawler metadump`.
 ///
 /// ```no_run
 /// # async fn demo(client: cgi_session_memcache_client::Client) -> cgi_session_memcache_client::Result<()> {
@@ -576,14 +858,25 @@ pub struct Metadump {
     pub skipped: Vec<MetadumpLineError>,
 }
 
-/// An async memcached client. Cheap to clone (shares the pool); drop every
-/// clone to close the connections.
+/// An async memcached client over one server or a pool of servers. Cheap to
+/// clone (shares the connections); drop every clone to close them.
+///
+/// With several servers ([`ClientConfig::pool`]) each key lives on one
+/// server chosen by [`Distribution`] (ketama by default); a server that
+/// fails [`ClientConfig::failure_limit`] times in a row is marked down for
+/// [`ClientConfig::retry_delay`] and handled per [`FailurePolicy`]. Each
+/// server has its own connections, so a dead or hung server never delays
+/// requests for keys of the others.
 ///
 /// ```no_run
 /// # async fn demo() -> cgi_session_memcache_client::Result<()> {
 /// use cgi_session_memcache_client::{Client, ClientConfig};
 /// let client = Client::connect(ClientConfig::new("127.0.0.1:11211")).await?;
 /// println!("memcached {}", client.version().await?);
+/// let pool = Client::connect(ClientConfig::pool(["10.0.0.1:11211", "10.0.0.2:11211"])).await?;
+/// for (server, stats) in pool.stats_per_server().await {
+///     println!("{server}: {:?} items", stats.map(|s| s["curr_items"].clone()));
+/// }
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -592,8 +885,10 @@ pub struct Client {
 }
 
 struct Inner {
-    // One pool per server; a later version picks the pool by hashing the key.
+    /// One pool per server, in configuration order.
     pools: Vec<ServerPool>,
+    ring: Ring,
+    policy: FailurePolicy,
 }
 
 impl std::fmt::Debug for Client {
@@ -608,9 +903,14 @@ impl std::fmt::Debug for Client {
                     .map(|p| p.server())
                     .collect::<Vec<_>>(),
             )
+            .field("policy", &self.inner.policy)
             .finish()
     }
 }
+
+/// The answers of [`Client::stats_per_server`] and the other per-server
+/// operations: `(server address, its answer)` in configuration order.
+pub type PerServer<T> = Vec<(String, Result<T>)>;
 
 fn parse_num<T: std::str::FromStr>(reply: &Reply, flag: u8, server: &str) -> Result<Option<T>> {
     match reply.flag(flag) {
@@ -639,9 +939,17 @@ fn meta_code(reply: &Reply) -> Option<MetaCode> {
     }
 }
 
+fn unexpected(pool: &ServerPool, cmd: &str, reply: &Reply) -> Error {
+    Error::protocol(
+        pool.server(),
+        format!("unexpected reply {} to {cmd}", reply.describe()),
+    )
+}
+
 impl Client {
     /// Creates a client. Unless [`ClientConfig::lazy`] is set, opens every
-    /// pooled connection now, so a wrong address fails at start-up.
+    /// pooled connection to every server now, so a wrong address fails at
+    /// start-up (use `lazy(true)` to start while some servers are down).
     ///
     /// # Errors
     ///
@@ -655,23 +963,107 @@ impl Client {
     /// # drop(client); Ok(()) }
     /// ```
     pub async fn connect(config: ClientConfig) -> Result<Client> {
-        let pool = ServerPool::new(PoolSettings {
-            server: config.server.clone(),
-            size: config.pool_size.max(1),
-            timeout: config.timeout,
-            connect_timeout: config.connect_timeout,
-            max_value_size: config.max_value_size,
-        });
+        let specs = config.server_list();
+        let failure_limit = config
+            .failure_limit
+            .unwrap_or(if specs.len() > 1 { 2 } else { 0 });
+        let pools: Vec<ServerPool> = specs
+            .iter()
+            .map(|spec| {
+                ServerPool::new(PoolSettings {
+                    server: spec.addr.clone(),
+                    size: config.pool_size.max(1),
+                    timeout: config.timeout,
+                    connect_timeout: config.connect_timeout,
+                    max_value_size: config.max_value_size,
+                    protocol: spec.protocol.unwrap_or(config.protocol),
+                    gat: config.gat,
+                    failure_limit,
+                    retry_delay: config.retry_delay,
+                })
+            })
+            .collect();
+        let weights: Vec<(String, u32)> =
+            specs.iter().map(|s| (s.addr.clone(), s.weight)).collect();
         if !config.lazy {
-            pool.connect_all().await?;
+            for pool in &pools {
+                pool.connect_all().await?;
+            }
         }
         Ok(Client {
-            inner: Arc::new(Inner { pools: vec![pool] }),
+            inner: Arc::new(Inner {
+                pools,
+                ring: Ring::new(config.distribution, &weights),
+                policy: config.failure_policy,
+            }),
         })
     }
 
-    fn pool_for(&self, _key: &[u8]) -> &ServerPool {
-        &self.inner.pools[0]
+    /// The pool a key's requests go to now.
+    fn route(&self, key: &[u8]) -> &ServerPool {
+        &self.inner.pools[self.server_for(key)]
+    }
+
+    /// The index (into [`servers`](Self::servers)) of the server that
+    /// requests for `key` go to now: its server on the ring, or with
+    /// [`FailurePolicy::Failover`] and that server marked down, the next live
+    /// one.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_memcache_client::{Client, ClientConfig};
+    /// let client = Client::connect(ClientConfig::pool(["127.0.0.1:1", "127.0.0.1:2"]).lazy(true)).await.unwrap();
+    /// assert!(client.server_for("sessions:abc") < 2);
+    /// # });
+    /// ```
+    pub fn server_for(&self, key: impl AsRef<[u8]>) -> usize {
+        let inner = &self.inner;
+        let key = key.as_ref();
+        if inner.pools.len() == 1 {
+            return 0;
+        }
+        match inner.policy {
+            FailurePolicy::Failover => inner
+                .ring
+                .pick(key, |i| inner.pools[i].down_for().is_none())
+                .unwrap_or_else(|| inner.ring.primary(key)),
+            _ => inner.ring.primary(key),
+        }
+    }
+
+    /// Up to `n` distinct servers for `key` in ring order, whether up or
+    /// not: its own server first, then the next distinct servers on the ring
+    /// (for [`Distribution::Modula`], Cache::Memcached's rehash sequence).
+    /// Replicated stores put their copies there.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_memcache_client::{Client, ClientConfig};
+    /// let client = Client::connect(ClientConfig::pool(["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]).lazy(true)).await.unwrap();
+    /// let at = client.placement("sessions:abc", 2);
+    /// assert_eq!(at.len(), 2);
+    /// assert_ne!(at[0], at[1]);
+    /// # });
+    /// ```
+    pub fn placement(&self, key: impl AsRef<[u8]>, n: usize) -> Vec<usize> {
+        self.inner.ring.distinct(key.as_ref(), n)
+    }
+
+    /// Whether server `server` (an index into [`servers`](Self::servers)) is
+    /// marked down now.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_memcache_client::{Client, ClientConfig};
+    /// let client = Client::connect(ClientConfig::new("127.0.0.1:1").lazy(true)).await.unwrap();
+    /// assert!(!client.is_marked_down(0));
+    /// # });
+    /// ```
+    pub fn is_marked_down(&self, server: usize) -> bool {
+        self.inner
+            .pools
+            .get(server)
+            .is_some_and(|p| p.down_for().is_some())
     }
 
     /// The servers this client talks to, as configured (`host:port`).
@@ -695,14 +1087,21 @@ impl Client {
         &self.inner.pools[0]
     }
 
+    fn pool_at(&self, server: usize) -> Result<&ServerPool> {
+        self.inner.pools.get(server).ok_or(Error::NoSuchServer {
+            index: server,
+            count: self.inner.pools.len(),
+        })
+    }
+
     async fn meta(
         &self,
+        pool: &ServerPool,
         cmd: &str,
         key: &[u8],
         mut args: Vec<String>,
         data: Option<&[u8]>,
     ) -> Result<Reply> {
-        let pool = self.pool_for(key);
         let opaque = pool.next_opaque();
         args.push(format!("O{opaque}"));
         let mut bytes = Vec::with_capacity(64 + key.len() + data.map_or(0, |d| d.len() + 2));
@@ -712,19 +1111,38 @@ impl Client {
             bytes.extend_from_slice(b"\r\n");
         }
         tracing::debug!(server = %pool.server(), cmd, key = %key::log_prefix(key), "memcached request");
-        pool.call(bytes, ReplyKind::Meta, Some(opaque)).await
+        pool.call(bytes, ReplyKind::Meta, Check::Opaque(opaque))
+            .await
     }
 
-    fn unexpected(&self, key: &[u8], cmd: &str, reply: &Reply) -> Error {
-        Error::protocol(
-            self.pool_for(key).server(),
-            format!("unexpected reply {} to {cmd}", reply.describe()),
-        )
+    /// Sends one classic text-protocol request.
+    async fn text(
+        &self,
+        pool: &ServerPool,
+        line: String,
+        key: &[u8],
+        data: Option<&[u8]>,
+        kind: ReplyKind,
+    ) -> Result<Reply> {
+        let mut bytes = line.into_bytes();
+        bytes.extend_from_slice(b"\r\n");
+        if let Some(data) = data {
+            bytes.extend_from_slice(data);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        tracing::debug!(server = %pool.server(), key = %key::log_prefix(key), "memcached text request");
+        let check = if kind == ReplyKind::TextGet {
+            Check::Key(key.to_vec())
+        } else {
+            Check::None
+        };
+        pool.call(bytes, kind, check).await
     }
 
     /// Reads a key (`mg <key> v ...`). With [`GetOptions::touch_ttl`] it also
     /// sets a new exptime, and with [`GetOptions::cas`] returns the CAS token,
-    /// all in one round trip. A miss is `Ok(None)`.
+    /// all in one round trip. A miss is `Ok(None)`. In [`Protocol::Text`]:
+    /// `get`/`gets`, or `gat`/`gats` to touch.
     ///
     /// # Errors
     ///
@@ -740,6 +1158,42 @@ impl Client {
     pub async fn get(&self, key: impl AsRef<[u8]>, opts: GetOptions) -> Result<Option<Item>> {
         let key = key.as_ref();
         validate_key(key)?;
+        self.get_in(self.route(key), key, opts).await
+    }
+
+    /// [`get`](Self::get) on one given server (an index into
+    /// [`servers`](Self::servers)), whatever the ring says.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); [`Error::NoSuchServer`] for a bad index.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) -> cgi_session_memcache_client::Result<()> {
+    /// use cgi_session_memcache_client::GetOptions;
+    /// let copy = client.get_on(1, "sessions:abc", GetOptions::new().cas(true)).await?;
+    /// # let _ = copy; Ok(()) }
+    /// ```
+    pub async fn get_on(
+        &self,
+        server: usize,
+        key: impl AsRef<[u8]>,
+        opts: GetOptions,
+    ) -> Result<Option<Item>> {
+        let key = key.as_ref();
+        validate_key(key)?;
+        self.get_in(self.pool_at(server)?, key, opts).await
+    }
+
+    async fn get_in(
+        &self,
+        pool: &ServerPool,
+        key: &[u8],
+        opts: GetOptions,
+    ) -> Result<Option<Item>> {
+        if pool.settings().protocol == Protocol::Text {
+            return self.text_get(pool, key, opts).await;
+        }
         let mut args = vec!["v".to_string()];
         if opts.cas {
             args.push("c".into());
@@ -758,8 +1212,8 @@ impl Client {
         if opts.ttl_remaining {
             args.push("t".into());
         }
-        let reply = self.meta("mg", key, args, None).await?;
-        let server = self.pool_for(key).server();
+        let reply = self.meta(pool, "mg", key, args, None).await?;
+        let server = pool.server();
         match &reply {
             Reply::Meta {
                 code: MetaCode::Va,
@@ -775,12 +1229,61 @@ impl Client {
             Reply::Meta {
                 code: MetaCode::En, ..
             } => Ok(None),
-            other => Err(self.unexpected(key, "mg", other)),
+            other => Err(unexpected(pool, "mg", other)),
+        }
+    }
+
+    async fn text_get(
+        &self,
+        pool: &ServerPool,
+        key: &[u8],
+        opts: GetOptions,
+    ) -> Result<Option<Item>> {
+        let k = String::from_utf8_lossy(key);
+        let cmd = if opts.cas { "gets" } else { "get" };
+        let reply = match opts.touch_ttl {
+            Some(ttl) if pool.settings().gat => {
+                let cmd = if opts.cas { "gats" } else { "gat" };
+                self.text(
+                    pool,
+                    format!("{cmd} {ttl} {k}"),
+                    key,
+                    None,
+                    ReplyKind::TextGet,
+                )
+                .await?
+            }
+            Some(ttl) => {
+                // No gat (twemproxy): read and touch, pipelined.
+                let read = self.text(pool, format!("{cmd} {k}"), key, None, ReplyKind::TextGet);
+                let touch = self.touch_in(pool, key, ttl);
+                let (read, touched) = tokio::join!(read, touch);
+                let reply = read?;
+                touched?;
+                reply
+            }
+            None => {
+                self.text(pool, format!("{cmd} {k}"), key, None, ReplyKind::TextGet)
+                    .await?
+            }
+        };
+        match reply {
+            Reply::Value(None) => Ok(None),
+            Reply::Value(Some(v)) => Ok(Some(Item {
+                value: v.value,
+                cas: if opts.cas { v.cas } else { None },
+                flags: opts.flags.then_some(v.flags),
+                last_access_secs: None,
+                ttl_remaining: None,
+            })),
+            other => Err(unexpected(pool, cmd, &other)),
         }
     }
 
     /// Stores a value (`ms <key> <len> T<ttl> F<flags> [C<cas>] M<mode> c`)
-    /// and returns the new CAS token when stored.
+    /// and returns the new CAS token when stored. In [`Protocol::Text`]:
+    /// `set`/`add`/`replace`, or `cas` when a CAS token is given (no new CAS
+    /// is returned).
     ///
     /// # Errors
     ///
@@ -805,14 +1308,71 @@ impl Client {
         opts: SetOptions,
     ) -> Result<StoreStatus> {
         let key = key.as_ref();
-        let value = value.as_ref();
         validate_key(key)?;
-        let max = self.pool_for(key).settings().max_value_size;
+        self.set_in(self.route(key), key, value.as_ref(), opts)
+            .await
+    }
+
+    /// [`set`](Self::set) on one given server.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); [`Error::NoSuchServer`] for a bad index.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) -> cgi_session_memcache_client::Result<()> {
+    /// use cgi_session_memcache_client::SetOptions;
+    /// client.set_on(2, "sessions:abc", b"{}", SetOptions::new().ttl(60)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_on(
+        &self,
+        server: usize,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        opts: SetOptions,
+    ) -> Result<StoreStatus> {
+        let key = key.as_ref();
+        validate_key(key)?;
+        self.set_in(self.pool_at(server)?, key, value.as_ref(), opts)
+            .await
+    }
+
+    async fn set_in(
+        &self,
+        pool: &ServerPool,
+        key: &[u8],
+        value: &[u8],
+        opts: SetOptions,
+    ) -> Result<StoreStatus> {
+        let max = pool.settings().max_value_size;
         if value.len() > max {
             return Err(Error::ValueTooLarge {
                 len: value.len(),
                 max,
             });
+        }
+        if pool.settings().protocol == Protocol::Text {
+            let k = String::from_utf8_lossy(key);
+            let (cmd, cas) = match (opts.cas, opts.mode) {
+                (Some(cas), _) => ("cas", format!(" {cas}")),
+                (None, SetMode::Add) => ("add", String::new()),
+                (None, SetMode::Replace) => ("replace", String::new()),
+                (None, _) => ("set", String::new()),
+            };
+            let line = format!("{cmd} {k} {} {} {}{cas}", opts.flags, opts.ttl, value.len());
+            let reply = self
+                .text(pool, line, key, Some(value), ReplyKind::TextStatus)
+                .await?;
+            return match reply {
+                Reply::Status(TextStatus::Stored) => Ok(StoreStatus::Stored {
+                    cas: self.text_cas_of(pool, key, value, opts.flags).await,
+                }),
+                Reply::Status(TextStatus::NotStored) => Ok(StoreStatus::NotStored),
+                Reply::Status(TextStatus::Exists) => Ok(StoreStatus::Exists),
+                Reply::Status(TextStatus::NotFound) => Ok(StoreStatus::NotFound),
+                other => Err(unexpected(pool, cmd, &other)),
+            };
         }
         let mut args = vec![
             value.len().to_string(),
@@ -824,16 +1384,33 @@ impl Client {
         }
         args.push(opts.mode.flag().into());
         args.push("c".into());
-        let reply = self.meta("ms", key, args, Some(value)).await?;
-        let server = self.pool_for(key).server();
+        let reply = self.meta(pool, "ms", key, args, Some(value)).await?;
         match meta_code(&reply) {
             Some(MetaCode::Hd) => Ok(StoreStatus::Stored {
-                cas: parse_num(&reply, b'c', server)?,
+                cas: parse_num(&reply, b'c', pool.server())?,
             }),
             Some(MetaCode::Ns) => Ok(StoreStatus::NotStored),
             Some(MetaCode::Ex) => Ok(StoreStatus::Exists),
             Some(MetaCode::Nf) => Ok(StoreStatus::NotFound),
-            _ => Err(self.unexpected(key, "ms", &reply)),
+            _ => Err(unexpected(pool, "ms", &reply)),
+        }
+    }
+
+    /// The text protocol does not return the new CAS after a store: read it
+    /// back with `gets`, and trust it only if the item still holds exactly
+    /// what was written (then a CAS save based on it cannot overwrite
+    /// anybody else's data). `None` if it changed or the read fails.
+    async fn text_cas_of(
+        &self,
+        pool: &ServerPool,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Option<u64> {
+        let line = format!("gets {}", String::from_utf8_lossy(key));
+        match self.text(pool, line, key, None, ReplyKind::TextGet).await {
+            Ok(Reply::Value(Some(v))) if v.value == value && v.flags == flags => v.cas,
+            _ => None,
         }
     }
 
@@ -842,7 +1419,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] before sending; the connection errors.
+    /// [`Error::InvalidKey`] before sending; [`Error::Unsupported`] for a
+    /// CAS-guarded delete in [`Protocol::Text`]; the connection errors.
     ///
     /// ```no_run
     /// # async fn demo(client: cgi_session_memcache_client::Client) -> cgi_session_memcache_client::Result<()> {
@@ -853,18 +1431,68 @@ impl Client {
     pub async fn delete(&self, key: impl AsRef<[u8]>, cas: Option<u64>) -> Result<DeleteStatus> {
         let key = key.as_ref();
         validate_key(key)?;
+        self.delete_in(self.route(key), key, cas).await
+    }
+
+    /// [`delete`](Self::delete) on one given server.
+    ///
+    /// # Errors
+    ///
+    /// As [`delete`](Self::delete); [`Error::NoSuchServer`] for a bad index.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) -> cgi_session_memcache_client::Result<()> {
+    /// client.delete_on(0, "sessions:abc", None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete_on(
+        &self,
+        server: usize,
+        key: impl AsRef<[u8]>,
+        cas: Option<u64>,
+    ) -> Result<DeleteStatus> {
+        let key = key.as_ref();
+        validate_key(key)?;
+        self.delete_in(self.pool_at(server)?, key, cas).await
+    }
+
+    async fn delete_in(
+        &self,
+        pool: &ServerPool,
+        key: &[u8],
+        cas: Option<u64>,
+    ) -> Result<DeleteStatus> {
+        if pool.settings().protocol == Protocol::Text {
+            if cas.is_some() {
+                return Err(Error::Unsupported {
+                    server: pool.server().to_string(),
+                    what:
+                        "a CAS-guarded delete (the text protocol has none; use the meta protocol)",
+                });
+            }
+            let line = format!("delete {}", String::from_utf8_lossy(key));
+            return match self
+                .text(pool, line, key, None, ReplyKind::TextStatus)
+                .await?
+            {
+                Reply::Status(TextStatus::Deleted) => Ok(DeleteStatus::Deleted),
+                Reply::Status(TextStatus::NotFound) => Ok(DeleteStatus::NotFound),
+                other => Err(unexpected(pool, "delete", &other)),
+            };
+        }
         let args = cas.map(|c| vec![format!("C{c}")]).unwrap_or_default();
-        let reply = self.meta("md", key, args, None).await?;
+        let reply = self.meta(pool, "md", key, args, None).await?;
         match meta_code(&reply) {
             Some(MetaCode::Hd) => Ok(DeleteStatus::Deleted),
             Some(MetaCode::Nf) => Ok(DeleteStatus::NotFound),
             Some(MetaCode::Ex) => Ok(DeleteStatus::Exists),
-            _ => Err(self.unexpected(key, "md", &reply)),
+            _ => Err(unexpected(pool, "md", &reply)),
         }
     }
 
-    /// Sets a new exptime without reading the value (`mg <key> T<ttl>`).
-    /// Returns false if the key does not exist.
+    /// Sets a new exptime without reading the value (`mg <key> T<ttl>`;
+    /// `touch` in [`Protocol::Text`]). Returns false if the key does not
+    /// exist.
     ///
     /// # Errors
     ///
@@ -878,17 +1506,55 @@ impl Client {
     pub async fn touch(&self, key: impl AsRef<[u8]>, exptime: u32) -> Result<bool> {
         let key = key.as_ref();
         validate_key(key)?;
+        self.touch_in(self.route(key), key, exptime).await
+    }
+
+    /// [`touch`](Self::touch) on one given server.
+    ///
+    /// # Errors
+    ///
+    /// As [`touch`](Self::touch); [`Error::NoSuchServer`] for a bad index.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) -> cgi_session_memcache_client::Result<()> {
+    /// client.touch_on(1, "sessions:abc", 1800).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn touch_on(
+        &self,
+        server: usize,
+        key: impl AsRef<[u8]>,
+        exptime: u32,
+    ) -> Result<bool> {
+        let key = key.as_ref();
+        validate_key(key)?;
+        self.touch_in(self.pool_at(server)?, key, exptime).await
+    }
+
+    async fn touch_in(&self, pool: &ServerPool, key: &[u8], exptime: u32) -> Result<bool> {
+        if pool.settings().protocol == Protocol::Text {
+            let line = format!("touch {} {exptime}", String::from_utf8_lossy(key));
+            return match self
+                .text(pool, line, key, None, ReplyKind::TextStatus)
+                .await?
+            {
+                Reply::Status(TextStatus::Touched) => Ok(true),
+                Reply::Status(TextStatus::NotFound) => Ok(false),
+                other => Err(unexpected(pool, "touch", &other)),
+            };
+        }
         let reply = self
-            .meta("mg", key, vec![format!("T{exptime}")], None)
+            .meta(pool, "mg", key, vec![format!("T{exptime}")], None)
             .await?;
         match meta_code(&reply) {
             Some(MetaCode::Hd) => Ok(true),
             Some(MetaCode::En) => Ok(false),
-            _ => Err(self.unexpected(key, "mg T", &reply)),
+            _ => Err(unexpected(pool, "mg T", &reply)),
         }
     }
 
-    /// Sends `mn` and waits for `MN`: a cheap liveness check.
+    /// Sends `mn` and waits for `MN` (`version` in [`Protocol::Text`]): a
+    /// cheap liveness check of the first server.
     ///
     /// # Errors
     ///
@@ -901,7 +1567,12 @@ impl Client {
     /// ```
     pub async fn noop(&self) -> Result<()> {
         let pool = self.first_pool();
-        let reply = pool.call(b"mn\r\n".to_vec(), ReplyKind::Meta, None).await?;
+        if pool.settings().protocol == Protocol::Text {
+            return version_in(pool).await.map(|_| ());
+        }
+        let reply = pool
+            .call(b"mn\r\n".to_vec(), ReplyKind::Meta, Check::None)
+            .await?;
         match meta_code(&reply) {
             Some(MetaCode::Mn) => Ok(()),
             _ => Err(Error::protocol(
@@ -911,7 +1582,9 @@ impl Client {
         }
     }
 
-    /// The server's version string, e.g. `"1.6.18"`.
+    /// The server's version string, e.g. `"1.6.18"`; for a pool, that of
+    /// the first server that answers (see
+    /// [`version_per_server`](Self::version_per_server)).
     ///
     /// # Errors
     ///
@@ -923,21 +1596,24 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn version(&self) -> Result<String> {
-        let pool = self.first_pool();
-        match pool
-            .call(b"version\r\n".to_vec(), ReplyKind::Version, None)
-            .await?
-        {
-            Reply::Version(v) => Ok(v),
-            other => Err(Error::protocol(
-                pool.server(),
-                format!("unexpected reply {} to version", other.describe()),
-            )),
+        if self.inner.pools.len() == 1 {
+            return version_in(self.first_pool()).await;
         }
+        let mut first_err = None;
+        for (_, answer) in self.version_per_server().await {
+            match answer {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| Error::unavailable("", "no server configured")))
     }
 
-    /// The server's general counters (`stats`): `cmd_get`, `get_hits`,
-    /// `curr_items`, `evictions`, ...
+    /// The first server's general counters (`stats`): `cmd_get`,
+    /// `get_hits`, `curr_items`, `evictions`, ... (see
+    /// [`stats_per_server`](Self::stats_per_server) for a pool).
     ///
     /// # Errors
     ///
@@ -950,11 +1626,11 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn stats(&self) -> Result<HashMap<String, String>> {
-        self.stats_cmd(b"stats\r\n".to_vec()).await
+        stats_in(self.first_pool(), b"stats\r\n".to_vec()).await
     }
 
-    /// `stats <arg>`, e.g. `settings`, `items`, `slabs`. `arg` must be
-    /// printable ASCII (spaces allowed between words).
+    /// `stats <arg>` on the first server, e.g. `settings`, `items`,
+    /// `slabs`. `arg` must be printable ASCII (spaces allowed between words).
     ///
     /// # Errors
     ///
@@ -968,28 +1644,12 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn stats_arg(&self, arg: &str) -> Result<HashMap<String, String>> {
-        if arg.trim().is_empty() || !arg.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-            return Err(Error::InvalidKey {
-                reason: "the stats argument is empty or has control characters".into(),
-            });
-        }
-        self.stats_cmd(format!("stats {arg}\r\n").into_bytes())
-            .await
-    }
-
-    async fn stats_cmd(&self, bytes: Vec<u8>) -> Result<HashMap<String, String>> {
-        let pool = self.first_pool();
-        match pool.call(bytes, ReplyKind::Stats, None).await? {
-            Reply::Stats(lines) => Ok(lines.into_iter().collect()),
-            other => Err(Error::protocol(
-                pool.server(),
-                format!("unexpected reply {} to stats", other.describe()),
-            )),
-        }
+        stats_in(self.first_pool(), stats_arg_bytes(arg)?).await
     }
 
     /// The server's largest item size in bytes (`item_size_max` from
-    /// `stats settings`; set with memcached's `-I`).
+    /// `stats settings`; set with memcached's `-I`); for a pool, the
+    /// smallest among the servers that answer.
     ///
     /// # Errors
     ///
@@ -1001,23 +1661,33 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn item_size_max(&self) -> Result<u64> {
-        let settings = self.stats_arg("settings").await?;
-        settings
-            .get("item_size_max")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                Error::protocol(
-                    self.first_pool().server(),
-                    "`stats settings` has no numeric item_size_max",
-                )
-            })
+        if self.inner.pools.len() == 1 {
+            return item_size_max_in(self.first_pool()).await;
+        }
+        let mut min: Option<u64> = None;
+        let mut first_err = None;
+        for (_, answer) in self.item_size_max_per_server().await {
+            match answer {
+                Ok(v) => min = Some(min.map_or(v, |m| m.min(v))),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        min.ok_or_else(|| {
+            first_err.unwrap_or_else(|| Error::unavailable("", "no server configured"))
+        })
     }
 
-    /// Lists the items the LRU crawler reaches (`lru_crawler metadump all`),
+    /// Lists the items the LRU crawler reaches (`lru_crawler metadump hash`);
+    /// for a pool, of every server (an error if any server fails, so a
+    /// listing is never silently partial),
     /// on a dedicated connection (the server refuses to pipeline other
     /// commands with it). Lines that cannot be understood are reported in
     /// [`Metadump::skipped`] with their line numbers. The whole dump is held
-    /// in memory. The per-exchange timeout applies to each read.
+    /// in memory. The per-exchange timeout applies to each read. See
+    /// [`metadump_per_server`](Self::metadump_per_server) for the answers
+    /// one by one.
     ///
     /// # Errors
     ///
@@ -1031,73 +1701,236 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn metadump(&self) -> Result<Metadump> {
-        let pool = self.first_pool();
-        let server = pool.server();
-        let timeout = pool.settings().timeout;
-        let mut stream = pool.connect().await?;
-        conn::write_all(
-            &mut stream,
-            b"lru_crawler metadump all\r\n",
-            server,
-            timeout,
+        if self.inner.pools.len() == 1 {
+            return metadump_in(self.first_pool()).await;
+        }
+        let mut all = Metadump::default();
+        for (_, dump) in self.metadump_per_server().await {
+            let dump = dump?;
+            all.entries.extend(dump.entries);
+            all.skipped.extend(dump.skipped);
+        }
+        Ok(all)
+    }
+
+    /// Runs `op` on every server at once; answers in configuration order.
+    async fn per_server<T, F, Fut>(&self, op: F) -> PerServer<T>
+    where
+        T: Send + 'static,
+        F: Fn(Client, usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let tasks: Vec<_> = (0..self.inner.pools.len())
+            .map(|i| tokio::spawn(op(self.clone(), i)))
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for (i, task) in tasks.into_iter().enumerate() {
+            let server = self.inner.pools[i].server().to_string();
+            let answer = match task.await {
+                Ok(answer) => answer,
+                Err(e) => Err(Error::unavailable(
+                    &server,
+                    format!("the request task failed: {e}"),
+                )),
+            };
+            out.push((server, answer));
+        }
+        out
+    }
+
+    /// [`version`](Self::version) of every server, asked at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) {
+    /// for (server, version) in client.version_per_server().await {
+    ///     println!("{server}: {version:?}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn version_per_server(&self) -> PerServer<String> {
+        self.per_server(|c, i| async move { version_in(&c.inner.pools[i]).await })
+            .await
+    }
+
+    /// [`stats`](Self::stats) of every server, asked at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) {
+    /// for (server, stats) in client.stats_per_server().await {
+    ///     println!("{server}: {:?}", stats.map(|s| s.get("curr_items").cloned()));
+    /// }
+    /// # }
+    /// ```
+    pub async fn stats_per_server(&self) -> PerServer<HashMap<String, String>> {
+        self.per_server(
+            |c, i| async move { stats_in(&c.inner.pools[i], b"stats\r\n".to_vec()).await },
         )
-        .await?;
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut dump = Metadump::default();
-        let mut line_no = 0usize;
-        loop {
-            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                line_no += 1;
-                let mut line = &buf[..pos];
-                if let Some(l) = line.strip_suffix(b"\r") {
-                    line = l;
-                }
-                if line == b"END" {
-                    return Ok(dump);
-                }
-                if line_no == 1 && !line.starts_with(b"key=") {
-                    let text = String::from_utf8_lossy(line).into_owned();
-                    if let Some(msg) = text
-                        .strip_prefix("SERVER_ERROR ")
-                        .or_else(|| text.strip_prefix("CLIENT_ERROR "))
-                    {
-                        return Err(Error::Server {
-                            server: server.to_string(),
-                            message: msg.to_string(),
-                        });
-                    }
-                    if text.starts_with("ERROR") || text.starts_with("BUSY") {
-                        return Err(Error::Server {
-                            server: server.to_string(),
-                            message: text,
-                        });
-                    }
-                }
-                match parse_metadump_line(line) {
-                    Ok(entry) => dump.entries.push(entry),
-                    Err(reason) => dump.skipped.push(MetadumpLineError {
-                        line: line_no,
-                        reason,
-                    }),
-                }
-                buf.advance(pos + 1);
+        .await
+    }
+
+    /// [`stats_arg`](Self::stats_arg) on every server, asked at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) {
+    /// let settings = client.stats_arg_per_server("settings").await;
+    /// # let _ = settings; }
+    /// ```
+    pub async fn stats_arg_per_server(&self, arg: &str) -> PerServer<HashMap<String, String>> {
+        let bytes = stats_arg_bytes(arg);
+        self.per_server(move |c, i| {
+            let bytes = bytes.clone();
+            async move { stats_in(&c.inner.pools[i], bytes?).await }
+        })
+        .await
+    }
+
+    /// [`item_size_max`](Self::item_size_max) of every server, asked at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) {
+    /// let limits = client.item_size_max_per_server().await;
+    /// # let _ = limits; }
+    /// ```
+    pub async fn item_size_max_per_server(&self) -> PerServer<u64> {
+        self.per_server(|c, i| async move { item_size_max_in(&c.inner.pools[i]).await })
+            .await
+    }
+
+    /// [`metadump`](Self::metadump) of every server, at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cgi_session_memcache_client::Client) {
+    /// for (server, dump) in client.metadump_per_server().await {
+    ///     println!("{server}: {:?} keys", dump.map(|d| d.entries.len()));
+    /// }
+    /// # }
+    /// ```
+    pub async fn metadump_per_server(&self) -> PerServer<Metadump> {
+        self.per_server(|c, i| async move { metadump_in(&c.inner.pools[i]).await })
+            .await
+    }
+}
+
+fn stats_arg_bytes(arg: &str) -> Result<Vec<u8>> {
+    if arg.trim().is_empty() || !arg.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Err(Error::InvalidKey {
+            reason: "the stats argument is empty or has control characters".into(),
+        });
+    }
+    Ok(format!("stats {arg}\r\n").into_bytes())
+}
+
+async fn version_in(pool: &ServerPool) -> Result<String> {
+    match pool
+        .call(b"version\r\n".to_vec(), ReplyKind::Version, Check::None)
+        .await?
+    {
+        Reply::Version(v) => Ok(v),
+        other => Err(Error::protocol(
+            pool.server(),
+            format!("unexpected reply {} to version", other.describe()),
+        )),
+    }
+}
+
+async fn stats_in(pool: &ServerPool, bytes: Vec<u8>) -> Result<HashMap<String, String>> {
+    match pool.call(bytes, ReplyKind::Stats, Check::None).await? {
+        Reply::Stats(lines) => Ok(lines.into_iter().collect()),
+        other => Err(Error::protocol(
+            pool.server(),
+            format!("unexpected reply {} to stats", other.describe()),
+        )),
+    }
+}
+
+async fn item_size_max_in(pool: &ServerPool) -> Result<u64> {
+    let settings = stats_in(pool, b"stats settings\r\n".to_vec()).await?;
+    settings
+        .get("item_size_max")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            Error::protocol(
+                pool.server(),
+                "`stats settings` has no numeric item_size_max",
+            )
+        })
+}
+
+async fn metadump_in(pool: &ServerPool) -> Result<Metadump> {
+    let server = pool.server();
+    if pool.settings().protocol == Protocol::Text {
+        return Err(Error::Unsupported {
+            server: server.to_string(),
+            what: "listing keys (a proxy such as twemproxy cannot list its servers' keys; use the meta protocol against each memcached)",
+        });
+    }
+    let timeout = pool.settings().timeout;
+    let mut stream = pool.connect().await?;
+    // `hash` walks the hash table: every item is seen once, including items being moved
+    // between LRU segments at that moment, which `metadump all` (a walk of the LRUs) was
+    // reported to miss right after they were read.
+    conn::write_all(
+        &mut stream,
+        b"lru_crawler metadump hash\r\n",
+        server,
+        timeout,
+    )
+    .await?;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut dump = Metadump::default();
+    let mut line_no = 0usize;
+    loop {
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            line_no += 1;
+            let mut line = &buf[..pos];
+            if let Some(l) = line.strip_suffix(b"\r") {
+                line = l;
             }
-            if buf.len() > proto::MAX_LINE {
-                return Err(Error::protocol(
-                    server,
-                    format!(
-                        "metadump line {} is longer than {} bytes",
-                        line_no + 1,
-                        proto::MAX_LINE
-                    ),
-                ));
+            if line == b"END" {
+                return Ok(dump);
             }
-            if conn::read_some(&mut stream, &mut buf, server, timeout).await? == 0 {
-                return Err(Error::unavailable(
-                    server,
-                    "the server closed the connection before the end of the metadump",
-                ));
+            if line_no == 1 && !line.starts_with(b"key=") {
+                let text = String::from_utf8_lossy(line).into_owned();
+                if let Some(msg) = text
+                    .strip_prefix("SERVER_ERROR ")
+                    .or_else(|| text.strip_prefix("CLIENT_ERROR "))
+                {
+                    return Err(Error::Server {
+                        server: server.to_string(),
+                        message: msg.to_string(),
+                    });
+                }
+                if text.starts_with("ERROR") || text.starts_with("BUSY") {
+                    return Err(Error::Server {
+                        server: server.to_string(),
+                        message: text,
+                    });
+                }
             }
+            match parse_metadump_line(line) {
+                Ok(entry) => dump.entries.push(entry),
+                Err(reason) => dump.skipped.push(MetadumpLineError {
+                    line: line_no,
+                    reason,
+                }),
+            }
+            buf.advance(pos + 1);
+        }
+        if buf.len() > proto::MAX_LINE {
+            return Err(Error::protocol(
+                server,
+                format!(
+                    "metadump line {} is longer than {} bytes",
+                    line_no + 1,
+                    proto::MAX_LINE
+                ),
+            ));
+        }
+        if conn::read_some(&mut stream, &mut buf, server, timeout).await? == 0 {
+            return Err(Error::unavailable(
+                server,
+                "the server closed the connection before the end of the metadump",
+            ));
         }
     }
 }
@@ -1123,7 +1956,20 @@ fn url_decode(s: &[u8]) -> std::result::Result<Vec<u8>, String> {
 }
 
 /// Parses one `key=... exp=... la=... cas=... size=...` metadump line.
-fn parse_metadump_line(line: &[u8]) -> std::result::Result<MetadumpEntry, String> {
+/// Parses one line of `lru_crawler metadump` output (`key=<url-encoded> exp=... la=... cas=...
+/// fetch=... cls=... size=...`). Exposed for fuzzing; [`Client::metadump`] uses it.
+///
+/// # Errors
+/// A description of what is wrong with the line.
+///
+/// ```
+/// let e = cgi_session_memcache_client::parse_metadump_line(
+///     b"key=sessions%3Aabc exp=-1 la=1795762418 cas=7 fetch=no cls=1 size=70",
+/// ).unwrap();
+/// assert_eq!(e.key, b"sessions:abc");
+/// assert_eq!(e.exp, None);
+/// ```
+pub fn parse_metadump_line(line: &[u8]) -> std::result::Result<MetadumpEntry, String> {
     let mut key = None;
     let mut exp = None;
     let mut la = None;

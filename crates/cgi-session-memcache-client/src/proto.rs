@@ -17,6 +17,7 @@ pub const MAX_STATS: usize = 1024 * 1024;
 /// What kind of reply a request expects; chosen by the request, because the
 /// same bytes mean different things after `mg` and after `stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReplyKind {
     /// A meta command reply (`HD`, `VA`, `EN`, `NS`, `EX`, `NF`, `MN`).
     Meta,
@@ -24,6 +25,42 @@ pub enum ReplyKind {
     Version,
     /// `STAT <name> <value>` lines ending with `END`.
     Stats,
+    /// Classic text protocol, one-key `get`/`gets`/`gat`/`gats`: `END`, or
+    /// one `VALUE <key> <flags> <bytes> [<cas>]` block then `END`.
+    TextGet,
+    /// Classic text protocol, one status line: `STORED`, `NOT_STORED`,
+    /// `EXISTS`, `NOT_FOUND`, `DELETED`, `TOUCHED`.
+    TextStatus,
+}
+
+/// One value of a classic text-protocol `get` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextValue {
+    /// The key the server echoed.
+    pub key: Vec<u8>,
+    /// Client flags.
+    pub flags: u32,
+    /// CAS unique (`gets`/`gats` only).
+    pub cas: Option<u64>,
+    /// The value.
+    pub value: Bytes,
+}
+
+/// A classic text-protocol status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextStatus {
+    /// `STORED`.
+    Stored,
+    /// `NOT_STORED`.
+    NotStored,
+    /// `EXISTS` (CAS mismatch).
+    Exists,
+    /// `NOT_FOUND`.
+    NotFound,
+    /// `DELETED`.
+    Deleted,
+    /// `TOUCHED`.
+    Touched,
 }
 
 /// The status code of a meta reply.
@@ -61,6 +98,7 @@ impl MetaCode {
 
 /// One parsed reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// A meta reply: code, return flags (`(flag, token)`), value for `VA`.
     Meta {
@@ -81,6 +119,10 @@ pub enum Reply {
     ClientError(String),
     /// `ERROR` (unknown command); the stream may be out of step.
     Error(String),
+    /// A text-protocol `get` reply: `None` for a miss (`END` alone).
+    Value(Option<TextValue>),
+    /// A text-protocol status line.
+    Status(TextStatus),
 }
 
 impl Reply {
@@ -111,6 +153,9 @@ impl Reply {
             Reply::ServerError(m) => format!("SERVER_ERROR {m}"),
             Reply::ClientError(m) => format!("CLIENT_ERROR {m}"),
             Reply::Error(m) => format!("ERROR {m}").trim_end().to_string(),
+            Reply::Value(None) => "END".into(),
+            Reply::Value(Some(_)) => "VALUE".into(),
+            Reply::Status(s) => format!("{s:?}"),
         }
     }
 }
@@ -211,7 +256,93 @@ pub fn parse_reply(kind: ReplyKind, buf: &[u8], max_value: usize) -> Result<Pars
         ReplyKind::Meta => parse_meta(buf, max_value),
         ReplyKind::Version => parse_version(buf),
         ReplyKind::Stats => parse_stats(buf),
+        ReplyKind::TextGet => parse_text_get(buf, max_value),
+        ReplyKind::TextStatus => parse_text_status(buf),
     }
+}
+
+fn parse_text_status(buf: &[u8]) -> Result<Parsed, ParseError> {
+    let Some((line, after)) = line_at(buf, 0)? else {
+        return Ok(Parsed::NeedMore);
+    };
+    if let Some(reply) = error_line(line) {
+        return Ok(Parsed::Done(reply, after));
+    }
+    let status = match line {
+        b"STORED" => TextStatus::Stored,
+        b"NOT_STORED" => TextStatus::NotStored,
+        b"EXISTS" => TextStatus::Exists,
+        b"NOT_FOUND" => TextStatus::NotFound,
+        b"DELETED" => TextStatus::Deleted,
+        b"TOUCHED" => TextStatus::Touched,
+        other => {
+            let shown: String = text(other).chars().take(16).collect();
+            return err(format!("unknown status line {shown:?}"));
+        }
+    };
+    Ok(Parsed::Done(Reply::Status(status), after))
+}
+
+fn parse_text_get(buf: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
+    let Some((line, after)) = line_at(buf, 0)? else {
+        return Ok(Parsed::NeedMore);
+    };
+    if let Some(reply) = error_line(line) {
+        return Ok(Parsed::Done(reply, after));
+    }
+    if line == b"END" {
+        return Ok(Parsed::Done(Reply::Value(None), after));
+    }
+    let tokens: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    if tokens[0] != b"VALUE" {
+        let shown: String = text(tokens[0]).chars().take(16).collect();
+        return err(format!("expected VALUE or END, got {shown:?}"));
+    }
+    if !(4..=5).contains(&tokens.len()) || tokens[1].is_empty() {
+        return err("VALUE line without key, flags and length");
+    }
+    let flags = parse_decimal(tokens[2])
+        .and_then(|f| u32::try_from(f).ok())
+        .ok_or_else(|| ParseError("VALUE line with bad flags".into()))?;
+    let Some(len) = parse_decimal(tokens[3]) else {
+        return err("VALUE line with a bad length");
+    };
+    if len > max_value as u64 {
+        return err(format!(
+            "VALUE announces {len} bytes, over the client's limit of {max_value} bytes"
+        ));
+    }
+    let cas = match tokens.get(4) {
+        None => None,
+        Some(tok) => {
+            Some(parse_decimal(tok).ok_or_else(|| ParseError("VALUE line with a bad CAS".into()))?)
+        }
+    };
+    let len = len as usize;
+    let end = after + len;
+    if buf.len() < end + 2 {
+        return Ok(Parsed::NeedMore);
+    }
+    if &buf[end..end + 2] != b"\r\n" {
+        return err(format!(
+            "VALUE data of announced length {len} is not followed by CRLF"
+        ));
+    }
+    let Some((tail, used)) = line_at(buf, end + 2)? else {
+        return Ok(Parsed::NeedMore);
+    };
+    if tail != b"END" {
+        return err("a one-key get reply has more than one VALUE or no END");
+    }
+    Ok(Parsed::Done(
+        Reply::Value(Some(TextValue {
+            key: tokens[1].to_vec(),
+            flags,
+            cas,
+            value: Bytes::copy_from_slice(&buf[after..end]),
+        })),
+        used,
+    ))
 }
 
 fn parse_meta(buf: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
@@ -437,5 +568,42 @@ mod tests {
             Parsed::Done(Reply::Version("1.6.18".into()), 16)
         );
         assert!(parse_reply(ReplyKind::Version, b"HD\r\n", 0).is_err());
+    }
+
+    #[test]
+    fn text_replies() {
+        let get = |b: &[u8]| parse_reply(ReplyKind::TextGet, b, 100);
+        assert_eq!(
+            get(b"END\r\n").unwrap(),
+            Parsed::Done(Reply::Value(None), 5)
+        );
+        let buf = b"VALUE k 5 2 9\r\nhi\r\nEND\r\n";
+        let Parsed::Done(Reply::Value(Some(v)), n) = get(buf).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (n, v.key.as_slice(), v.flags, v.cas),
+            (buf.len(), &b"k"[..], 5, Some(9))
+        );
+        assert_eq!(&v.value[..], b"hi");
+        assert_eq!(get(b"VALUE k 5 2\r\nhi\r\nEN").unwrap(), Parsed::NeedMore);
+        assert_eq!(get(b"VALUE k 5 2\r\nh").unwrap(), Parsed::NeedMore);
+        assert!(get(b"VALUE k 5 2\r\nhiX\r\nEND\r\n").is_err());
+        assert!(get(b"VALUE k x 2\r\nhi\r\nEND\r\n").is_err());
+        assert!(get(b"VALUE k 1 200\r\n").is_err());
+        assert!(get(b"VALUE k 5 2 9 9\r\n").is_err());
+        assert!(get(b"VALUE k 5 2\r\nhi\r\nVALUE j 5 2\r\nhi\r\nEND\r\n").is_err());
+        assert!(get(b"STORED\r\n").is_err());
+        assert!(matches!(
+            get(b"SERVER_ERROR Connection refused\r\n").unwrap(),
+            Parsed::Done(Reply::ServerError(_), _)
+        ));
+        let st = |b: &[u8]| parse_reply(ReplyKind::TextStatus, b, 0);
+        assert_eq!(
+            st(b"NOT_STORED\r\n").unwrap(),
+            Parsed::Done(Reply::Status(TextStatus::NotStored), 12)
+        );
+        assert_eq!(st(b"TOUCH").unwrap(), Parsed::NeedMore);
+        assert!(st(b"WHAT\r\n").is_err());
     }
 }

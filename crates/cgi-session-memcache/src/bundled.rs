@@ -10,6 +10,9 @@ use crate::handle::{
 };
 
 fn map_err(e: Error) -> HandleError {
+    if let Error::Unsupported { what, .. } = e {
+        return HandleError::Unsupported(what);
+    }
     if e.is_unavailable() {
         HandleError::Unavailable(Box::new(e))
     } else {

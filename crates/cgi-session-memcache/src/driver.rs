@@ -252,8 +252,13 @@ impl MemcacheDriver {
             .get_or_try_init(|| async {
                 match self.inner.handle.server_info().await {
                     Ok(info) => Ok(info.item_size_max.unwrap_or(DEFAULT_ITEM_SIZE_MAX)),
-                    Err(HandleError::Unsupported(_)) => Ok(DEFAULT_ITEM_SIZE_MAX),
-                    Err(e) => Err(self.error(e)),
+                    Err(e @ HandleError::Unavailable(_)) => Err(self.error(e)),
+                    // A proxy (twemproxy) or a client that cannot ask: assume memcached's
+                    // default; `MemcacheDriverBuilder::item_size_max` sets the real one.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "memcached item size limit unknown; assuming 1 MiB (set it with MemcacheDriverBuilder::item_size_max)");
+                        Ok(DEFAULT_ITEM_SIZE_MAX)
+                    }
                 }
             })
             .await

@@ -36,6 +36,7 @@ mod driver;
 mod handle;
 #[cfg(feature = "memcache-crate")]
 pub mod memcache_crate;
+mod replicated;
 
 pub use driver::{
     HealthReport, MemcacheDriver, MemcacheDriverBuilder, DEFAULT_ITEM_SIZE_MAX, DEFAULT_LIFETIME,
@@ -44,6 +45,7 @@ pub use driver::{
 pub use handle::{
     Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode, WriteOutcome,
 };
+pub use replicated::{ReplicatedHandle, DEFAULT_TOMBSTONE_TTL, ENVELOPE_LEN};
 
 /// The bundled client, re-exported.
 pub use cgi_session_memcache_client as client;
