@@ -104,8 +104,21 @@ $HTTP["url"] =~ "^/cgi-bin/" {{ cgi.assign = ("" => "") }}
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 
-    /// One HTTP/1.0 exchange.
+    /// One HTTP/1.0 exchange that must succeed.
     fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        let resp = self.exchange(method, target, headers, body);
+        assert_eq!(resp.status, 200, "{resp:?}\nlighttpd log:\n{}", self.log());
+        resp
+    }
+
+    /// One HTTP/1.0 exchange, whatever its status.
+    fn exchange(
         &self,
         method: &str,
         target: &str,
@@ -140,13 +153,11 @@ $HTTP["url"] =~ "^/cgi-bin/" {{ cgi.assign = ("" => "") }}
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        let resp = Response {
+        Response {
             status,
             headers,
             body: body.to_owned(),
-        };
-        assert_eq!(resp.status, 200, "{resp:?}\nlighttpd log:\n{}", self.log());
-        resp
+        }
     }
 
     fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
@@ -314,4 +325,108 @@ fn a_dead_memcached_is_a_503_not_an_empty_session() {
     assert!(raw.starts_with("HTTP/1.0 503"), "{raw}");
     assert!(raw.contains(&addr), "the message names the server: {raw}");
     assert!(!raw.contains("Set-Cookie"), "{raw}");
+}
+
+/// Hostile ids in cookies and query strings, an oversize cookie, and stored items that are
+/// not sessions: each request gets a fresh session, nothing reaches memcached but the
+/// sessions the program meant to create (checked with the server's counters and a key
+/// dump), and the foreign items are left untouched.
+#[test]
+fn hostile_input_through_cgi_gets_fresh_sessions_and_writes_nothing_else() {
+    let memcached = MemcachedServer::start();
+    let addr = memcached.addr().to_string();
+    let web = Lighttpd::start(&[("CGI_SESSION_MEMCACHED", &addr)]);
+    let client = connect_memcached(ClientConfig::new(addr.clone())).unwrap();
+
+    let long = "a".repeat(251);
+    let oversize = format!("CGISESSID={}", "b".repeat(6000));
+    let cookies = [
+        "CGISESSID=abc%0D%0Aflush_all%0D%0A".to_owned(),
+        "CGISESSID=abc%20set%20x%200%200%201".to_owned(),
+        "CGISESSID=abc%00def".to_owned(),
+        format!("CGISESSID={long}"),
+        oversize,
+        "CGISESSID=%C3%BCn%C3%AF".to_owned(),
+        "CGISESSID=..%2F..%2Fetc%2Fpasswd".to_owned(),
+        "CGISESSID=a/b".to_owned(),
+        "CGISESSID=..".to_owned(),
+    ];
+    let queries = [
+        "CGISESSID=abc%0D%0Adelete%20sessions%3Ax",
+        "CGISESSID=%2E%2E%2F",
+        "CGISESSID=a%20b",
+        "CGISESSID=%FF%FE",
+    ];
+    let reads_before = memcached.stats()["cmd_get"].parse::<u64>().unwrap()
+        + memcached.stats()["cmd_touch"].parse::<u64>().unwrap();
+    let mut issued = Vec::new();
+    let mut refused_by_lighttpd = 0;
+    let requests = cookies
+        .iter()
+        .map(|c| ("/cgi-bin/greet".to_owned(), Some(c.as_str())))
+        .chain(
+            queries
+                .iter()
+                .map(|q| (format!("/cgi-bin/greet?{q}"), None)),
+        );
+    for (target, cookie) in requests {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+        let r = web.exchange("GET", &target, &headers, "");
+        if r.status == 400 {
+            // The web server refused the request before running the program.
+            refused_by_lighttpd += 1;
+            continue;
+        }
+        assert_eq!(r.status, 200, "{target} {cookie:?}: {r:?}");
+        assert!(r.is_new(), "{target} {cookie:?}: {r:?}");
+        issued.push(r.session_cookie());
+    }
+    assert!(
+        issued.len() >= 10,
+        "most hostile requests reach the program ({refused_by_lighttpd} refused by lighttpd)"
+    );
+    let stats = memcached.stats();
+    let reads_after =
+        stats["cmd_get"].parse::<u64>().unwrap() + stats["cmd_touch"].parse::<u64>().unwrap();
+    assert_eq!(reads_after, reads_before, "no hostile id was looked up");
+    let mut keys: Vec<String> = block_on(client.metadump())
+        .unwrap()
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| String::from_utf8(e.key).unwrap())
+        .collect();
+    keys.sort();
+    let mut expected: Vec<String> = issued.iter().map(|id| format!("sessions:{id}")).collect();
+    expected.sort();
+    assert_eq!(keys, expected, "only the sessions the program created");
+
+    // Stored items that are not sessions: a fresh session, the bytes untouched.
+    for (id, bytes) in [
+        (
+            "0000000000000000000000000000aaaa",
+            &b"{\"_SESSION_ID\":"[..],
+        ),
+        (
+            "0000000000000000000000000000bbbb",
+            &b"\xff\xfe not utf-8"[..],
+        ),
+        (
+            "0000000000000000000000000000cccc",
+            &b"{\"another_app\":1}"[..],
+        ),
+    ] {
+        let key = format!("sessions:{id}");
+        block_on(client.set(&key, bytes, Default::default()))
+            .unwrap()
+            .unwrap();
+        let r = web.get("/cgi-bin/greet", &[("Cookie", &format!("CGISESSID={id}"))]);
+        assert!(r.is_new(), "{id}: {r:?}");
+        assert_ne!(r.session_cookie(), id);
+        let item = block_on(client.get(&key, GetOptions::new()))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.value.as_ref(), bytes, "{id}: left untouched");
+    }
 }

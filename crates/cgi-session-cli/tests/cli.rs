@@ -491,3 +491,51 @@ fn usage_errors_exit_2() {
     cli().args(["stats", "--interval", "0"]).assert().code(2);
     cli().arg("--help").assert().success();
 }
+
+/// Hostile ids and options on the command line: a clear error and a non-zero exit, nothing
+/// written to or removed from memcached, no panic.
+#[test]
+fn hostile_arguments_are_refused_and_change_nothing() {
+    let server = MemcachedServer::start();
+    let rt = rt();
+    let client = rt
+        .block_on(Client::connect(ClientConfig::new(
+            server.addr().to_string(),
+        )))
+        .unwrap();
+    let store = memcache_store(&client);
+    let id = rt.block_on(make_session(&store, &[("user", "ann".into())], 600));
+    let before = server.stats();
+    let long = "a".repeat(300);
+    for hostile in [
+        "abc\r\nflush_all",
+        "abc def",
+        "../../etc/passwd",
+        "..",
+        "a/b",
+        "ünïcödé",
+        long.as_str(),
+        "",
+    ] {
+        for command in ["show", "rm"] {
+            let out = cli().args(mc(&server)).args([command, hostile]).assert();
+            let output = out.get_output();
+            let code = output.status.code().unwrap_or(-1);
+            assert!(code == 1 || code == 2, "{command} {hostile:?}: exit {code}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!stderr.is_empty(), "{command} {hostile:?}: says why");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    let bad_prefix = cli()
+        .args(mc(&server))
+        .args(["--prefix", "bad prefix", "ls"])
+        .assert();
+    assert_ne!(bad_prefix.get_output().status.code(), Some(0));
+    let after = server.stats();
+    for counter in ["cmd_set", "delete_hits", "curr_items", "cmd_flush"] {
+        assert_eq!(before[counter], after[counter], "{counter} changed");
+    }
+    let s = rt.block_on(store.load(Some(&id), None)).unwrap();
+    assert_eq!(s.get::<String>("user").unwrap().as_deref(), Some("ann"));
+}
