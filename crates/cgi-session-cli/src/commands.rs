@@ -41,7 +41,7 @@ async fn check(g: &Global) -> Result<(), CliError> {
         Target::Memcache(servers) => {
             let mut failures = Vec::new();
             for server in &servers {
-                let result = match memcache_driver(g, server).await {
+                let result = match memcache_driver(g, std::slice::from_ref(server)).await {
                     Ok(driver) => driver.check().await.map_err(failed),
                     Err(e) => Err(e),
                 };
@@ -189,7 +189,7 @@ async fn stats_once(g: &Global, target: &Target, as_json: bool) -> (String, Vec<
         }
         Target::Memcache(servers) => {
             for server in servers {
-                let result = match connect(g, server).await {
+                let result = match connect(g, std::slice::from_ref(server)).await {
                     Ok(client) => client.stats().await.map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
@@ -451,7 +451,7 @@ fn idle_expiry(record: &Record, last: i64) -> Option<i64> {
 }
 
 async fn ls(g: &Global, args: &LsArgs) -> Result<(), CliError> {
-    let store = Store::open(g, "ls").await?;
+    let store = Store::open(g).await?;
     let progress = Progress {
         on: args.progress || std::io::stderr().is_terminal(),
     };
@@ -576,7 +576,7 @@ async fn resolve(
 }
 
 async fn show(g: &Global, args: &ShowArgs) -> Result<(), CliError> {
-    let store = Store::open(g, "show").await?;
+    let store = Store::open(g).await?;
     let (id, loaded) = resolve(g, &store, &args.id).await?;
     let shown = show_id(id.as_str(), g.full_ids);
     let loaded = loaded.ok_or_else(|| {
@@ -673,7 +673,7 @@ async fn show(g: &Global, args: &ShowArgs) -> Result<(), CliError> {
 }
 
 async fn rm(g: &Global, input: &str) -> Result<(), CliError> {
-    let store = Store::open(g, "rm").await?;
+    let store = Store::open(g).await?;
     let (id, _) = resolve(g, &store, input).await?;
     let shown = show_id(id.as_str(), g.full_ids);
     if store.driver().remove(&id).await.map_err(failed)? {

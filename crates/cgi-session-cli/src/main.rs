@@ -45,7 +45,8 @@ pub(crate) struct Global {
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) dir: Option<std::path::PathBuf>,
     /// memcached servers, host:port, comma-separated. check and stats report on each one;
-    /// ls, show and rm use the first one until multi-server support lands.
+    /// ls, show and rm work on the whole pool, placing keys as the application's client does
+    /// (see --distribution).
     #[arg(
         long,
         global = true,
@@ -54,6 +55,10 @@ pub(crate) struct Global {
         default_value = "127.0.0.1:11211"
     )]
     pub(crate) servers: Vec<String>,
+    /// How keys are spread over several servers: ketama (the bundled client's default) or
+    /// modula (Perl's Cache::Memcached). Must match the application's client.
+    #[arg(long, global = true, default_value = "ketama", value_parser = ["ketama", "modula"])]
+    pub(crate) distribution: String,
     /// Key prefix of the memcache driver.
     #[arg(long, global = true, default_value = "sessions:")]
     pub(crate) prefix: String,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cgi_session::memcache::client::{Client, ClientConfig};
+use cgi_session::memcache::client::{Client, ClientConfig, Distribution};
 use cgi_session::memcache::MemcacheDriver;
 use cgi_session::{Driver, Dsn, FileDriver};
 
@@ -47,9 +47,14 @@ pub(crate) fn target(global: &Global) -> Result<Target, CliError> {
     }
 }
 
-/// A connected client for one server.
-pub(crate) async fn connect(global: &Global, server: &str) -> Result<Client, CliError> {
-    let config = ClientConfig::new(server)
+/// A client for `servers`: one, or a pool that places keys as the application's client does.
+pub(crate) async fn connect(global: &Global, servers: &[String]) -> Result<Client, CliError> {
+    let distribution = match global.distribution.as_str() {
+        "modula" => Distribution::Modula,
+        _ => Distribution::Ketama,
+    };
+    let config = ClientConfig::pool(servers.iter().map(String::as_str))
+        .distribution(distribution)
         .pool_size(1)
         .timeout(global.timeout)
         .connect_timeout(global.timeout);
@@ -58,13 +63,12 @@ pub(crate) async fn connect(global: &Global, server: &str) -> Result<Client, Cli
         .map_err(|e| CliError::Failed(e.to_string()))
 }
 
-/// The memcache driver over one server with the command line's prefix and key scheme.
+/// The memcache driver over `servers` with the command line's prefix and key scheme.
 pub(crate) async fn memcache_driver(
     global: &Global,
-    server: &str,
+    servers: &[String],
 ) -> Result<MemcacheDriver, CliError> {
-    let client = connect(global, server).await?;
-    MemcacheDriver::builder(client)
+    MemcacheDriver::builder(connect(global, servers).await?)
         .prefix(global.prefix.clone())
         .hashed_keys(global.hashed_keys)
         .build()
@@ -83,18 +87,12 @@ pub(crate) enum Store {
 }
 
 impl Store {
-    pub(crate) async fn open(global: &Global, command: &str) -> Result<Store, CliError> {
+    pub(crate) async fn open(global: &Global) -> Result<Store, CliError> {
         match target(global)? {
             Target::File(dir) => Ok(Store::File(file_driver(&dir)?)),
             Target::Memcache(servers) => {
-                if servers.len() > 1 {
-                    eprintln!(
-                        "note: `{command}` uses the first server ({}) until multi-server support lands",
-                        servers[0]
-                    );
-                }
-                let driver = memcache_driver(global, &servers[0]).await?;
-                Ok(Store::Memcache(driver, servers[0].clone()))
+                let driver = memcache_driver(global, &servers).await?;
+                Ok(Store::Memcache(driver, servers.join(",")))
             }
         }
     }

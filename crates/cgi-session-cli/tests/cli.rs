@@ -539,3 +539,83 @@ fn hostile_arguments_are_refused_and_change_nothing() {
     let s = rt.block_on(store.load(Some(&id), None)).unwrap();
     assert_eq!(s.get::<String>("user").unwrap().as_deref(), Some("ann"));
 }
+
+/// With several servers, `ls`, `show` and `rm` work on the whole pool, placing keys as the
+/// application's client does (ketama by default, modula on request).
+#[test]
+fn session_commands_span_a_pool_of_servers() {
+    use cgi_session::memcache::client::Distribution;
+    let (a, b) = (MemcachedServer::start(), MemcachedServer::start());
+    let servers = format!("{},{}", a.addr(), b.addr());
+    let rt = rt();
+    for (name, distribution) in [
+        ("ketama", Distribution::Ketama),
+        ("modula", Distribution::Modula),
+    ] {
+        let client = rt
+            .block_on(Client::connect(
+                ClientConfig::pool([a.addr().to_string(), b.addr().to_string()])
+                    .distribution(distribution),
+            ))
+            .unwrap();
+        let store = memcache_store(&client);
+        let ids: Vec<String> = (0..12)
+            .map(|n| rt.block_on(make_session(&store, &[("n", n.into())], 600)))
+            .collect();
+        let on_b: Vec<&String> = ids
+            .iter()
+            .filter(|id| client.server_for(format!("sessions:{id}")) == 1)
+            .collect();
+        assert!(
+            !on_b.is_empty(),
+            "{name}: some sessions live on the second server"
+        );
+
+        let args = [
+            "--dsn",
+            "driver:memcache",
+            "--servers",
+            &servers,
+            "--distribution",
+            name,
+        ];
+        let listed = stdout_json(
+            &cli()
+                .args(args)
+                .args(["ls", "--json", "--full-ids"])
+                .assert()
+                .success(),
+        );
+        let listed: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["id"].as_str())
+            .collect();
+        for id in &ids {
+            assert!(listed.contains(&id.as_str()), "{name}: ls missed {id}");
+        }
+        let target = on_b[0];
+        cli()
+            .args(args)
+            .args(["show", &target[..12]])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("n = "));
+        cli()
+            .args(args)
+            .args(["rm", &target[..12]])
+            .assert()
+            .success();
+        assert!(rt
+            .block_on(store.load(Some(target), None))
+            .unwrap()
+            .is_empty());
+        for id in ids.iter().filter(|id| *id != target) {
+            let mut s = rt.block_on(store.load(Some(id), None)).unwrap();
+            assert!(!s.is_empty(), "{name}: rm removed only its target");
+            s.delete();
+            rt.block_on(s.flush()).unwrap();
+        }
+    }
+}
