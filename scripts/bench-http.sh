@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# HTTP benchmark: the demo app's session routes under wrk against its no-session route, with
+# the memcached store. Everything runs on 127.0.0.1: memcached, the demo (release build) and wrk.
+#
+# Usage: scripts/bench-http.sh [duration_secs=10] [connections=64] [threads=1] [sessions=1000]
+# Needs: memcached, wrk, curl (apt-get install -y memcached wrk curl).
+#
+# Routes measured:
+#   /plain        no session at all (the baseline)
+#   /api/session  reads the session (one memcached round trip, nothing written)
+#   /             the demo's home page: reads and increments a visit counter (two round trips)
+# Session requests carry one of <sessions> cookies created up front, picked at random per
+# request (as many users would), so that concurrent requests rarely touch the same session.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration="${1:-10}"
+connections="${2:-64}"
+threads="${3:-1}"
+sessions="${4:-1000}"
+
+for tool in memcached wrk curl; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is missing: apt-get install -y $tool" >&2; exit 1; }
+done
+
+echo "==> building the demo (release)"
+cargo build --release -q -p cgi-session-demo
+target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+demo="$target_dir/release/cgi-session-demo"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Polls until `cmd` succeeds or the deadline (in seconds) passes.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then echo "error: timed out waiting for: $*" >&2; return 1; fi
+    sleep 0.05
+  done
+}
+
+mc_port="$(free_port)"
+mc_user=()
+[ "$(id -u)" -eq 0 ] && mc_user=(-u nobody) # memcached refuses to run as root without -u
+memcached -l 127.0.0.1 -p "$mc_port" -U 0 -m 256 "${mc_user[@]}" &
+pids+=($!)
+wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$mc_port"
+
+"$demo" --listen 127.0.0.1:0 --dsn driver:memcache --servers "127.0.0.1:$mc_port" \
+  >"$work/demo.out" 2>"$work/demo.err" &
+pids+=($!)
+wait_for 30 grep -q 'http://' "$work/demo.out" || { cat "$work/demo.err" >&2; exit 1; }
+base="$(grep -o 'http://[^ ]*' "$work/demo.out" | head -1)"
+base="${base%/}"
+echo "==> demo at $base, memcached at 127.0.0.1:$mc_port"
+
+echo "==> creating $sessions sessions"
+{
+  echo 'cookies = {'
+  for _ in $(seq "$sessions"); do
+    cookie="$(curl -s -o /dev/null -D - "$base/" | tr -d '\r' \
+      | sed -n 's/^[Ss]et-[Cc]ookie: \(CGISESSID=[^;]*\).*/\1/p' | head -1)"
+    [ -n "$cookie" ] || { echo "error: the demo set no CGISESSID cookie" >&2; exit 1; }
+    echo "  \"$cookie\","
+  done
+  echo '}'
+  cat <<'LUA'
+math.randomseed(os.time())
+request = function()
+  return wrk.format(nil, nil, { ["Cookie"] = cookies[math.random(#cookies)] })
+end
+LUA
+} >"$work/cookies.lua"
+
+run() {
+  local name="$1" path="$2"; shift 2
+  echo "==> $name: wrk -t$threads -c$connections -d${duration}s $* $base$path"
+  wrk -t"$threads" -c"$connections" -d"${duration}s" --latency "$@" "$base$path" | tee "$work/$name.txt"
+  rps="$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$work/$name.txt")"
+  non2xx="$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$work/$name.txt")"
+  echo "$name $rps ${non2xx:-0}" >>"$work/summary"
+}
+
+# Warm-up (not recorded), then the three routes.
+wrk -t"$threads" -c"$connections" -d2s -s "$work/cookies.lua" "$base/" >/dev/null
+run plain /plain
+run session-read /api/session -s "$work/cookies.lua"
+run session-rmw / -s "$work/cookies.lua"
+
+echo
+echo "route                 requests/s   non-2xx   vs /plain"
+plain_rps="$(awk '$1=="plain"{print $2}' "$work/summary")"
+while read -r name rps bad; do
+  awk -v n="$name" -v r="$rps" -v b="$bad" -v p="$plain_rps" \
+    'BEGIN { printf "%-20s %12.0f %9d %11.3f\n", n, r, b, (p > 0 ? r / p : 0) }'
+done <"$work/summary"
