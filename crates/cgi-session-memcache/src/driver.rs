@@ -1,5 +1,6 @@
 //! [`MemcacheDriver`]: sessions in memcached through any [`MemcacheHandle`].
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::ops::ControlFlow;
@@ -282,19 +283,19 @@ impl MemcacheDriver {
         }
     }
 
-    fn encode(&self, data: &[u8]) -> Result<(Vec<u8>, u32), DriverError> {
+    fn encode<'a>(&self, data: &'a [u8]) -> Result<(Cow<'a, [u8]>, u32), DriverError> {
         match self.inner.compress_above {
             Some(limit) if data.len() > limit => {
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 gz.write_all(data)
                     .and_then(|()| gz.finish())
-                    .map(|bytes| (bytes, FLAG_COMPRESSED))
+                    .map(|bytes| (Cow::Owned(bytes), FLAG_COMPRESSED))
                     .map_err(|e| DriverError::Backend {
                         driver: NAME,
                         source: Box::new(e),
                     })
             }
-            _ => Ok((data.to_vec(), 0)),
+            _ => Ok((Cow::Borrowed(data), 0)),
         }
     }
 
