@@ -16,13 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::proto::{parse_reply, Parsed, Reply, ReplyKind};
+use crate::secure::{unauthenticated, Security, Stream};
 use crate::Protocol;
 
 /// How a reply is checked against its request (replies out of step close
@@ -92,6 +94,10 @@ pub(crate) struct PoolSettings {
     pub gat: bool,
     pub failure_limit: u32,
     pub retry_delay: Duration,
+    /// TLS and authentication of new connections.
+    pub security: Security,
+    /// The name this server's TLS certificate must carry (TLS only).
+    pub server_name: Option<ServerName<'static>>,
 }
 
 /// Failure bookkeeping of one server.
@@ -226,20 +232,28 @@ impl ServerPool {
         Ok(tx)
     }
 
-    /// Opens a new TCP connection (also used for metadump's dedicated one).
-    pub(crate) async fn connect(&self) -> Result<TcpStream> {
+    /// Opens a new connection (also used for metadump's dedicated one): TCP,
+    /// then the TLS handshake and authentication if configured, all within
+    /// the connect timeout.
+    pub(crate) async fn connect(&self) -> Result<Stream> {
         let server = &self.settings.server;
         let after = self.settings.connect_timeout;
-        match tokio::time::timeout(after, TcpStream::connect(server.as_str())).await {
+        let open = async {
+            let tcp = TcpStream::connect(server.as_str())
+                .await
+                .map_err(|e| Error::io(server, "cannot connect", e))?;
+            let _ = tcp.set_nodelay(true);
+            self.settings
+                .security
+                .establish(tcp, server, self.settings.server_name.as_ref())
+                .await
+        };
+        match tokio::time::timeout(after, open).await {
             Err(_) => Err(Error::Timeout {
                 server: server.clone(),
                 after,
             }),
-            Ok(Err(e)) => Err(Error::io(server, "cannot connect", e)),
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(stream)
-            }
+            Ok(result) => result,
         }
     }
 
@@ -319,8 +333,27 @@ struct ConnTask {
 }
 
 impl ConnTask {
-    async fn run(self, stream: TcpStream, mut rx: mpsc::Receiver<Request>) {
-        let (mut rd, mut wr) = stream.into_split();
+    async fn run(self, stream: Stream, rx: mpsc::Receiver<Request>) {
+        match stream {
+            Stream::Plain(tcp) => {
+                let (rd, wr) = tcp.into_split();
+                self.run_io(rd, wr, false, rx).await;
+            }
+            Stream::Tls(tls) => {
+                let (rd, wr) = tokio::io::split(*tls);
+                self.run_io(rd, wr, true, rx).await;
+            }
+        }
+    }
+
+    /// The connection loop. `flush`: the writer buffers (TLS), so once
+    /// everything is written it must be flushed for the bytes to leave.
+    async fn run_io<R, W>(self, mut rd: R, mut wr: W, flush: bool, mut rx: mpsc::Receiver<Request>)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut unflushed = false;
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut out: Vec<u8> = Vec::new();
         let mut out_pos = 0usize;
@@ -328,7 +361,7 @@ impl ConnTask {
         let mut rx_open = true;
 
         let failure: Error = loop {
-            if !rx_open && pending.is_empty() && out_pos == out.len() {
+            if !rx_open && pending.is_empty() && out_pos == out.len() && !unflushed {
                 tracing::debug!(server = %self.server, "memcached connection closed: client dropped");
                 return;
             }
@@ -351,12 +384,14 @@ impl ConnTask {
                 _ = tokio::time::sleep_until(front_deadline.unwrap_or_else(Instant::now)), if front_deadline.is_some() => {
                     break Error::Timeout { server: self.server.clone(), after: self.timeout };
                 }
-                written = wr.write(&out[out_pos..]), if out_pos < out.len() => {
+                written = write_or_flush(&mut wr, &out[out_pos..]), if out_pos < out.len() || unflushed => {
                     match written {
-                        Ok(0) => break Error::unavailable(&self.server, "the server stopped accepting data"),
+                        Ok(Some(0)) => break Error::unavailable(&self.server, "the server stopped accepting data"),
                         Err(e) => break Error::io(&self.server, "write failed", e),
-                        Ok(n) => {
+                        Ok(None) => unflushed = false,
+                        Ok(Some(n)) => {
                             out_pos += n;
+                            unflushed = flush;
                             if out_pos == out.len() {
                                 out.clear();
                                 out_pos = 0;
@@ -443,6 +478,11 @@ impl ConnTask {
                 Reply::ServerError(message) => {
                     let _ = p.reply.send(Err(server_error(&self.server, message)));
                 }
+                Reply::ClientError(message) if message == "unauthenticated" => {
+                    let err = unauthenticated(&self.server);
+                    let _ = p.reply.send(Err(err.clone()));
+                    return Err(err);
+                }
                 Reply::ClientError(_) | Reply::Error(_) => {
                     // The server may now read our bytes out of step: close.
                     let err = Error::protocol(
@@ -468,6 +508,19 @@ impl ConnTask {
             ));
         }
         Ok(())
+    }
+}
+
+/// Writes some of `buf` (`Some(written)`), or, when `buf` is empty, flushes
+/// what the writer buffered (`None`).
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &[u8],
+) -> std::io::Result<Option<usize>> {
+    if buf.is_empty() {
+        wr.flush().await.map(|()| None)
+    } else {
+        wr.write(buf).await.map(Some)
     }
 }
 
@@ -504,7 +557,7 @@ fn server_error(server: &str, message: String) -> Error {
 
 /// Reads from `stream` into `buf` with a timeout, for the metadump connection.
 pub(crate) async fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     server: &str,
     timeout: Duration,
@@ -522,12 +575,16 @@ pub(crate) async fn read_some(
 
 /// Writes all of `bytes` with a timeout, for the metadump connection.
 pub(crate) async fn write_all(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     bytes: &[u8],
     server: &str,
     timeout: Duration,
 ) -> Result<()> {
-    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
         Err(_) => Err(Error::Timeout {
             server: server.to_string(),
             after: timeout,

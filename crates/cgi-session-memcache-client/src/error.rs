@@ -82,6 +82,48 @@ pub enum Error {
         /// What was asked.
         what: &'static str,
     },
+    /// The TLS handshake with the server failed: its certificate is not
+    /// signed by the configured CA, does not name the host connected to
+    /// (see [`TlsConfig::server_name`](crate::TlsConfig::server_name)), has
+    /// expired, or the server refused the client certificate (or wanted one
+    /// and none was configured). Also returned when a TLS client reaches a
+    /// server that does not speak TLS.
+    ///
+    /// This is a configuration problem, not an outage:
+    /// [`is_unavailable`](Error::is_unavailable) is false, and the server is
+    /// not marked down. Every new connection fails the same way until the
+    /// configuration (or the server's certificate) is fixed.
+    #[error("TLS handshake with memcached at {server} failed: {detail}; check that the CA file (TlsConfig::ca_file) holds the CA that signed the server's certificate, that the server name (TlsConfig::server_name, by default the host of the address) is in the certificate, and that a client certificate is configured if the server requires one (memcached -o ssl_verify_mode)")]
+    Tls {
+        /// The server address as configured.
+        server: String,
+        /// What rustls or the server reported.
+        detail: String,
+    },
+    /// memcached refused the credentials (`CLIENT_ERROR authentication
+    /// failure`), or requires authentication (`memcached -Y`) and none is
+    /// configured (`CLIENT_ERROR unauthenticated`). Nothing was read or
+    /// written: a request never turns into a silent miss.
+    ///
+    /// A configuration problem, not an outage:
+    /// [`is_unavailable`](Error::is_unavailable) is false.
+    #[error("memcached at {server} refused authentication: {reason}; check the username and password (ClientConfig::auth) against the server's auth file (memcached -Y)")]
+    Auth {
+        /// The server address as configured.
+        server: String,
+        /// What went wrong (the password is never included).
+        reason: String,
+    },
+    /// The client configuration cannot be used: a TLS CA file, client
+    /// certificate or key that cannot be read or parsed, a server name that
+    /// is not a valid DNS name or IP address, or credentials memcached's
+    /// authentication cannot carry. Reported by [`Client::connect`](crate::Client::connect)
+    /// before anything is sent.
+    #[error("invalid memcached client configuration: {detail}")]
+    Config {
+        /// What is wrong, and with which setting.
+        detail: String,
+    },
     /// A per-server operation named a server index the client does not have.
     #[error("server index {index} is out of range: this client has {count} server(s) (see Client::servers)")]
     NoSuchServer {
@@ -130,6 +172,12 @@ impl Error {
     }
 
     pub(crate) fn io(server: &str, what: &str, e: std::io::Error) -> Error {
+        if let Some(cause) = crate::secure::tls_cause(&e) {
+            return Error::Tls {
+                server: server.to_string(),
+                detail: format!("{what}: {cause}"),
+            };
+        }
         Error::Unavailable {
             server: server.to_string(),
             reason: format!("{what}: {e}"),

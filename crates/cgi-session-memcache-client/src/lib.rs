@@ -18,6 +18,67 @@
 //! * Keys are validated before anything is written ([`Key`]).
 //! * Key listing via `lru_crawler metadump hash` ([`Client::metadump`]).
 //!
+//! # Security: TLS and authentication
+//!
+//! memcached has no access control by default: anyone who can reach its port
+//! reads and writes every session. Keep it on a private network, and where
+//! the network is not trusted use one or both of these (memcached 1.6 built
+//! with TLS, as Debian's is):
+//!
+//! **TLS** (`memcached -Z -o ssl_chain_cert=server.pem,ssl_key=server.key`):
+//! [`ClientConfig::tls`] with a [`TlsConfig`]. The server's certificate is
+//! always verified against the CA file(s) you give and the host name (or
+//! [`TlsConfig::server_name`]); there is no option to skip verification.
+//! Client certificates ([`TlsConfig::client_cert`]) serve servers started
+//! with `-o ssl_ca_cert=ca.pem,ssl_verify_mode=2`. rustls (with the *ring*
+//! provider) does the TLS: no OpenSSL. The handshake counts against
+//! [`ClientConfig::connect_timeout`]; pipelining, timeouts and cancellation
+//! behave as over plain TCP.
+//!
+//! **Authentication** (`memcached -Y <auth file>`, lines `user:password`):
+//! [`ClientConfig::auth`]. Each new connection (reconnects too) logs in
+//! before any request is written, by memcached's ASCII login: `set <key> 0
+//! -1 <len>` with `<user> <password>` as the value, answered `STORED`. The
+//! key is ignored by an authenticating server; a server without `-Y` stores
+//! the item already expired, so the password is never readable there.
+//! Checked on memcached 1.6.18: before login, **every** command, meta
+//! commands (`mg`, `ms`, `mn`, ...) included, is answered `CLIENT_ERROR
+//! unauthenticated`; a wrong password is answered `CLIENT_ERROR
+//! authentication failure` (the connection stays open but useless, so the
+//! client closes it). memcached calls `-Y` **experimental**: it is a shared
+//! password per user with no roles, sent in clear text unless TLS is on
+//! (use both). memcached 1.6.18 reads the password only up to the first
+//! space (`s3cret xyz` logs in as `s3cret`), so a password with a space could
+//! never match its auth-file line: the client refuses such passwords
+//! ([`Error::Config`]). `-Y` covers the text and meta protocols only (the
+//! binary protocol uses SASL, `-S`, which this client does not speak).
+//!
+//! Errors are specific and are not outages ([`Error::is_unavailable`] is
+//! false, so a store does not degrade or retry): [`Error::Tls`] for a
+//! failed handshake (unknown CA, wrong name, missing client certificate,
+//! TLS against a plain server), [`Error::Auth`] for refused or missing
+//! credentials, [`Error::Config`] at [`Client::connect`] for files that
+//! cannot be read. A wrong password therefore fails every operation; it
+//! never reads as "no such session".
+//!
+//! ```no_run
+//! use cgi_session_memcache_client::{Client, ClientConfig, TlsConfig};
+//!
+//! # async fn demo() -> Result<(), cgi_session_memcache_client::Error> {
+//! let client = Client::connect(
+//!     ClientConfig::new("cache.internal:11211")
+//!         .tls(
+//!             TlsConfig::new()
+//!                 .ca_file("/etc/myapp/memcached-ca.pem")
+//!                 // only if the server requires client certificates:
+//!                 .client_cert("/etc/myapp/client.pem", "/etc/myapp/client.key"),
+//!         )
+//!         .auth("myapp", std::env::var("MEMCACHED_PASSWORD").unwrap_or_default()),
+//! )
+//! .await?;
+//! # drop(client); Ok(()) }
+//! ```
+//!
 //! # Why a hand-written client
 //!
 //! When this crate was written no maintained crate offered all of tokio,
@@ -73,6 +134,7 @@ mod dist;
 mod error;
 mod key;
 pub mod proto;
+mod secure;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,6 +148,7 @@ pub use dist::{ketama_hash, modula_hash, Distribution};
 pub use error::{Error, Result};
 pub use key::{validate_key, Key, MAX_KEY_LEN};
 use proto::{encode_meta, MetaCode, Reply, ReplyKind, TextStatus};
+pub use secure::{Credentials, TlsConfig};
 
 /// Longest relative expiration memcached accepts: 30 days in seconds. Larger
 /// exptimes are read as absolute Unix times.
@@ -198,6 +261,12 @@ pub struct ClientConfig {
     /// 1.5.3+; default true). twemproxy 0.5 does not proxy `gat`: set false
     /// and a read-and-touch becomes a `gets` and a `touch`, pipelined.
     pub gat: bool,
+    /// TLS for every server (`memcached -Z`); `None` (the default) is plain
+    /// TCP. See [`TlsConfig`] and the crate docs' security section.
+    pub tls: Option<TlsConfig>,
+    /// Credentials sent on every new connection (`memcached -Y`); `None`
+    /// (the default) sends none. `Debug` never shows the password.
+    pub auth: Option<Credentials>,
 }
 
 /// One server of a pool: its address, weight and (optionally) protocol.
@@ -356,6 +425,8 @@ impl ClientConfig {
             retry_delay: Duration::from_secs(2),
             protocol: Protocol::Meta,
             gat: true,
+            tls: None,
+            auth: None,
         }
     }
 
@@ -452,6 +523,33 @@ impl ClientConfig {
     /// ```
     pub fn protocol(mut self, p: Protocol) -> Self {
         self.protocol = p;
+        self
+    }
+
+    /// Sets [`tls`](Self::tls): connect to every server over TLS, verifying
+    /// its certificate against the CA file(s).
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::{ClientConfig, TlsConfig};
+    /// let c = ClientConfig::new("localhost:11211").tls(TlsConfig::new().ca_file("ca.pem"));
+    /// assert!(c.tls.is_some());
+    /// ```
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets [`auth`](Self::auth): log in as `username` on every new
+    /// connection (memcached's `-Y` authentication).
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::ClientConfig;
+    /// let c = ClientConfig::new("127.0.0.1:11211").auth("app", "s3cret");
+    /// assert_eq!(c.auth.as_ref().map(|a| a.username()), Some("app"));
+    /// assert!(!format!("{c:?}").contains("s3cret"));
+    /// ```
+    pub fn auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some(Credentials::new(username, password));
         self
     }
 
@@ -954,7 +1052,9 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Unavailable`] or [`Error::Timeout`] naming the server if a
-    /// non-lazy connect fails.
+    /// non-lazy connect fails; [`Error::Tls`] or [`Error::Auth`] if its TLS
+    /// handshake or login fails; [`Error::Config`] for TLS files that cannot
+    /// be read or credentials memcached cannot carry.
     ///
     /// ```no_run
     /// # async fn demo() -> cgi_session_memcache_client::Result<()> {
@@ -967,10 +1067,11 @@ impl Client {
         let failure_limit = config
             .failure_limit
             .unwrap_or(if specs.len() > 1 { 2 } else { 0 });
+        let security = secure::Security::new(config.tls.as_ref(), config.auth.as_ref())?;
         let pools: Vec<ServerPool> = specs
             .iter()
             .map(|spec| {
-                ServerPool::new(PoolSettings {
+                Ok(ServerPool::new(PoolSettings {
                     server: spec.addr.clone(),
                     size: config.pool_size.max(1),
                     timeout: config.timeout,
@@ -980,9 +1081,11 @@ impl Client {
                     gat: config.gat,
                     failure_limit,
                     retry_delay: config.retry_delay,
-                })
+                    server_name: security.server_name_for(&spec.addr)?,
+                    security: security.clone(),
+                }))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let weights: Vec<(String, u32)> =
             specs.iter().map(|s| (s.addr.clone(), s.weight)).collect();
         if !config.lazy {

@@ -10,6 +10,23 @@
 //! read its counters with [`stats`](MemcachedServer::stats). Dropping the
 //! handle kills and reaps the process.
 //!
+//! For TLS (`-Z`) and authentication (`-Y`) tests,
+//! [`Builder::tls`] starts the server with a certificate the test made (and
+//! [`Builder::tls_client_ca`] makes it require client certificates), and
+//! [`Builder::auth`] writes an auth file for one user. The harness itself
+//! then talks to the server over a second, plain listener
+//! ([`MemcachedServer::plain_addr`]) and logs in first, so readiness checks
+//! and [`stats`](MemcachedServer::stats) keep working.
+//!
+//! ```no_run
+//! let server = memcached_harness::MemcachedServer::builder()
+//!     .tls("/tmp/t/server.pem", "/tmp/t/server.key")
+//!     .auth("app", "s3cret")
+//!     .start();
+//! println!("TLS on {}, plain (for the harness) on {}", server.addr(), server.plain_addr());
+//! assert_eq!(server.stats()["cmd_get"], "0");
+//! ```
+//!
 //! The binary is `memcached` from `PATH`, or the path in the
 //! `MEMCACHED_BIN` environment variable. If it is missing, starting panics
 //! with "install memcached: apt-get install memcached".
@@ -28,7 +45,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const INSTALL_HINT: &str = "install memcached: apt-get install memcached";
@@ -49,6 +68,16 @@ pub struct Builder {
     args: Vec<String>,
     memory_mb: u32,
     ready_timeout: Duration,
+    tls: Option<TlsFiles>,
+    auth: Option<(String, String)>,
+}
+
+/// The files of a TLS server.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    chain: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -57,6 +86,8 @@ impl Default for Builder {
             args: Vec::new(),
             memory_mb: 64,
             ready_timeout: Duration::from_secs(10),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -85,6 +116,71 @@ impl Builder {
         S: Into<String>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Serves TLS on [`addr`](MemcachedServer::addr) (`-Z -o
+    /// ssl_chain_cert=<chain>,ssl_key=<key>`, PEM files; paths must not
+    /// contain commas). The server also listens without TLS on
+    /// [`plain_addr`](MemcachedServer::plain_addr), which the harness uses
+    /// for its readiness check and [`stats`](MemcachedServer::stats).
+    ///
+    /// ```no_run
+    /// let server = memcached_harness::MemcachedServer::builder()
+    ///     .tls("/tmp/t/server.pem", "/tmp/t/server.key")
+    ///     .start();
+    /// assert_ne!(server.addr(), server.plain_addr());
+    /// ```
+    pub fn tls(mut self, cert_chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        let client_ca = self.tls.take().and_then(|t| t.client_ca);
+        self.tls = Some(TlsFiles {
+            chain: cert_chain.as_ref().to_path_buf(),
+            key: key.as_ref().to_path_buf(),
+            client_ca,
+        });
+        self
+    }
+
+    /// With [`tls`](Self::tls): requires every TLS client to present a
+    /// certificate signed by the CA in this PEM file (`-o
+    /// ssl_ca_cert=<ca>,ssl_verify_mode=2`).
+    ///
+    /// # Panics
+    ///
+    /// [`start`](Self::start) panics if [`tls`](Self::tls) was not set.
+    ///
+    /// ```no_run
+    /// let server = memcached_harness::MemcachedServer::builder()
+    ///     .tls("/tmp/t/server.pem", "/tmp/t/server.key")
+    ///     .tls_client_ca("/tmp/t/ca.pem")
+    ///     .start();
+    /// # drop(server);
+    /// ```
+    pub fn tls_client_ca(mut self, ca: impl AsRef<Path>) -> Self {
+        let ca = Some(ca.as_ref().to_path_buf());
+        match self.tls.as_mut() {
+            Some(tls) => tls.client_ca = ca,
+            None => {
+                self.tls = Some(TlsFiles {
+                    chain: PathBuf::new(),
+                    key: PathBuf::new(),
+                    client_ca: ca,
+                })
+            }
+        }
+        self
+    }
+
+    /// Turns on memcached's ASCII authentication (`-Y <auth file>`) with one
+    /// user. The harness writes the auth file (removed when the server is
+    /// dropped) and logs in before its own commands.
+    ///
+    /// ```no_run
+    /// let server = memcached_harness::MemcachedServer::builder().auth("app", "s3cret").start();
+    /// assert_eq!(server.stats()["curr_items"], "0");
+    /// ```
+    pub fn auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some((username.into(), password.into()));
         self
     }
 
@@ -125,14 +221,27 @@ impl Builder {
     /// # drop(server);
     /// ```
     pub fn start(self) -> MemcachedServer {
+        if let Some(tls) = &self.tls {
+            assert!(
+                !tls.chain.as_os_str().is_empty(),
+                "Builder::tls_client_ca needs Builder::tls (the server's certificate and key)"
+            );
+        }
         let mut last_error = String::new();
         for _attempt in 0..8 {
             let port = free_port();
+            let plain_port = if self.tls.is_some() {
+                free_port()
+            } else {
+                port
+            };
             let mut server = MemcachedServer {
                 child: None,
                 port,
+                plain_port,
                 config: self.clone(),
                 paused: false,
+                auth_file: None,
             };
             match server.spawn_and_wait() {
                 Ok(()) => return server,
@@ -158,8 +267,12 @@ impl Builder {
 pub struct MemcachedServer {
     child: Option<Child>,
     port: u16,
+    /// The plain (non-TLS) port; equals `port` without TLS.
+    plain_port: u16,
     config: Builder,
     paused: bool,
+    /// The auth file written for [`Builder::auth`].
+    auth_file: Option<PathBuf>,
 }
 
 enum StartError {
@@ -236,6 +349,19 @@ impl MemcachedServer {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// The address without TLS: [`addr`](Self::addr) unless the server was
+    /// started with [`Builder::tls`], then a second listener (`-l
+    /// notls:...`) for the harness's own commands. With TLS, use
+    /// [`addr`](Self::addr) for the code under test.
+    ///
+    /// ```no_run
+    /// let server = memcached_harness::MemcachedServer::start();
+    /// assert_eq!(server.addr(), server.plain_addr());
+    /// ```
+    pub fn plain_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.plain_port))
+    }
+
     /// The server's TCP port.
     ///
     /// ```no_run
@@ -275,9 +401,51 @@ impl MemcachedServer {
         if running_as_root() {
             cmd.arg("-u").arg("root");
         }
-        cmd.arg("-l")
-            .arg("127.0.0.1")
-            .arg("-p")
+        match &self.config.tls {
+            None => {
+                cmd.arg("-l").arg("127.0.0.1");
+            }
+            Some(tls) => {
+                let mut opts = format!(
+                    "ssl_chain_cert={},ssl_key={}",
+                    tls.chain.display(),
+                    tls.key.display()
+                );
+                if let Some(ca) = &tls.client_ca {
+                    opts.push_str(&format!(",ssl_ca_cert={},ssl_verify_mode=2", ca.display()));
+                }
+                cmd.arg("-l")
+                    .arg(format!(
+                        "127.0.0.1:{},notls:127.0.0.1:{}",
+                        self.port, self.plain_port
+                    ))
+                    .arg("-Z")
+                    .arg("-o")
+                    .arg(opts);
+            }
+        }
+        if let Some((user, password)) = &self.config.auth {
+            if self.auth_file.is_none() {
+                static SEQ: AtomicU64 = AtomicU64::new(0);
+                let path = std::env::temp_dir().join(format!(
+                    "memcached-harness-auth-{}-{}-{}",
+                    std::process::id(),
+                    self.port,
+                    SEQ.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::write(&path, format!("{user}:{password}\n")).map_err(|e| {
+                    StartError::Fatal(format!(
+                        "cannot write the memcached auth file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                self.auth_file = Some(path);
+            }
+            if let Some(path) = &self.auth_file {
+                cmd.arg("-Y").arg(path);
+            }
+        }
+        cmd.arg("-p")
             .arg(self.port.to_string())
             .arg("-U")
             .arg("0")
@@ -344,18 +512,39 @@ impl MemcachedServer {
         }
     }
 
+    /// Connects to [`plain_addr`](Self::plain_addr) and logs in if the
+    /// server has authentication.
+    fn plain_connection(&self, timeout: Duration) -> std::io::Result<BufReader<TcpStream>> {
+        let stream = TcpStream::connect_timeout(&self.plain_addr(), timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let mut reader = BufReader::new(stream);
+        if let Some((user, password)) = &self.config.auth {
+            let login = format!(
+                "set harness_auth 0 -1 {}\r\n{user} {password}\r\n",
+                user.len() + 1 + password.len()
+            );
+            reader.get_mut().write_all(login.as_bytes())?;
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if line != "STORED\r\n" {
+                return Err(std::io::Error::other(format!(
+                    "login refused: {}",
+                    line.trim_end()
+                )));
+            }
+        }
+        Ok(reader)
+    }
+
     fn answers_version(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200))
-        else {
+        let Ok(mut reader) = self.plain_connection(Duration::from_millis(500)) else {
             return false;
         };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-        if stream.write_all(b"version\r\n").is_err() {
+        if reader.get_mut().write_all(b"version\r\n").is_err() {
             return false;
         }
         let mut line = String::new();
-        let mut reader = BufReader::new(stream);
         reader.read_line(&mut line).is_ok() && line.starts_with("VERSION ")
     }
 
@@ -507,20 +696,18 @@ impl MemcachedServer {
         let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
             panic!("stats on memcached at 127.0.0.1:{port}: {what}: {e}")
         };
-        let mut stream = TcpStream::connect_timeout(&self.addr(), Duration::from_secs(5))
+        let mut reader = self
+            .plain_connection(Duration::from_secs(5))
             .unwrap_or_else(|e| fail("connect", &e));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap_or_else(|e| fail("set timeout", &e));
         let cmd = if arg.is_empty() {
             "stats\r\n".to_string()
         } else {
             format!("stats {arg}\r\n")
         };
-        stream
+        reader
+            .get_mut()
             .write_all(cmd.as_bytes())
             .unwrap_or_else(|e| fail("write", &e));
-        let mut reader = BufReader::new(stream);
         let mut out = HashMap::new();
         loop {
             let mut line = String::new();
@@ -549,6 +736,9 @@ impl Drop for MemcachedServer {
     fn drop(&mut self) {
         // SIGKILL also ends a stopped (paused) process.
         self.kill();
+        if let Some(path) = self.auth_file.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -617,6 +807,24 @@ mod tests {
         let a = MemcachedServer::start();
         let b = MemcachedServer::start();
         assert_ne!(a.port(), b.port());
+    }
+
+    #[test]
+    fn auth_server_is_ready_and_answers_stats_after_login() {
+        let mut server = MemcachedServer::builder().auth("app", "s3cret").start();
+        assert_eq!(server.stats()["curr_items"], "0");
+        let file = server.auth_file.clone().expect("auth file written");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "app:s3cret\n");
+        // Without logging in, memcached refuses commands.
+        let mut s = TcpStream::connect(server.addr()).unwrap();
+        s.write_all(b"version\r\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        assert_eq!(line, "CLIENT_ERROR unauthenticated\r\n");
+        server.restart();
+        assert!(server.answers_version());
+        drop(server);
+        assert!(!file.exists(), "the auth file is removed with the server");
     }
 
     #[test]
