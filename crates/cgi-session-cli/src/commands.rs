@@ -19,6 +19,7 @@ const PROBE_MARKER: &str = "__cgi_session_probe__";
 
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let g = &cli.global;
+    crate::target::password(g)?;
     match &cli.command {
         Command::Check => check(g).await,
         Command::Stats(args) => stats(g, args).await,

@@ -69,6 +69,23 @@ pub(crate) struct Global {
     /// Deadline for connecting to and hearing from a server, e.g. 500ms, 2s.
     #[arg(long, global = true, default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) timeout: Duration,
+    /// Talk TLS to memcached (memcached -Z), trusting the CA certificates in this PEM file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
+    /// The name the servers' certificates must carry (default: each server's host).
+    #[arg(long, global = true, value_name = "NAME", requires = "tls_ca")]
+    pub(crate) tls_server_name: Option<String>,
+    /// Client certificate (PEM) for servers that require one; needs --tls-key.
+    #[arg(long, global = true, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// Log in to memcached (memcached -Y) as this user; the password is read from the
+    /// MEMCACHED_PASSWORD environment variable (never from the command line, where `ps`
+    /// would show it).
+    #[arg(long, global = true, value_name = "USER")]
+    pub(crate) auth_user: Option<String>,
     /// Print whole session ids (they are credentials: by default only 8 characters show).
     #[arg(long, global = true)]
     pub(crate) full_ids: bool,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cgi_session::memcache::client::{Client, ClientConfig, Distribution};
+use cgi_session::memcache::client::{Client, ClientConfig, Distribution, TlsConfig};
 use cgi_session::memcache::MemcacheDriver;
 use cgi_session::{Driver, Dsn, FileDriver};
 
@@ -47,17 +47,43 @@ pub(crate) fn target(global: &Global) -> Result<Target, CliError> {
     }
 }
 
+/// The memcached password for `--auth-user`, from `MEMCACHED_PASSWORD` (checked before any
+/// command runs, so that a missing one is a usage error).
+pub(crate) fn password(global: &Global) -> Result<Option<String>, CliError> {
+    if global.auth_user.is_none() {
+        return Ok(None);
+    }
+    std::env::var("MEMCACHED_PASSWORD").map(Some).map_err(|_| {
+        CliError::Usage(
+            "--auth-user needs the password in the MEMCACHED_PASSWORD environment variable".into(),
+        )
+    })
+}
+
 /// A client for `servers`: one, or a pool that places keys as the application's client does.
 pub(crate) async fn connect(global: &Global, servers: &[String]) -> Result<Client, CliError> {
     let distribution = match global.distribution.as_str() {
         "modula" => Distribution::Modula,
         _ => Distribution::Ketama,
     };
-    let config = ClientConfig::pool(servers.iter().map(String::as_str))
+    let mut config = ClientConfig::pool(servers.iter().map(String::as_str))
         .distribution(distribution)
         .pool_size(1)
         .timeout(global.timeout)
         .connect_timeout(global.timeout);
+    if let Some(ca) = &global.tls_ca {
+        let mut tls = TlsConfig::new().ca_file(ca);
+        if let Some(name) = &global.tls_server_name {
+            tls = tls.server_name(name.clone());
+        }
+        if let (Some(cert), Some(key)) = (&global.tls_cert, &global.tls_key) {
+            tls = tls.client_cert(cert, key);
+        }
+        config = config.tls(tls);
+    }
+    if let (Some(user), Some(password)) = (&global.auth_user, password(global)?) {
+        config = config.auth(user.clone(), password);
+    }
     Client::connect(config)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))

@@ -620,3 +620,79 @@ fn session_commands_span_a_pool_of_servers() {
         }
     }
 }
+
+/// `check` over TLS (memcached -Z, certificates made here) and with memcached's -Y login:
+/// the right settings pass; a wrong CA or password fails clearly, naming the server.
+#[test]
+fn check_over_tls_and_with_authentication() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), Issuer::new(params, key))
+    };
+    let (ca_pem, issuer) = ca("test CA");
+    let (other_pem, _) = ca("other CA");
+    let server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    let ca_file = write("ca.pem", &ca_pem);
+    let other_ca = write("other.pem", &other_pem);
+    let cert = write("server.pem", &server_cert.pem());
+    let key = write("server.key", &server_key.serialize_pem());
+
+    let tls = MemcachedServer::builder().tls(&cert, &key).start();
+    let addr = tls.addr().to_string();
+    let base = ["--dsn", "driver:memcache", "--servers", &addr];
+    cli()
+        .args(base)
+        .args(["--tls-ca", ca_file.to_str().unwrap(), "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok"));
+    cli()
+        .args(base)
+        .args(["--tls-ca", other_ca.to_str().unwrap(), "check"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(addr.as_str()))
+        .stdout(predicate::str::contains("CA file"));
+
+    let auth = MemcachedServer::builder().auth("ops", "s3cret").start();
+    let addr = auth.addr().to_string();
+    let base = ["--dsn", "driver:memcache", "--servers", &addr];
+    cli()
+        .args(base)
+        .args(["--auth-user", "ops", "check"])
+        .env("MEMCACHED_PASSWORD", "s3cret")
+        .assert()
+        .success();
+    cli()
+        .args(base)
+        .args(["--auth-user", "ops", "check"])
+        .env("MEMCACHED_PASSWORD", "Xq7-bad-pass")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(addr.as_str()))
+        .stdout(predicate::str::contains("refused authentication"))
+        .stdout(predicate::str::contains("Xq7-bad-pass").not());
+    cli()
+        .args(base)
+        .args(["--auth-user", "ops", "check"])
+        .env_remove("MEMCACHED_PASSWORD")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("MEMCACHED_PASSWORD"));
+}
