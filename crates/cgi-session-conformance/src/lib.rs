@@ -112,6 +112,36 @@ impl Counting {
             + self.removes.load(Ordering::SeqCst)
             + self.touches.load(Ordering::SeqCst)
     }
+
+    /// The calls since the previous `take` (or since the start), resetting the counts.
+    pub fn take(&self) -> Calls {
+        Calls {
+            loads: self.loads.swap(0, Ordering::SeqCst),
+            stores: self.stores.swap(0, Ordering::SeqCst),
+            removes: self.removes.swap(0, Ordering::SeqCst),
+            touches: self.touches.swap(0, Ordering::SeqCst),
+        }
+    }
+}
+
+/// Call counts taken from a [`Counting`] driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    /// `load` calls.
+    pub loads: usize,
+    /// `store` calls.
+    pub stores: usize,
+    /// `remove` calls.
+    pub removes: usize,
+    /// `touch` calls.
+    pub touches: usize,
+}
+
+impl Calls {
+    /// All calls.
+    pub fn total(self) -> usize {
+        self.loads + self.stores + self.removes + self.touches
+    }
 }
 
 #[async_trait]

@@ -2,8 +2,6 @@
 //! wrapped in a call-counting decorator, and a real memcached for the "store down" cases.
 
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,90 +11,12 @@ use axum::routing::get;
 use axum::Router;
 use cgi_session::memcache::client::{Client, ClientConfig};
 use cgi_session::memcache::MemcacheDriver;
-use cgi_session::{
-    async_trait, Driver, DriverError, Loaded, MemoryDriver, SessionId, SessionStore, StoreMode,
-    StoreOutcome,
-};
+use cgi_session::{MemoryDriver, SessionId, SessionStore};
+use cgi_session_conformance::{Calls, Counting};
 use cgi_session_tower::{Key, SessionError, SessionHandle, SessionLayer};
 use http::{Request, Response, StatusCode};
 use memcached_harness::MemcachedServer;
 use tower::ServiceExt;
-
-// ----- a counting decorator over a real driver ---------------------------------------------
-
-#[derive(Debug, Default)]
-struct Counting {
-    inner: MemoryDriver,
-    loads: AtomicUsize,
-    stores: AtomicUsize,
-    removes: AtomicUsize,
-    touches: AtomicUsize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Calls {
-    loads: usize,
-    stores: usize,
-    removes: usize,
-    touches: usize,
-}
-
-impl Calls {
-    fn total(self) -> usize {
-        self.loads + self.stores + self.removes + self.touches
-    }
-}
-
-impl Counting {
-    /// The calls since the last `take`.
-    fn take(&self) -> Calls {
-        Calls {
-            loads: self.loads.swap(0, Ordering::SeqCst),
-            stores: self.stores.swap(0, Ordering::SeqCst),
-            removes: self.removes.swap(0, Ordering::SeqCst),
-            touches: self.touches.swap(0, Ordering::SeqCst),
-        }
-    }
-}
-
-#[async_trait]
-impl Driver for Counting {
-    fn name(&self) -> &'static str {
-        "counting-memory"
-    }
-    async fn load(
-        &self,
-        id: &SessionId,
-        touch: Option<Duration>,
-    ) -> Result<Option<Loaded>, DriverError> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(id, touch).await
-    }
-    async fn store(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        mode: StoreMode,
-        ttl: Option<Duration>,
-    ) -> Result<StoreOutcome, DriverError> {
-        self.stores.fetch_add(1, Ordering::SeqCst);
-        self.inner.store(id, data, mode, ttl).await
-    }
-    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
-        self.removes.fetch_add(1, Ordering::SeqCst);
-        self.inner.remove(id).await
-    }
-    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
-        self.touches.fetch_add(1, Ordering::SeqCst);
-        self.inner.touch(id, ttl).await
-    }
-    async fn traverse(
-        &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
-    ) -> Result<(), DriverError> {
-        self.inner.traverse(visit).await
-    }
-}
 
 // ----- the app under test ------------------------------------------------------------------
 
@@ -178,7 +98,7 @@ fn app(layer: SessionLayer) -> Router {
 }
 
 fn counting_store(expire: i64) -> (Arc<Counting>, SessionStore) {
-    let driver = Arc::new(Counting::default());
+    let driver = Counting::new(Arc::new(MemoryDriver::new()));
     let store = SessionStore::builder_dyn(driver.clone())
         .default_expire(expire)
         .build();
