@@ -69,7 +69,11 @@ impl Record {
 
     /// CGI::Session's flat map.
     pub fn to_map(&self) -> Map<String, Value> {
-        let mut map = self.params.clone();
+        self.reserved_into(self.params.clone())
+    }
+
+    /// `map` (the parameters) with the reserved keys added.
+    fn reserved_into(&self, mut map: Map<String, Value>) -> Map<String, Value> {
         for (k, v) in &self.extra {
             map.insert(k.clone(), v.clone());
         }
@@ -91,6 +95,29 @@ impl Record {
             map.insert(KEY_EXPIRE_LIST.into(), Value::Object(list));
         }
         map
+    }
+
+    /// Runs `f` on CGI::Session's flat map without copying the parameters: they are moved
+    /// into the map for the call and back afterwards ([`Record::to_map`] clones them).
+    pub fn with_map<R>(&mut self, f: impl FnOnce(&Map<String, Value>) -> R) -> R {
+        let params = std::mem::take(&mut self.params);
+        let mut map = self.reserved_into(params);
+        let result = f(&map);
+        for key in [
+            KEY_ID,
+            KEY_CTIME,
+            KEY_ATIME,
+            KEY_REMOTE_ADDR,
+            KEY_ETIME,
+            KEY_EXPIRE_LIST,
+        ] {
+            map.remove(key);
+        }
+        for key in self.extra.keys() {
+            map.remove(key);
+        }
+        self.params = map;
+        result
     }
 
     /// Reads CGI::Session's flat map. Numbers stored as strings (as Perl may write them) are
@@ -190,6 +217,18 @@ mod tests {
         assert_eq!(map["_SESSION_ETIME"], json!(600));
         assert_eq!(map["_SESSION_EXPIRE_LIST"], json!({"logged_in": 300}));
         assert_eq!(Record::from_map(map).unwrap(), r);
+    }
+
+    #[test]
+    fn with_map_sees_the_flat_map_and_restores_the_record() {
+        let mut r = Record::new("abc".into(), 100, String::new());
+        r.etime = Some(60);
+        r.params.insert("user".into(), json!("alice"));
+        r.extra.insert("_SESSION_FUTURE".into(), json!(1));
+        let before = r.clone();
+        let seen = r.with_map(|m| m.clone());
+        assert_eq!(seen, before.to_map());
+        assert_eq!(r, before);
     }
 
     #[test]

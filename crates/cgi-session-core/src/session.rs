@@ -635,10 +635,9 @@ impl Session {
         fresh.atime = self.record.atime;
     }
 
-    fn encode(&self) -> Result<Vec<u8>, Error> {
-        self.store
-            .serializer
-            .freeze(&self.record.to_map())
+    fn encode(&mut self) -> Result<Vec<u8>, Error> {
+        self.record
+            .with_map(|map| self.store.serializer.freeze(map))
             .map_err(Error::Encode)
     }
 

@@ -33,7 +33,7 @@ impl MemcacheHandle for Client {
         }
         let item = Client::get(self, key, opts).await.map_err(map_err)?;
         Ok(item.map(|item| Fetched {
-            value: item.value.to_vec(),
+            value: Vec::from(item.value),
             cas: item.cas,
             flags: item.flags.unwrap_or(0),
         }))
