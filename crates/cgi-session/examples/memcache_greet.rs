@@ -22,26 +22,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The seed's manual "is memcached alive?" test, built in.
     let report = MemcacheDriver::new(memd.clone()).check().await?;
     println!(
-        "memcached {} at {}: alive (probe {:?}, item limit {} bytes)",
-        report.version, report.server, report.probe_time, report.item_size_max
+        "{} is alive: version {}, set/get/delete probe {:?}, item limit {} bytes",
+        report.server, report.version, report.probe_time, report.item_size_max
     );
 
     // my $sess = CGI::Session->new("driver:memcache", $cgi, {'Handle' => $memd});
     let store = store_from_dsn("driver:memcache", &DriverArgs::new().handle(memd))?;
-    let cookie: Option<String> = std::env::var("CGISESSID").ok();
-    let mut sess = store.new_session(cookie.as_deref(), None).await?;
 
+    // First request: no cookie yet.
+    let mut sess = store.new_session(None, None).await?;
     // my $v = $sess->param('greet_en');
     let v: Option<String> = sess.get("greet_en")?;
-    println!("greet_en before: {v:?}");
+    println!(
+        "request 1: greet_en = {v:?} (new session {})",
+        sess.id().ok_or("no id")?
+    );
     // $sess->param('greet_en', "Hi !");
     sess.set("greet_en", "Hi !")?;
     sess.flush().await?;
-    println!("greet_en stored; run again with CGISESSID=<id> to read it back");
-    if let Some(id) = sess.id() {
-        // Printed so that the example can be re-run with the same session; a real app sends
-        // it only in the Set-Cookie header and never logs it.
-        println!("CGISESSID={}", id.as_str());
-    }
+    let cookie = sess.cookie().ok_or("a stored session has a cookie")?;
+
+    // Second request: the browser sends the cookie back.
+    let mut again = store.new_session(Some(cookie.value()), None).await?;
+    let v: Option<String> = again.get("greet_en")?;
+    println!(
+        "request 2: greet_en = {v:?} (same session: {})",
+        !again.is_new()
+    );
+
+    // Clean up: $sess->delete; $sess->flush.
+    again.delete();
+    again.flush().await?;
     Ok(())
 }
