@@ -737,11 +737,10 @@ pub struct Item {
     pub flags: Option<u32>,
     /// Seconds since the item was last accessed, if
     /// [`GetOptions::last_access`] was set. This is the age **before** this
-    /// fetch: the fetch does not reset what it reports (checked on 1.6.18: a
-    /// fetch 2 s after the set reports 2, and a second fetch right after still
-    /// reports about 2, not 0). memcached only refreshes an item's access time
-    /// now and then (at most about once a minute per item), so treat it as
-    /// approximate.
+    /// fetch (checked on 1.6.18: a fetch 2 s after the set reports 2).
+    /// Whether a fetch resets it depends on memcached's internal LRU
+    /// bookkeeping (usually not within a minute, but not always: a test that
+    /// relied on it was flaky), so treat it as approximate.
     pub last_access_secs: Option<u32>,
     /// Seconds until expiry if [`GetOptions::ttl_remaining`] was set; `-1`
     /// means the item never expires. After a touch, the new TTL.
