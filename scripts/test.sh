@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (only where missing) and runs the whole test suite:
-# formatting, clippy with warnings as errors, and every test of the workspace.
+# formatting, clippy and rustdoc with warnings as errors, and every test of the workspace.
 # Usage: scripts/test.sh        (as root, or with sudo available, on Debian/Ubuntu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "==> cargo doc (broken links and missing docs are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
 echo "==> cargo test"
 cargo test --workspace --all-features --locked
 echo "==> all tests passed"
