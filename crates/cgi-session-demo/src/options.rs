@@ -43,9 +43,10 @@ pub struct Args {
     #[arg(long)]
     pub dsn: Option<String>,
 
-    /// memcached server for driver:memcache, host:port (default 127.0.0.1:11211). Giving it
-    /// implies driver:memcache when --dsn is not given.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// memcached servers for driver:memcache, host:port, comma-separated (default
+    /// 127.0.0.1:11211; several form a pool, keys spread with ketama). Giving it implies
+    /// driver:memcache when --dsn is not given.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
     pub servers: Option<String>,
 
     /// Idle timeout of the sessions, CGI::Session syntax (+30m, 2h, 3600; 0 for none).
@@ -134,19 +135,23 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
                     "--dir is for driver:file; driver:memcache keeps sessions in memcached".into(),
                 ));
             }
-            let server = args
+            let servers: Vec<String> = args
                 .servers
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1:11211".to_owned());
-            if server.contains(',') {
+                .as_deref()
+                .unwrap_or("127.0.0.1:11211")
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if servers.is_empty() {
                 return Err(DemoError::Usage(
-                    "--servers: the demo uses one memcached server; give one host:port".into(),
+                    "--servers is empty: give host:port[,host:port...]".into(),
                 ));
             }
-            let client = connect_memcached(&server).await?;
+            let client = connect_memcached(&servers).await?;
             (
                 DriverArgs::new().handle(client),
-                format!("memcached at {server}"),
+                format!("memcached at {}", servers.join(", ")),
             )
         }
         other => {
@@ -188,29 +193,41 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
     })
 }
 
-async fn connect_memcached(server: &str) -> Result<Client, DemoError> {
-    let fail = |message: String| DemoError::Memcached {
-        server: server.to_owned(),
-        message,
-    };
-    let client = Client::connect(
-        ClientConfig::new(server)
+/// Checks every server (version, then a set/get/delete probe) so that a dead one fails the
+/// start with its name, then connects a client over all of them (keys spread with ketama).
+async fn connect_memcached(servers: &[String]) -> Result<Client, DemoError> {
+    let settings = |config: ClientConfig| {
+        config
             .timeout(Duration::from_secs(1))
-            .connect_timeout(Duration::from_secs(1)),
-    )
+            .connect_timeout(Duration::from_secs(1))
+    };
+    for server in servers {
+        let fail = |message: String| DemoError::Memcached {
+            server: server.clone(),
+            message,
+        };
+        let one = Client::connect(settings(ClientConfig::new(server.as_str())))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let report = MemcacheDriver::new(one)
+            .check()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        tracing::info!(
+            version = %report.version,
+            item_size_max = report.item_size_max,
+            probe = ?report.probe_time,
+            "memcached at {server} is alive"
+        );
+    }
+    Client::connect(settings(ClientConfig::pool(
+        servers.iter().map(String::as_str),
+    )))
     .await
-    .map_err(|e| fail(e.to_string()))?;
-    let report = MemcacheDriver::new(client.clone())
-        .check()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    tracing::info!(
-        version = %report.version,
-        item_size_max = report.item_size_max,
-        probe = ?report.probe_time,
-        "memcached at {server} is alive"
-    );
-    Ok(client)
+    .map_err(|e| DemoError::Memcached {
+        server: servers.join(","),
+        message: e.to_string(),
+    })
 }
 
 /// Runs the demo: opens the store, listens, prints where to point the browser, serves until

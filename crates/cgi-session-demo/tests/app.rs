@@ -405,3 +405,44 @@ fn bad_options_are_refused_with_a_reason() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_binary_spreads_sessions_over_a_pool_and_names_a_dead_member() {
+    let (a, b) = (MemcachedServer::start(), MemcachedServer::start());
+    let servers = format!("{},{}", a.addr(), b.addr());
+    let demo = start_binary(&["--listen", "127.0.0.1:0", "--servers", &servers]).unwrap();
+    assert!(demo
+        .banner
+        .contains(&format!("memcached at {}, {}", a.addr(), b.addr())));
+    for _ in 0..24 {
+        let (status, cookie, _) = http_get(demo.addr, "/", None);
+        assert_eq!(status, 200);
+        let (_, _, body) = http_get(demo.addr, "/", cookie.as_deref());
+        assert_eq!(
+            counter(&body),
+            2,
+            "each session is found again on its server"
+        );
+    }
+    let items = |s: &MemcachedServer| s.stats()["curr_items"].parse::<u32>().unwrap();
+    assert_eq!(items(&a) + items(&b), 24);
+    assert!(
+        items(&a) > 0 && items(&b) > 0,
+        "keys spread over both servers"
+    );
+
+    let mut dead = MemcachedServer::start();
+    let dead_addr = dead.addr().to_string();
+    dead.kill();
+    let output = Command::new(env!("CARGO_BIN_EXE_cgi-session-demo"))
+        .args(["--listen", "127.0.0.1:0", "--servers"])
+        .arg(format!("{},{dead_addr}", a.addr()))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("memcached at {dead_addr} is not usable")),
+        "{stderr}"
+    );
+}
