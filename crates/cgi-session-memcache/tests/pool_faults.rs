@@ -228,6 +228,37 @@ async fn wait_progress(progress: &AtomicUsize, n: usize) {
     }
 }
 
+/// Three servers, a store without replicas over them holding `SESSIONS` sessions, and the
+/// server each session lives on.
+struct Unreplicated {
+    servers: Vec<MemcachedServer>,
+    client: Client,
+    store: SessionStore,
+    ids: Arc<Vec<String>>,
+    home: Vec<usize>,
+}
+
+async fn unreplicated(timeout: Duration) -> Unreplicated {
+    let servers = three();
+    let client = pool(&servers, timeout).await;
+    let driver = MemcacheDriver::new(client.clone());
+    let store = SessionStore::builder(driver.clone())
+        .default_expire(3600)
+        .build();
+    let ids = Arc::new(create_sessions(&store, SESSIONS).await);
+    let home = ids
+        .iter()
+        .map(|id| client.server_for(driver.key_for(&SessionId::parse(id).unwrap())))
+        .collect();
+    Unreplicated {
+        servers,
+        client,
+        store,
+        ids,
+        home,
+    }
+}
+
 /// Checks every session after a fault: deleted ones must stay gone, the others must hold
 /// `expected`. Returns (lost, resurrected, rolled back).
 fn audit(
@@ -355,17 +386,13 @@ async fn replicas_lose_nothing_and_resurrect_nothing_when_a_server_dies_or_hangs
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_replicas_only_the_dead_servers_sessions_fail() {
     let timeout = Duration::from_millis(500);
-    let mut servers = three();
-    let client = pool(&servers, timeout).await;
-    let driver = MemcacheDriver::new(client.clone());
-    let store = SessionStore::builder(driver.clone())
-        .default_expire(3600)
-        .build();
-    let ids = Arc::new(create_sessions(&store, SESSIONS).await);
-    let home: Vec<usize> = ids
-        .iter()
-        .map(|id| client.server_for(driver.key_for(&SessionId::parse(id).unwrap())))
-        .collect();
+    let Unreplicated {
+        mut servers,
+        store,
+        ids,
+        home,
+        ..
+    } = unreplicated(timeout).await;
     let (_, before) = read_all(&store, &ids).await;
     assert!(before.failed.is_empty());
 
@@ -415,17 +442,13 @@ async fn without_replicas_only_the_dead_servers_sessions_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_server_costs_at_most_the_timeout() {
     let timeout = Duration::from_millis(300);
-    let mut servers = three();
-    let client = pool(&servers, timeout).await;
-    let driver = MemcacheDriver::new(client.clone());
-    let store = SessionStore::builder(driver.clone())
-        .default_expire(3600)
-        .build();
-    let ids = Arc::new(create_sessions(&store, SESSIONS).await);
-    let home: Vec<usize> = ids
-        .iter()
-        .map(|id| client.server_for(driver.key_for(&SessionId::parse(id).unwrap())))
-        .collect();
+    let Unreplicated {
+        mut servers,
+        client,
+        store,
+        ids,
+        home,
+    } = unreplicated(timeout).await;
 
     servers[0].pause();
     let (values, during) = read_all(&store, &ids).await;
