@@ -185,6 +185,10 @@ pub enum IdError {
         /// The `IDFile`.
         path: PathBuf,
     },
+    /// A blocking generator's task on tokio's blocking pool failed (panicked or was
+    /// cancelled at shutdown).
+    #[error("the id generator's task failed: {0}")]
+    Task(String),
     /// The `static` generator only uses the id the client claims.
     #[error("the `static` id generator needs a claimed id; pass one or choose `id:random`")]
     StaticWithoutId,

@@ -116,11 +116,7 @@ impl Inner {
             let ids = Arc::clone(&self.ids);
             tokio::task::spawn_blocking(move || ids.generate())
                 .await
-                .map_err(|e| {
-                    Error::Id(crate::error::IdError::Randomness(format!(
-                        "id generator task failed: {e}"
-                    )))
-                })?
+                .map_err(|e| Error::Id(crate::error::IdError::Task(e.to_string())))?
                 .map_err(Error::from)
         } else {
             Ok(self.ids.generate()?)
