@@ -56,6 +56,23 @@ pub enum StoreOutcome {
     NotFound,
 }
 
+/// The proof that a session lock is held, returned by [`Driver::try_lock`] and given back to
+/// [`Driver::unlock`]: a value only the holder knows (memcached's CAS value of the lock item, a
+/// random number for the file driver), compared atomically when the lock is released so that a
+/// request whose lease ran out never frees a lock that another request took since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LockToken(pub u64);
+
+/// What [`Driver::try_lock`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockAttempt {
+    /// The lock is now held by the caller until it is released or its lease ends.
+    Acquired(LockToken),
+    /// Another holder has the lock and its lease has not ended.
+    Held,
+}
+
 /// Storage for session bytes: CGI::Session's `driver:` plug point.
 ///
 /// Object-safe, so a DSN string can pick a driver at run time (`Arc<dyn Driver>`). Drivers see
@@ -88,6 +105,30 @@ pub trait Driver: Send + Sync + Debug + 'static {
 
     /// Refreshes a session's lifetime without rewriting it; `Ok(false)` when nothing is stored.
     async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError>;
+
+    /// Takes the session's lock when nobody holds it: the lock is held until
+    /// [`Driver::unlock`] with the returned token, or until `lease` has passed (so that a
+    /// crashed holder cannot keep it forever). Never waits: the caller retries.
+    ///
+    /// The lock is independent of the stored session: it may be taken for an id that has
+    /// no session (yet). Drivers without locks return [`DriverError::Unsupported`].
+    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+        let _ = (id, lease);
+        Err(DriverError::Unsupported {
+            driver: self.name(),
+            operation: "session locks",
+        })
+    }
+
+    /// Releases the session's lock if it is still held with `token` (compared atomically);
+    /// `Ok(false)` when it is not (the lease ended, and perhaps another request took it).
+    async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
+        let _ = (id, token);
+        Err(DriverError::Unsupported {
+            driver: self.name(),
+            operation: "session locks",
+        })
+    }
 
     /// Calls `visit` with the id of every stored session until it returns `Break`.
     ///

@@ -94,7 +94,7 @@ mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use driver::file::FileDriver;
 pub use driver::memory::MemoryDriver;
-pub use driver::{Driver, Loaded, StoreMode, StoreOutcome, Version};
+pub use driver::{Driver, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version};
 pub use dsn::Dsn;
 pub use error::{
     BoxError, DriverError, DsnError, Error, ExpireParseError, IdError, SerializeError,
