@@ -6,8 +6,11 @@ use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use cgi_session_core::{
-    ConflictPolicy, Driver, Error, ManualClock, SessionId, StoreMode, StoreOutcome,
+    ConflictPolicy, Driver, DriverError, Error, IdGenerator, LockAttempt, ManualClock,
+    SecureRandomIds, SessionId, StoreMode, StoreOutcome,
 };
 use serde_json::{json, Value};
 
@@ -385,7 +388,8 @@ pub async fn concurrent_changes_to_different_keys_merge(f: Fixture) {
 pub async fn conflict_policy_error_and_last_write_wins(f: Fixture) {
     let clock = clock();
     for policy in [ConflictPolicy::Error, ConflictPolicy::LastWriteWins] {
-        let store = store_builder(f.driver.clone(), &clock)
+        let counting = Counting::new(f.driver.clone());
+        let store = store_builder(counting.clone(), &clock)
             .conflict_policy(policy)
             .build();
         let mut s = store.new_session(None, None).await.unwrap();
@@ -397,7 +401,12 @@ pub async fn conflict_policy_error_and_last_write_wins(f: Fixture) {
         a.set("a", "1").unwrap();
         a.flush().await.unwrap();
         b.set("b", "2").unwrap();
+        let before = counting.take();
         let result = b.flush().await;
+        let calls = counting.take();
+        let _ = before;
+        // One write, no read: `LastWriteWins` writes at once; `Error` gives up at once.
+        assert_eq!((calls.stores, calls.loads), (1, 0), "{policy:?}: {calls:?}");
         let s = store.load(Some(&id), None).await.unwrap();
         match policy {
             ConflictPolicy::Error => {
@@ -458,7 +467,7 @@ pub async fn atomic_updates_from_8_workers_lose_nothing(f: Fixture) {
             tokio::spawn(async move {
                 for _ in 0..per_worker {
                     store
-                        .update(&id, 10_000, |s| {
+                        .update(&id, |s| {
                             let n = s.get::<u64>("counter")?.unwrap_or(0);
                             s.set("counter", &(n + 1))
                         })
@@ -619,4 +628,146 @@ pub async fn driver_contract_create_replace_remove(f: Fixture) {
     assert!(d.remove(&id).await.unwrap());
     assert!(!d.remove(&id).await.unwrap());
     assert!(!d.touch(&id, None).await.unwrap());
+}
+
+/// Fix: many requests saving one session at once (a browser's parallel requests) all
+/// succeed; changes to different parameters are all kept; for one parameter, one of the
+/// values written is kept.
+pub async fn concurrent_flushes_of_one_session_all_succeed(f: Fixture) {
+    let store = store_builder(f.driver.clone(), &clock()).build();
+    let mut s = store.new_session(None, None).await.unwrap();
+    s.flush().await.unwrap();
+    let id = id_of(&s);
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let mut s = store.new_session(Some(&id), None).await.unwrap();
+                s.set(&format!("k{i}"), &i).unwrap();
+                s.set("last", &i).unwrap();
+                s.flush().await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let s = store.load(Some(&id), None).await.unwrap();
+    for i in 0..50 {
+        assert_eq!(s.get::<u32>(&format!("k{i}")).unwrap(), Some(i), "k{i}");
+    }
+    assert!(s.get::<u32>("last").unwrap().is_some_and(|v| v < 50));
+    assert_eq!(store.stats().contended, 0);
+}
+
+/// Fix: 50 concurrent requests, each loading the session and counting with
+/// `Session::update`, lose no update, and every request sees a distinct count.
+pub async fn session_updates_from_50_requests_lose_nothing(f: Fixture) {
+    let store = store_builder(f.driver.clone(), &clock()).build();
+    let mut s = store.new_session(None, None).await.unwrap();
+    s.flush().await.unwrap();
+    let id = id_of(&s);
+    let rounds = 10u64;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..rounds {
+                    let mut s = store.new_session(Some(&id), None).await.unwrap();
+                    let n = s
+                        .update(|s| {
+                            let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+                            s.set("visits", &n)?;
+                            Ok(n)
+                        })
+                        .await
+                        .unwrap();
+                    // The session now holds the copy written: this count or a later one.
+                    assert!(s.get::<u64>("visits").unwrap().unwrap() >= n);
+                    seen.push(n);
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let expected: Vec<u64> = (1..=50 * rounds).collect();
+    assert_eq!(all, expected, "every update saw a distinct count");
+    let s = store.load(Some(&id), None).await.unwrap();
+    assert_eq!(s.get::<u64>("visits").unwrap(), Some(50 * rounds));
+}
+
+/// Session locks: a held lock makes others wait, in this process and from another store
+/// (another process), until the lock wait ends; released, it is free at once. Drivers without
+/// locks say so.
+pub async fn locks_exclude_and_time_out(f: Fixture) {
+    let wait = Duration::from_millis(300);
+    let store = store_builder(f.driver.clone(), &clock())
+        .lock_wait(wait)
+        .build();
+    let other_process = store_builder(f.driver.clone(), &clock())
+        .lock_wait(wait)
+        .build();
+    let id = SessionId::parse(&fresh_id()).unwrap();
+    let held = match store.lock(&id).await {
+        Ok(l) => l,
+        Err(Error::Driver(DriverError::Unsupported { .. })) if !f.supports_locks => return,
+        Err(e) => panic!("taking a free lock: {e}"),
+    };
+    assert!(f.supports_locks, "the fixture says this driver has no locks");
+    for contender in [&store, &other_process] {
+        let started = std::time::Instant::now();
+        let err = contender.lock(&id).await.unwrap_err();
+        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+        assert!(err.is_busy() && err.retry_after().is_some());
+        assert!(started.elapsed() >= wait);
+    }
+    assert!(held.release().await.unwrap());
+    let again = other_process.lock(&id).await.unwrap();
+    // Another holder waiting in this process gets it as soon as it is released.
+    let waiter = {
+        let store = store_builder(f.driver.clone(), &clock())
+            .lock_wait(Duration::from_secs(10))
+            .build();
+        let id = id.clone();
+        tokio::spawn(async move { store.lock(&id).await })
+    };
+    assert!(again.release().await.unwrap());
+    let next = waiter.await.unwrap().unwrap();
+    assert!(next.release().await.unwrap());
+    assert!(store.stats().lock_timeouts >= 1);
+}
+
+/// Session locks: a holder that never releases (a crashed process) blocks others only until
+/// its lease ends; its late release then frees nothing.
+pub async fn lock_lease_frees_a_crashed_holder(f: Fixture) {
+    if !f.supports_locks {
+        return;
+    }
+    let id = SessionId::parse(&fresh_id()).unwrap();
+    let lease = Duration::from_secs(1);
+    let crashed = match f.driver.try_lock(&id, lease).await.unwrap() {
+        LockAttempt::Acquired(t) => t,
+        other => panic!("a free lock: {other:?}"),
+    };
+    let store = store_builder(f.driver.clone(), &clock())
+        .lock_wait(Duration::from_secs(10))
+        .build();
+    let lock = store.lock(&id).await.unwrap();
+    assert!(
+        !f.driver.unlock(&id, crashed).await.unwrap(),
+        "a stale holder must not free the new holder's lock"
+    );
+    assert!(lock.release().await.unwrap());
+}
+
+fn fresh_id() -> String {
+    SecureRandomIds.generate().unwrap().as_str().to_owned()
 }

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cgi_session_core::{
-    async_trait, ConflictPolicy, Driver, DriverError, Loaded, ManualClock, SessionId, SessionStore,
-    SessionStoreBuilder, StoreMode, StoreOutcome,
+    async_trait, ConflictPolicy, Driver, DriverError, Loaded, LockAttempt, LockToken, ManualClock,
+    SessionId, SessionStore, SessionStoreBuilder, StoreMode, StoreOutcome,
 };
 
 pub mod behaviours;
@@ -43,6 +43,9 @@ pub struct Fixture {
     pub supports_traverse: bool,
     /// Increments each of the 8 concurrent workers does in the atomic-update test.
     pub increments_per_worker: u32,
+    /// Whether the driver has session locks; if not, taking one must fail with
+    /// `Unsupported`.
+    pub supports_locks: bool,
 }
 
 impl Fixture {
@@ -53,6 +56,7 @@ impl Fixture {
             guard: Box::new(()),
             supports_traverse: true,
             increments_per_worker: 1_000,
+            supports_locks: true,
         }
     }
 
@@ -67,6 +71,13 @@ impl Fixture {
     #[must_use]
     pub fn increments_per_worker(mut self, n: u32) -> Self {
         self.increments_per_worker = n;
+        self
+    }
+
+    /// Declares that the driver has no session locks.
+    #[must_use]
+    pub fn without_locks(mut self) -> Self {
+        self.supports_locks = false;
         self
     }
 
@@ -175,6 +186,12 @@ impl Driver for Counting {
         self.touches.fetch_add(1, Ordering::SeqCst);
         self.inner.touch(id, ttl).await
     }
+    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+        self.inner.try_lock(id, lease).await
+    }
+    async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
+        self.inner.unlock(id, token).await
+    }
     async fn traverse(
         &self,
         visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
@@ -215,6 +232,10 @@ macro_rules! conformance_suite {
             conflict_policy_error_and_last_write_wins,
             delete_while_held_is_not_resurrected,
             atomic_updates_from_8_workers_lose_nothing,
+            concurrent_flushes_of_one_session_all_succeed,
+            session_updates_from_50_requests_lose_nothing,
+            locks_exclude_and_time_out,
+            lock_lease_frees_a_crashed_holder,
             regenerate_id_moves_data_and_removes_old_record,
             find_visits_sessions_and_drops_expired,
             reserved_names_and_typed_reads,

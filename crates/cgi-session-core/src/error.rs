@@ -1,6 +1,7 @@
 //! Error types. Each message says what went wrong and what to do about it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A boxed error from a driver's backend (an I/O error, a memcached client error...).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -51,13 +52,38 @@ pub enum Error {
     Expire(#[from] ExpireParseError),
 
     /// The session was changed by another request since it was loaded and the conflict policy
-    /// is [`ConflictPolicy::Error`](crate::ConflictPolicy::Error), or merging kept failing.
+    /// is [`ConflictPolicy::Error`](crate::ConflictPolicy::Error) (or an adopted id was taken).
     #[error("session {id} was changed by another request since it was loaded ({attempts} attempt(s)); reload it and apply the change again")]
     Conflict {
         /// The session's id (redacted when printed).
         id: crate::SessionId,
         /// How many writes were tried.
         attempts: u32,
+    },
+
+    /// Other processes kept writing the session, so that this save could not get through
+    /// before the store's save deadline
+    /// ([`SessionStoreBuilder::save_deadline`](crate::SessionStoreBuilder::save_deadline)).
+    /// Nothing was saved; the request can be retried ([`Error::retry_after`]).
+    #[error("session {id} is changed by other processes so often that this save could not get through within {waited:?} ({attempts} write attempt(s)); nothing was saved: retry shortly, or raise the save deadline")]
+    Contended {
+        /// The session's id (redacted when printed).
+        id: crate::SessionId,
+        /// How many writes were tried.
+        attempts: u32,
+        /// How long the save waited in all.
+        waited: Duration,
+    },
+
+    /// The session's lock stayed held by another request past the store's lock wait
+    /// ([`SessionStoreBuilder::lock_wait`](crate::SessionStoreBuilder::lock_wait)).
+    /// The request can be retried ([`Error::retry_after`]).
+    #[error("session {id} is locked by another request; gave up after waiting {waited:?}: retry shortly, or raise the lock wait")]
+    LockTimeout {
+        /// The session's id (redacted when printed).
+        id: crate::SessionId,
+        /// How long the request waited.
+        waited: Duration,
     },
 
     /// The session was deleted (logout) or expired while this request held it; the write was
@@ -79,6 +105,67 @@ pub enum Error {
         /// Ids tried.
         attempts: u32,
     },
+}
+
+impl Error {
+    /// Whether the session is busy (contended saves or a held lock past their deadlines): the
+    /// request failed only because of other requests and can be retried as it is. Web layers
+    /// answer it with 503 and a `Retry-After` of [`Error::retry_after`].
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Contended { .. } | Self::LockTimeout { .. })
+    }
+
+    /// How long a client should wait before retrying, for errors that a retry can cure (a busy
+    /// session, an unreachable store); `None` for the others.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Contended { .. } | Self::LockTimeout { .. } => Some(Duration::from_secs(1)),
+            Self::Driver(d) if d.is_unavailable() => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+
+    /// A copy of this error for each of several requests whose changes were saved together
+    /// (a group commit reports its one failure to all of them). Sources that cannot be cloned
+    /// are kept as their messages.
+    pub(crate) fn replicate(&self) -> Self {
+        match self {
+            Self::Driver(d) => Self::Driver(d.replicate()),
+            Self::Corrupt { id, source } => Self::Corrupt {
+                id: id.clone(),
+                source: source.clone(),
+            },
+            Self::Encode(e) => Self::Encode(e.clone()),
+            Self::ReservedName(n) => Self::ReservedName(n.clone()),
+            Self::Expire(e) => Self::Expire(e.clone()),
+            Self::Conflict { id, attempts } => Self::Conflict {
+                id: id.clone(),
+                attempts: *attempts,
+            },
+            Self::Contended {
+                id,
+                attempts,
+                waited,
+            } => Self::Contended {
+                id: id.clone(),
+                attempts: *attempts,
+                waited: *waited,
+            },
+            Self::LockTimeout { id, waited } => Self::LockTimeout {
+                id: id.clone(),
+                waited: *waited,
+            },
+            Self::Gone { id } => Self::Gone { id: id.clone() },
+            Self::NoId => Self::NoId,
+            Self::IdCollision { attempts } => Self::IdCollision {
+                attempts: *attempts,
+            },
+            other => Self::Driver(DriverError::Backend {
+                driver: "session",
+                source: other.to_string().into(),
+            }),
+        }
+    }
 }
 
 /// Errors reported by a [`Driver`](crate::Driver).
@@ -136,10 +223,48 @@ impl DriverError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
+
+    /// A copy with the same variant and message (sources kept as their messages).
+    pub(crate) fn replicate(&self) -> Self {
+        let text = |e: &BoxError| -> BoxError {
+            let mut message = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                message.push_str(": ");
+                message.push_str(&c.to_string());
+                cause = c.source();
+            }
+            message.into()
+        };
+        match self {
+            Self::Unavailable { driver, source } => Self::Unavailable {
+                driver,
+                source: text(source),
+            },
+            Self::Unsupported { driver, operation } => Self::Unsupported { driver, operation },
+            Self::TooLarge {
+                driver,
+                size,
+                limit,
+            } => Self::TooLarge {
+                driver,
+                size: *size,
+                limit: *limit,
+            },
+            Self::Config { driver, message } => Self::Config {
+                driver,
+                message: message.clone(),
+            },
+            Self::Backend { driver, source } => Self::Backend {
+                driver,
+                source: text(source),
+            },
+        }
+    }
 }
 
 /// Errors of a [`Serializer`](crate::Serializer).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SerializeError {
     /// The bytes are not in the serializer's format.

@@ -81,11 +81,13 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod commit;
 pub mod driver;
 mod dsn;
 mod error;
 mod expire;
 mod id;
+mod lock;
 pub mod record;
 mod serializer;
 mod session;
@@ -103,8 +105,10 @@ pub use expire::parse_expire;
 pub use id::{IdGenerator, IncrIds, SecureRandomIds, SessionId, StaticIds, MAX_ID_LEN};
 pub use serializer::{JsonSerializer, Serializer};
 pub use session::Session;
+pub use lock::{LockMode, SessionLock};
 pub use store::{
-    ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder, DEFAULT_COOKIE_NAME,
+    ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder, StoreStats,
+    DEFAULT_COOKIE_NAME, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE,
     DEFAULT_TTL_GRACE_SECS,
 };
 

@@ -8,12 +8,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::commit::{self, Base, Committed, Delta, Job};
 use crate::driver::{StoreMode, StoreOutcome, Version};
 use crate::error::{Error, SerializeError};
 use crate::expire::parse_expire;
 use crate::id::SessionId;
 use crate::record::{self, Record};
-use crate::store::{ConflictPolicy, Inner};
+use crate::store::{capture, take_result, Inner};
 
 /// Why a session is being loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,33 @@ struct Changes {
     expire_list: BTreeSet<String>,
     /// Write the access time back even though nothing else changed.
     atime: bool,
+}
+
+impl Changes {
+    /// The changes as values taken from `record`, to re-apply onto a newer copy.
+    fn delta(&self, record: &Record) -> Delta {
+        Delta {
+            set: self
+                .set
+                .iter()
+                .filter_map(|name| Some((name.clone(), record.params.get(name)?.clone())))
+                .collect(),
+            removed: self.removed.iter().cloned().collect(),
+            etime: self.etime.then_some(record.etime),
+            expire_list: self
+                .expire_list
+                .iter()
+                .map(|name| {
+                    let secs = record
+                        .expire_list
+                        .as_ref()
+                        .and_then(|l| l.get(name))
+                        .copied();
+                    (name.clone(), secs)
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Changes {
@@ -72,6 +100,8 @@ pub struct Session {
     /// The id was chosen by the client (`static` generator): never replaced on a collision.
     adopted: bool,
     changes: Changes,
+    /// A working copy inside a group commit: never warns when dropped.
+    detached: bool,
 }
 
 impl Session {
@@ -88,6 +118,7 @@ impl Session {
             deleted: false,
             adopted: false,
             changes: Changes::default(),
+            detached: false,
         }
     }
 
@@ -116,7 +147,67 @@ impl Session {
             deleted: false,
             adopted,
             changes: Changes::default(),
+            detached: false,
         }
+    }
+
+    /// A working copy of a stored session inside a group commit (see `commit.rs`).
+    pub(crate) fn working(
+        store: &Arc<Inner>,
+        id: SessionId,
+        record: Record,
+        version: Option<Version>,
+    ) -> Self {
+        Self {
+            store: Arc::clone(store),
+            id: Some(id),
+            record,
+            version,
+            stored: true,
+            is_new: false,
+            is_expired: false,
+            deleted: false,
+            adopted: false,
+            changes: Changes::default(),
+            detached: true,
+        }
+    }
+
+    pub(crate) fn record_mut(&mut self) -> &mut Record {
+        &mut self.record
+    }
+
+    pub(crate) fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    pub(crate) fn undelete(&mut self) {
+        self.deleted = false;
+    }
+
+    /// The record, leaving an empty one behind (the session is done with).
+    pub(crate) fn into_record(mut self) -> Record {
+        self.detached = true;
+        std::mem::replace(&mut self.record, Record::new(String::new(), 0, String::new()))
+    }
+
+    /// The stored copy this session was loaded as, for a group commit; `None` when empty.
+    pub(crate) fn into_base(mut self) -> Option<Base> {
+        self.id.as_ref()?;
+        let version = self.version;
+        self.detached = true;
+        Some(Base {
+            record: std::mem::replace(
+                &mut self.record,
+                Record::new(String::new(), 0, String::new()),
+            ),
+            version,
+        })
+    }
+
+    /// Loads `id` as `SessionStore::update` does (no ip check; expiry applied).
+    pub(crate) async fn load_for_update(store: &Arc<Inner>, id: &SessionId) -> Result<Self, Error> {
+        Self::load(store, Some(id.as_str()), None, Purpose::Update).await
     }
 
     pub(crate) async fn load(
@@ -172,6 +263,7 @@ impl Session {
             deleted: false,
             adopted: false,
             changes: Changes::default(),
+            detached: false,
         };
         // Per-parameter expiry, counted from the last access; the expire-list entry stays,
         // as in CGI::Session.
@@ -462,20 +554,25 @@ impl Session {
     }
 
     /// Saves the session (CGI::Session's `flush`): a new or changed session is written, a
-    /// deleted one removed; an untouched session costs nothing. A concurrent write by another
-    /// request is handled by the store's [`ConflictPolicy`].
+    /// deleted one removed; an untouched session costs nothing.
+    ///
+    /// Only what this request changed is written: concurrent saves of the session in this
+    /// process are combined into one write (each request's changed parameters applied in
+    /// order); a session changed meanwhile by another process is handled by the store's
+    /// [`ConflictPolicy`](crate::ConflictPolicy) (by default its changes are kept and this
+    /// request's re-applied). For one parameter set by two requests the last write wins: to
+    /// change a value from its old value, use [`Session::update`].
+    ///
+    /// After a successful flush the session holds the copy that was written (with the
+    /// changes of the other requests saved with it).
     ///
     /// # Errors
     /// [`Error::Driver`] when the store fails; [`Error::Gone`] when the session was deleted or
-    /// expired meanwhile (it is not brought back); [`Error::Conflict`] per the policy;
-    /// [`Error::NoId`] when changes were made to an empty session.
+    /// expired meanwhile (it is not brought back); [`Error::Contended`] when other processes
+    /// kept writing it past the save deadline; [`Error::Conflict`] under
+    /// [`ConflictPolicy::Error`](crate::ConflictPolicy::Error); [`Error::NoId`] when changes
+    /// were made to an empty session.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        let policy = self.store.conflict;
-        self.flush_with(policy).await
-    }
-
-    /// `flush` with an explicit conflict policy.
-    pub(crate) async fn flush_with(&mut self, policy: ConflictPolicy) -> Result<(), Error> {
         let Some(id) = self.id.clone() else {
             return if self.changes.any() {
                 Err(Error::NoId)
@@ -498,43 +595,151 @@ impl Session {
         if !self.changes.any() {
             return Ok(());
         }
-        self.record.atime = self.store.clock.now();
-        let ttl = self.store.ttl_for(self.record.etime);
-        let mut attempts = 0u32;
-        let mut expected = self.version;
-        loop {
-            attempts += 1;
-            let bytes = self.encode()?;
-            let outcome = self
-                .store
-                .driver
-                .store(&id, &bytes, StoreMode::Replace { expected }, ttl)
-                .await?;
-            match outcome {
-                StoreOutcome::Stored(version) => {
-                    self.version = version;
-                    self.changes = Changes::default();
-                    return Ok(());
-                }
-                StoreOutcome::NotFound | StoreOutcome::Exists => return Err(self.gone(id)),
-                StoreOutcome::Conflict => match policy {
-                    ConflictPolicy::Error => return Err(Error::Conflict { id, attempts }),
-                    ConflictPolicy::LastWriteWins => expected = None,
-                    ConflictPolicy::Merge { max_attempts } => {
-                        if attempts >= max_attempts.max(1) {
-                            return Err(Error::Conflict { id, attempts });
-                        }
-                        let Some(loaded) = self.store.driver.load(&id, None).await? else {
-                            return Err(self.gone(id));
-                        };
-                        let mut fresh = decode(&self.store, &id, &loaded.data)?;
-                        self.apply_changes(&mut fresh);
-                        self.record = fresh;
-                        expected = loaded.version;
-                    }
-                },
+        let job = Job::new(
+            Some(self.changes.delta(&self.record)),
+            None,
+            self.store.conflict,
+            Some(Base {
+                record: self.record.clone(),
+                version: self.version,
+            }),
+        );
+        match commit::submit(&self.store, &id, job).await {
+            Ok(committed) => {
+                self.adopt(committed);
+                Ok(())
             }
+            Err(Error::Gone { .. }) => Err(self.gone(id)),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Atomic read-modify-write: runs `change` on the freshest stored copy of the session and
+    /// writes the result at once, re-running `change` on a fresh copy if another process wrote
+    /// the session in between (until the store's save deadline). This request's unsaved
+    /// changes are written with it. Use it whenever a value is computed from its old value
+    /// (counters, lists, balances): concurrent requests of one session then never lose an
+    /// update.
+    ///
+    /// Concurrent updates and saves of the session in this process are applied in order to one
+    /// copy and written together (a group commit): many requests, one write.
+    ///
+    /// `change` may run more than once and must not wait; it gets a working copy of the
+    /// session (call `get`, `set`, `remove`, `set_expire`, `delete`... on it, not `flush`).
+    /// If it returns an error, its changes are dropped and this request's unsaved changes
+    /// stay unsaved. Afterwards this session holds the copy that was written.
+    ///
+    /// A session created by this request and not yet stored has no other writer: `change`
+    /// runs on it directly and the session is created by the next flush.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_core::{MemoryDriver, SessionStore};
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new()).build();
+    /// let mut first = store.new_session(None, None).await.unwrap();
+    /// first.flush().await.unwrap();
+    /// let id = first.id().unwrap().as_str().to_owned();
+    ///
+    /// // Two requests loaded the session at the same time; both count a visit.
+    /// let mut a = store.new_session(Some(&id), None).await.unwrap();
+    /// let mut b = store.new_session(Some(&id), None).await.unwrap();
+    /// for s in [&mut a, &mut b] {
+    ///     s.update(|s| {
+    ///         let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+    ///         s.set("visits", &n)
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// }
+    /// assert_eq!(b.get::<u64>("visits").unwrap(), Some(2));
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// What `change` returns; [`Error::Gone`] when the session was deleted meanwhile;
+    /// [`Error::Contended`] past the save deadline; [`Error::NoId`] on an empty session;
+    /// store errors.
+    pub async fn update<R, F>(&mut self, mut change: F) -> Result<R, Error>
+    where
+        F: FnMut(&mut Session) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let Some(id) = self.id.clone() else {
+            return Err(Error::NoId);
+        };
+        if self.deleted {
+            return Err(Error::Gone { id });
+        }
+        if self.is_new || !self.stored {
+            let snapshot = self.record.clone();
+            let changes = self.changes.clone();
+            return match change(self) {
+                Ok(r) => Ok(r),
+                Err(e) => {
+                    self.record = snapshot;
+                    self.changes = changes;
+                    Err(e)
+                }
+            };
+        }
+        let delta = self
+            .changes
+            .any()
+            .then(|| self.changes.delta(&self.record));
+        let (apply, result) = capture(change);
+        let job = Job::new(
+            delta,
+            Some(apply),
+            self.store.conflict,
+            Some(Base {
+                record: self.record.clone(),
+                version: self.version,
+            }),
+        );
+        match commit::submit(&self.store, &id, job).await {
+            Ok(committed) => {
+                self.adopt(committed);
+                take_result(&result)
+            }
+            Err(Error::Gone { .. }) => Err(self.gone(id)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reloads the stored session, keeping this request's unsaved changes on top of it (used
+    /// after taking the session lock, so that the request works on what the previous holder
+    /// saved). A session that is not stored (new) is left as it is.
+    ///
+    /// # Errors
+    /// Store errors; [`Error::Corrupt`] when the stored bytes do not decode.
+    pub async fn reload(&mut self) -> Result<(), Error> {
+        let Some(id) = self.id.clone() else {
+            return Ok(());
+        };
+        if !self.stored || self.is_new {
+            return Ok(());
+        }
+        let fresh = Self::load_for_update(&self.store, &id).await?;
+        let delta = self.changes.delta(&self.record);
+        let Some(base) = fresh.into_base() else {
+            // Deleted or expired meanwhile: nothing stored any more.
+            self.stored = false;
+            self.changes = Changes::default();
+            self.is_expired = true;
+            return Ok(());
+        };
+        self.record = base.record;
+        self.version = base.version;
+        delta.apply(&mut self.record);
+        Ok(())
+    }
+
+    /// Takes the copy a group commit wrote.
+    fn adopt(&mut self, committed: Committed) {
+        self.record = Arc::try_unwrap(committed.record).unwrap_or_else(|shared| (*shared).clone());
+        self.version = committed.version;
+        self.changes = Changes::default();
     }
 
     fn gone(&mut self, id: SessionId) -> Error {
@@ -608,34 +813,7 @@ impl Session {
         Ok(())
     }
 
-    fn apply_changes(&self, fresh: &mut Record) {
-        for name in &self.changes.set {
-            if let Some(v) = self.record.params.get(name) {
-                fresh.params.insert(name.clone(), v.clone());
-            }
-        }
-        for name in &self.changes.removed {
-            fresh.params.remove(name);
-        }
-        if self.changes.etime {
-            fresh.etime = self.record.etime;
-        }
-        for name in &self.changes.expire_list {
-            let mine = self.param_expire(name);
-            let list = fresh.expire_list.get_or_insert_with(Default::default);
-            match mine {
-                Some(secs) => {
-                    list.insert(name.clone(), secs);
-                }
-                None => {
-                    list.remove(name);
-                }
-            }
-        }
-        fresh.atime = self.record.atime;
-    }
-
-    fn encode(&mut self) -> Result<Vec<u8>, Error> {
+    pub(crate) fn encode(&mut self) -> Result<Vec<u8>, Error> {
         self.record
             .with_map(|map| self.store.serializer.freeze(map))
             .map_err(Error::Encode)
@@ -742,7 +920,7 @@ impl fmt::Debug for Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.needs_flush() && !std::thread::panicking() {
+        if !self.detached && self.needs_flush() && !std::thread::panicking() {
             let id = self
                 .id
                 .as_ref()

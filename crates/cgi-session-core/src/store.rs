@@ -2,13 +2,16 @@
 
 use std::future::Future;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::commit::{self, Apply, Job};
 use crate::driver::Driver;
 use crate::error::Error;
 use crate::id::{IdGenerator, SecureRandomIds, SessionId};
+use crate::lock::{LocalLocks, LockMode, SessionLock};
 use crate::serializer::{JsonSerializer, Serializer};
 use crate::session::{Purpose, Session};
 
@@ -23,26 +26,93 @@ pub const DEFAULT_COOKIE_NAME: &str = "CGISESSID";
 pub const DEFAULT_TTL_GRACE_SECS: u64 = 10;
 
 /// What a save does when another request wrote the session since it was loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Within one process, saves of one session never race: they are combined, in the order they
+/// arrive, into one write per batch (a group commit). The policy decides what happens when
+/// the write finds that *another process* (or a store written outside this library) changed
+/// the session meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ConflictPolicy {
-    /// Re-read the stored session, re-apply only the parameters this request changed, and
-    /// write again, up to `max_attempts` writes in all. Changes to different parameters by
-    /// concurrent requests all survive. The default, with 8 attempts.
-    Merge {
-        /// Writes tried before giving up with [`Error::Conflict`].
-        max_attempts: u32,
-    },
-    /// Overwrite whatever is stored (CGI::Session's behaviour; concurrent changes are lost).
-    /// A session deleted meanwhile still stays deleted.
+    /// Re-read the stored session, re-apply only the parameters each request changed, and
+    /// write again (with jittered backoff), until the store's save deadline
+    /// ([`SessionStoreBuilder::save_deadline`]); past it the save fails with
+    /// [`Error::Contended`]. Changes to different parameters by concurrent requests all
+    /// survive; for one parameter set by two requests, the last write wins. For a value
+    /// computed from its old value (a counter), use [`Session::update`] or
+    /// [`SessionStore::update`], which re-run the computation on the fresh copy. The default.
+    #[default]
+    Merge,
+    /// Write at once without a version check, overwriting whatever is stored (CGI::Session's
+    /// behaviour; concurrent changes of other processes are lost). A session deleted
+    /// meanwhile still stays deleted.
     LastWriteWins,
     /// Fail the save with [`Error::Conflict`].
     Error,
 }
 
-impl Default for ConflictPolicy {
-    fn default() -> Self {
-        Self::Merge { max_attempts: 8 }
+/// Default of [`SessionStoreBuilder::save_deadline`].
+pub const DEFAULT_SAVE_DEADLINE: Duration = Duration::from_secs(5);
+/// Default of [`SessionStoreBuilder::lock_lease`].
+pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(30);
+/// Default of [`SessionStoreBuilder::lock_wait`].
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Counters of a store's saves and locks since it was built, from [`SessionStore::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Saves of changed sessions written (each request's flush or update counts once).
+    pub saves: u64,
+    /// Writes that carried them (a batch of combined saves is one write).
+    pub batches: u64,
+    /// Writes sent to the store, including refused ones.
+    pub writes: u64,
+    /// Writes refused because another process had changed the session (CAS conflicts).
+    pub conflicts: u64,
+    /// Saves that failed with [`Error::Contended`].
+    pub contended: u64,
+    /// Session locks taken.
+    pub lock_acquired: u64,
+    /// Lock acquisitions that had to wait (the lock was held, here or elsewhere).
+    pub lock_waits: u64,
+    /// Times the store's lock was asked for (each poll counts).
+    pub lock_polls: u64,
+    /// Total time spent waiting for locks, in microseconds.
+    pub lock_wait_micros: u64,
+    /// Lock waits that gave up with [`Error::LockTimeout`].
+    pub lock_timeouts: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StatCounters {
+    pub(crate) saves: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+    pub(crate) contended: AtomicU64,
+    pub(crate) lock_acquired: AtomicU64,
+    pub(crate) lock_waits: AtomicU64,
+    pub(crate) lock_polls: AtomicU64,
+    pub(crate) lock_wait_micros: AtomicU64,
+    pub(crate) lock_timeouts: AtomicU64,
+}
+
+impl StatCounters {
+    fn snapshot(&self) -> StoreStats {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StoreStats {
+            saves: r(&self.saves),
+            batches: r(&self.batches),
+            writes: r(&self.writes),
+            conflicts: r(&self.conflicts),
+            contended: r(&self.contended),
+            lock_acquired: r(&self.lock_acquired),
+            lock_waits: r(&self.lock_waits),
+            lock_polls: r(&self.lock_polls),
+            lock_wait_micros: r(&self.lock_wait_micros),
+            lock_timeouts: r(&self.lock_timeouts),
+        }
     }
 }
 
@@ -93,6 +163,13 @@ pub(crate) struct Inner {
     pub(crate) default_expire: Option<i64>,
     pub(crate) ttl_grace: u64,
     pub(crate) cookie: CookieConfig,
+    pub(crate) save_deadline: Duration,
+    pub(crate) lock_mode: LockMode,
+    pub(crate) lock_lease: Duration,
+    pub(crate) lock_wait: Duration,
+    pub(crate) committer: commit::Committer,
+    pub(crate) local_locks: LocalLocks,
+    pub(crate) stats: StatCounters,
 }
 
 impl Inner {
@@ -171,6 +248,13 @@ impl SessionStore {
                 default_expire: None,
                 ttl_grace: DEFAULT_TTL_GRACE_SECS,
                 cookie: CookieConfig::default(),
+                save_deadline: DEFAULT_SAVE_DEADLINE,
+                lock_mode: LockMode::Off,
+                lock_lease: DEFAULT_LOCK_LEASE,
+                lock_wait: DEFAULT_LOCK_WAIT,
+                committer: commit::Committer::default(),
+                local_locks: LocalLocks::default(),
+                stats: StatCounters::default(),
             },
         }
     }
@@ -330,10 +414,17 @@ impl SessionStore {
         Ok(visited)
     }
 
-    /// Atomic read-modify-write of one session: loads it, runs `change`, and saves only if no
-    /// other request wrote it in between; otherwise re-runs `change` on the fresh session
-    /// (up to `max_attempts` times). With it, concurrent increments of a counter never lose
-    /// one.
+    /// Atomic read-modify-write of one session by id: runs `change` on the freshest stored copy
+    /// and saves the result only if no other process wrote the session in between; otherwise
+    /// re-runs `change` on the fresh copy (with jittered backoff, until the store's save
+    /// deadline). Within this process, concurrent updates and saves of the session are applied
+    /// in order to one copy and written together (one write for many requests), so a hot
+    /// session is not limited to one write per round trip. With it, concurrent increments of a
+    /// counter never lose one.
+    ///
+    /// `change` must not wait: it runs on the task that writes the batch. It may run more than
+    /// once (on a conflict); only its last run's changes and result count. If it returns an
+    /// error, its changes are dropped and the error returned.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -344,7 +435,7 @@ impl SessionStore {
     /// s.flush().await.unwrap();
     /// let id = s.id().unwrap().as_str().to_owned();
     /// let n = store
-    ///     .update(&id, 100, |s| {
+    ///     .update(&id, |s| {
     ///         let n = s.get::<i64>("visits")?.unwrap_or(0) + 1;
     ///         s.set("visits", &n)?;
     ///         Ok(n)
@@ -356,35 +447,80 @@ impl SessionStore {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Gone`] when no session is stored under `id`; [`Error::Conflict`] after
-    /// `max_attempts` conflicting writes; whatever `change` returns; store errors.
-    pub async fn update<R, F>(&self, id: &str, max_attempts: u32, mut change: F) -> Result<R, Error>
+    /// [`Error::Gone`] when no session is stored under `id`; [`Error::Contended`] past the save
+    /// deadline; whatever `change` returns; store errors.
+    pub async fn update<R, F>(&self, id: &str, change: F) -> Result<R, Error>
     where
-        F: FnMut(&mut Session) -> Result<R, Error> + Send,
-        R: Send,
+        F: FnMut(&mut Session) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
     {
         let parsed = SessionId::parse(id)?;
-        let attempts = max_attempts.max(1);
-        for _ in 0..attempts {
-            let mut session = Session::load(&self.inner, Some(id), None, Purpose::Update).await?;
-            if session.id().is_none() {
-                return Err(Error::Gone { id: parsed });
-            }
-            let result = change(&mut session)?;
-            match session.flush_with(ConflictPolicy::Error).await {
-                Ok(()) => return Ok(result),
-                Err(Error::Conflict { .. }) => {
-                    session.discard();
-                    tokio::task::yield_now().await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Conflict {
-            id: parsed,
-            attempts,
-        })
+        let (apply, result) = capture(change);
+        let job = Job::new(None, Some(apply), self.inner.conflict, None);
+        commit::submit(&self.inner, &parsed, job).await?;
+        take_result(&result)
     }
+
+    /// Takes the lock of session `id` (see [`LockMode`]), waiting for it up to the store's lock
+    /// wait. Requests that take it run one at a time, in this process and across processes
+    /// sharing the store. Load (or reload) the session after taking it, save, then
+    /// [`SessionLock::release`] it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_core::{MemoryDriver, SessionId, SessionStore};
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new()).build();
+    /// let id = SessionId::parse("0123456789abcdef0123456789abcdef").unwrap();
+    /// let lock = store.lock(&id).await.unwrap();
+    /// // ... load, change and flush the session ...
+    /// assert!(lock.release().await.unwrap());
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] when the lock stays held past the lock wait; [`Error::Driver`]
+    /// when the store fails or its driver has no locks
+    /// ([`DriverError::Unsupported`](crate::DriverError::Unsupported)).
+    pub async fn lock(&self, id: &SessionId) -> Result<SessionLock, Error> {
+        SessionLock::acquire(&self.inner, id).await
+    }
+
+    /// When requests take the session lock ([`LockMode::Off`] unless configured).
+    pub fn lock_mode(&self) -> LockMode {
+        self.inner.lock_mode
+    }
+
+    /// Counters of saves, conflicts and lock waits since the store was built.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats.snapshot()
+    }
+}
+
+/// Wraps an update closure so that its last successful result is kept for the caller.
+pub(crate) fn capture<R, F>(mut change: F) -> (Apply, Arc<std::sync::Mutex<Option<R>>>)
+where
+    F: FnMut(&mut Session) -> Result<R, Error> + Send + 'static,
+    R: Send + 'static,
+{
+    let result = Arc::new(std::sync::Mutex::new(None));
+    let slot = Arc::clone(&result);
+    let apply: Apply = Box::new(move |session: &mut Session| {
+        let r = change(session)?;
+        *slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(r);
+        Ok(())
+    });
+    (apply, result)
+}
+
+pub(crate) fn take_result<R>(result: &std::sync::Mutex<Option<R>>) -> Result<R, Error> {
+    result
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .ok_or(Error::NoId)
 }
 
 /// Configures a [`SessionStore`]; see [`SessionStore::builder`].
@@ -430,6 +566,36 @@ impl SessionStoreBuilder {
     /// What a save does on a concurrent write ([`ConflictPolicy::Merge`] by default).
     pub fn conflict_policy(mut self, policy: ConflictPolicy) -> Self {
         self.inner.conflict = policy;
+        self
+    }
+
+    /// How long a save may keep retrying while other processes keep writing the session
+    /// ([`DEFAULT_SAVE_DEADLINE`], 5 s, by default); past it the save fails with
+    /// [`Error::Contended`] (web layers answer 503 with `Retry-After`).
+    pub fn save_deadline(mut self, deadline: Duration) -> Self {
+        self.inner.save_deadline = deadline;
+        self
+    }
+
+    /// When requests take the session lock ([`LockMode::Off`] by default). With a lock, the
+    /// requests of one session run one at a time: simpler reasoning, but a slow request holds
+    /// up the others of the same session (see the README's figures).
+    pub fn lock_mode(mut self, mode: LockMode) -> Self {
+        self.inner.lock_mode = mode;
+        self
+    }
+
+    /// How long a session lock lasts at most ([`DEFAULT_LOCK_LEASE`], 30 s, by default): a
+    /// holder that crashed frees it when the lease ends. Keep it above the longest request.
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.inner.lock_lease = lease.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How long a request waits for a session lock ([`DEFAULT_LOCK_WAIT`], 10 s, by default)
+    /// before failing with [`Error::LockTimeout`].
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.inner.lock_wait = wait;
         self
     }
 

@@ -147,7 +147,7 @@ async fn update_all(
         let (store, ids) = (store.clone(), ids.clone());
         async move {
             store
-                .update(&ids[i], 5, |s| s.set("n", &n))
+                .update(&ids[i], move |s| s.set("n", &n))
                 .await
                 .map_err(|e| {
                     if is_unavailable(&e) {
