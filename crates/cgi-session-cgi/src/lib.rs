@@ -69,7 +69,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use cgi_session::memcache::client::{Client, ClientConfig};
-pub use cgi_session::{DriverArgs, Session, SessionId, SessionStore, DEFAULT_COOKIE_NAME};
+pub use cgi_session::{
+    DriverArgs, LockMode, Session, SessionId, SessionLock, SessionStore, DEFAULT_COOKIE_NAME,
+};
 
 /// Largest request body [`CgiRequest::from_env`] reads: 1 MiB. Larger bodies are refused with
 /// [`CgiError::BodyTooLarge`] before anything is read.
@@ -123,7 +125,8 @@ pub enum CgiError {
 
 impl CgiError {
     /// The HTTP status a CGI program should answer with: 413 for a body over the limit, 400
-    /// for a malformed request, 503 when the session store is unreachable, 500 otherwise.
+    /// for a malformed request, 503 when the session store is unreachable or the session is
+    /// busy past its deadline (locked, or written by other processes), 500 otherwise.
     ///
     /// ```
     /// use cgi_session_cgi::CgiError;
@@ -137,6 +140,7 @@ impl CgiError {
             Self::BadContentLength(_) | Self::TruncatedBody { .. } | Self::Body(_) => 400,
             Self::Memcached(e) if e.is_unavailable() => 503,
             Self::Session(cgi_session::Error::Driver(e)) if e.is_unavailable() => 503,
+            Self::Session(e) if e.is_busy() => 503,
             _ => 500,
         }
     }
@@ -151,8 +155,9 @@ impl CgiError {
         }
     }
 
-    /// A complete CGI error response: `Status`, `Content-Type: text/plain` and this error's
-    /// message as the body.
+    /// A complete CGI error response: `Status`, `Retry-After` when a retry can help (a busy
+    /// session, an unreachable store), `Content-Type: text/plain` and this error's message as
+    /// the body.
     ///
     /// ```
     /// use cgi_session_cgi::CgiError;
@@ -160,8 +165,15 @@ impl CgiError {
     /// assert!(e.response().starts_with("Status: 400 Bad Request\r\nContent-Type: text/plain"));
     /// ```
     pub fn response(&self) -> String {
+        let retry = match self {
+            Self::Session(e) => e.retry_after(),
+            _ => None,
+        };
+        let retry = retry
+            .map(|d| format!("Retry-After: {}\r\n", d.as_secs().max(1)))
+            .unwrap_or_default();
         format!(
-            "Status: {}\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{}\n",
+            "Status: {}\r\n{retry}Content-Type: text/plain; charset=UTF-8\r\n\r\n{}\n",
             self.status_line(),
             self
         )
@@ -479,6 +491,9 @@ fn parse_urlencoded(bytes: &[u8]) -> Vec<(String, String)> {
 /// ```
 pub struct CgiSession {
     session: Session,
+    store: SessionStore,
+    /// The session lock, when held (store lock mode `EveryRequest`, or after `lock`).
+    lock: Option<SessionLock>,
 }
 
 impl fmt::Debug for CgiSession {
@@ -523,8 +538,83 @@ impl CgiSession {
     /// [`CgiError::Session`] when the store fails.
     pub fn from_store(store: &SessionStore, request: &CgiRequest) -> Result<Self, CgiError> {
         let claimed = request.session_id(store.cookie_name());
-        let session = block_on(store.new_session(claimed, request.remote_addr()))??;
-        Ok(Self { session })
+        let remote = request.remote_addr();
+        let (session, lock) = block_on(async {
+            // `LockMode::EveryRequest`: the session is locked before it is read, until close.
+            let lock = match claimed.and_then(|c| SessionId::parse(c).ok()) {
+                Some(id) if store.lock_mode() == LockMode::EveryRequest => {
+                    Some(store.lock(&id).await?)
+                }
+                _ => None,
+            };
+            let session = store.new_session(claimed, remote).await?;
+            Ok::<_, cgi_session::Error>((session, lock))
+        })??;
+        Ok(Self {
+            session,
+            store: store.clone(),
+            lock,
+        })
+    }
+
+    /// Takes the session lock (see [`LockMode`]) and reloads the session under it, keeping
+    /// this request's unsaved changes; held until [`CgiSession::close`] (or drop). Other
+    /// requests of the session that lock it wait, here and in other processes sharing the
+    /// store. A new session has no other request: nothing is locked.
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] with [`cgi_session::Error::LockTimeout`] (503) when the lock stays
+    /// held past the store's lock wait, or when the driver has no locks.
+    pub fn lock(&mut self) -> Result<(), CgiError> {
+        if self.lock.is_some() || self.session.is_new() {
+            return Ok(());
+        }
+        let Some(id) = self.session.id().cloned() else {
+            return Ok(());
+        };
+        let store_lock = {
+            let (session, store) = (&mut self.session, &self.store);
+            block_on(async move {
+                let lock = store.lock(&id).await?;
+                session.reload().await?;
+                Ok::<_, cgi_session::Error>(lock)
+            })??
+        };
+        self.lock = Some(store_lock);
+        Ok(())
+    }
+
+    /// Atomic read-modify-write (see [`cgi_session::Session::update`]): runs `change` on the
+    /// freshest stored copy of the session and writes it at once, re-running `change` if
+    /// another request wrote the session in between. Use it for values computed from their
+    /// old value, such as counters.
+    ///
+    /// ```
+    /// use cgi_session_cgi::{CgiRequest, CgiSession, DriverArgs};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let args = || DriverArgs::new().directory(dir.path());
+    /// let req = CgiRequest::from_parts([("REMOTE_ADDR", "192.0.2.7")], std::io::empty(), 0)?;
+    /// let mut sess = CgiSession::new("driver:file", &req, args())?;
+    /// let n = sess.update(|s| {
+    ///     let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+    ///     s.set("visits", &n)?;
+    ///     Ok(n)
+    /// })?;
+    /// assert_eq!(n, 1);
+    /// sess.close()?;
+    /// # Ok::<(), cgi_session_cgi::CgiError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// What `change` returns; store errors (503 when the store is unreachable or the session
+    /// stays contended past the save deadline).
+    pub fn update<R, F>(&mut self, change: F) -> Result<R, CgiError>
+    where
+        F: FnMut(&mut Session) -> Result<R, cgi_session::Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        Ok(block_on(self.session.update(change))??)
     }
 
     /// The id (CGI::Session's `id`). Its `Display` is shortened; never log `as_str()`.
@@ -641,7 +731,16 @@ impl CgiSession {
             // Already reported to the caller: do not try again on drop.
             self.session.discard();
         }
-        result
+        let released = self.release_lock();
+        result.and(released)
+    }
+
+    /// Releases the session lock if this request holds it.
+    fn release_lock(&mut self) -> Result<(), CgiError> {
+        if let Some(lock) = self.lock.take() {
+            block_on(lock.release())??;
+        }
+        Ok(())
     }
 
     /// The session cookie (CGI::Session's `cookie()`): `HttpOnly`, `SameSite=Lax`, `Path=/`,
@@ -682,6 +781,9 @@ impl Drop for CgiSession {
     /// (the web server's error log): CGI::Session's auto-flush on destruction.
     fn drop(&mut self) {
         if !self.session.needs_flush() || std::thread::panicking() {
+            if let Err(e) = self.release_lock() {
+                eprintln!("cgi-session: releasing the session lock failed ({e}); it is freed when its lease ends");
+            }
             return;
         }
         let id = self
@@ -698,6 +800,9 @@ impl Drop for CgiSession {
                 eprintln!("cgi-session: session {id} was dropped with unsaved changes and could not be flushed: {e}");
                 self.session.discard();
             }
+        }
+        if let Err(e) = self.release_lock() {
+            eprintln!("cgi-session: releasing the lock of session {id} failed ({e}); it is freed when its lease ends");
         }
     }
 }

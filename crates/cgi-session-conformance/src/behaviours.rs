@@ -721,7 +721,10 @@ pub async fn locks_exclude_and_time_out(f: Fixture) {
         Err(Error::Driver(DriverError::Unsupported { .. })) if !f.supports_locks => return,
         Err(e) => panic!("taking a free lock: {e}"),
     };
-    assert!(f.supports_locks, "the fixture says this driver has no locks");
+    assert!(
+        f.supports_locks,
+        "the fixture says this driver has no locks"
+    );
     for contender in [&store, &other_process] {
         let started = std::time::Instant::now();
         let err = contender.lock(&id).await.unwrap_err();

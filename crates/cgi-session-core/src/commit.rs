@@ -233,7 +233,11 @@ async fn write_batch(
     mut jobs: Vec<Job>,
     carry: Option<Base>,
 ) -> Option<Base> {
-    let started = jobs.iter().map(|j| j.enqueued).min().unwrap_or_else(Instant::now);
+    let started = jobs
+        .iter()
+        .map(|j| j.enqueued)
+        .min()
+        .unwrap_or_else(Instant::now);
     let deadline = started + inner.save_deadline;
     let mut base = carry.or_else(|| jobs.iter_mut().find_map(|j| j.base.take()));
     let mut attempts = 0u32;

@@ -103,9 +103,9 @@ pub use error::{
 };
 pub use expire::parse_expire;
 pub use id::{IdGenerator, IncrIds, SecureRandomIds, SessionId, StaticIds, MAX_ID_LEN};
+pub use lock::{LockMode, SessionLock};
 pub use serializer::{JsonSerializer, Serializer};
 pub use session::Session;
-pub use lock::{LockMode, SessionLock};
 pub use store::{
     ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder, StoreStats,
     DEFAULT_COOKIE_NAME, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE,

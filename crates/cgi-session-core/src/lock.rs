@@ -173,7 +173,8 @@ impl SessionLock {
                         return Err(timeout(inner));
                     }
                     // Polls start at ~1-2 ms and back off to ~64 ms, with full jitter.
-                    let pause = crate::commit::jitter(polls.saturating_add(1)).max(Duration::from_micros(500));
+                    let pause = crate::commit::jitter(polls.saturating_add(1))
+                        .max(Duration::from_micros(500));
                     tokio::time::sleep(pause.min(deadline - now)).await;
                 }
                 Err(e) => {

@@ -188,7 +188,10 @@ impl Session {
     /// The record, leaving an empty one behind (the session is done with).
     pub(crate) fn into_record(mut self) -> Record {
         self.detached = true;
-        std::mem::replace(&mut self.record, Record::new(String::new(), 0, String::new()))
+        std::mem::replace(
+            &mut self.record,
+            Record::new(String::new(), 0, String::new()),
+        )
     }
 
     /// The stored copy this session was loaded as, for a group commit; `None` when empty.
@@ -683,10 +686,7 @@ impl Session {
                 }
             };
         }
-        let delta = self
-            .changes
-            .any()
-            .then(|| self.changes.delta(&self.record));
+        let delta = self.changes.any().then(|| self.changes.delta(&self.record));
         let (apply, result) = capture(change);
         let job = Job::new(
             delta,

@@ -31,6 +31,10 @@
 //! | `POST /logout` | deletes the session |
 //! | `GET /plain` | the same page shell without any session (a baseline for benchmarks) |
 //! | `GET /api/session` | the session as JSON (`counter`, `user`, `greet_en`, `id_prefix`, ...), read-only |
+//! | `GET /hold?ms=N` | uses the session, then waits N ms (at most 10 minutes) before answering: shows how a session lock (`--lock every-request`) serializes the requests of one session |
+//!
+//! The visit counter is a read-modify-write ([`SessionHandle::update`]): several views sent at
+//! once with one cookie (what a browser does) are each counted exactly once.
 #![forbid(unsafe_code)]
 
 mod html;
@@ -75,6 +79,7 @@ pub fn app_with_layer(layer: SessionLayer) -> Router {
         .route("/logout", post(logout))
         .route("/api/session", get(api_session))
         .route("/plain", get(plain))
+        .route("/hold", get(hold))
         .layer(layer)
 }
 
@@ -116,7 +121,7 @@ pub struct SessionInfo {
 }
 
 async fn info(session: &SessionHandle) -> Result<SessionInfo, SessionError> {
-    let s = session.lock().await?;
+    let s = session.guard().await?;
     let get_string = |name: &str| s.get::<String>(name).ok().flatten();
     Ok(SessionInfo {
         counter: s.get::<u64>("visits").ok().flatten().unwrap_or(0),
@@ -134,10 +139,18 @@ async fn info(session: &SessionHandle) -> Result<SessionInfo, SessionError> {
 }
 
 async fn home(session: SessionHandle) -> Result<Html<String>, SessionError> {
-    let visits = session.get::<u64>("visits").await?.unwrap_or(0) + 1;
-    session.set("visits", &visits).await?;
-    let expired = session.lock().await?.is_expired();
+    // Read-modify-write on the freshest copy: concurrent views each count once.
+    let visits = session
+        .update(|s| {
+            let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+            s.set("visits", &n)?;
+            Ok(n)
+        })
+        .await?;
+    let expired = session.guard().await?.is_expired();
     let mut info = info(&session).await?;
+    // This view's own count (the session may already hold later views' counts).
+    info.counter = visits;
     // A session created by this view is stored by the layer after it: show its prefix already.
     if info.id_prefix.is_none() {
         info.id_prefix = Some(session.id_prefix().await?);
@@ -147,6 +160,29 @@ async fn home(session: SessionHandle) -> Result<Html<String>, SessionError> {
 
 async fn api_session(session: SessionHandle) -> Result<Json<SessionInfo>, SessionError> {
     Ok(Json(info(&session).await?))
+}
+
+/// `/hold`'s query.
+#[derive(Debug, Deserialize)]
+struct HoldQuery {
+    #[serde(default)]
+    ms: u64,
+}
+
+/// Longest `/hold` wait.
+const MAX_HOLD_MS: u64 = 600_000;
+
+async fn hold(
+    session: SessionHandle,
+    axum::extract::Query(q): axum::extract::Query<HoldQuery>,
+) -> Result<String, SessionError> {
+    // Under `--lock every-request` this takes the session lock, held until the answer.
+    let prefix = session.id_prefix().await?;
+    tokio::time::sleep(std::time::Duration::from_millis(q.ms.min(MAX_HOLD_MS))).await;
+    Ok(format!(
+        "held session {prefix} for {} ms\n",
+        q.ms.min(MAX_HOLD_MS)
+    ))
 }
 
 async fn plain() -> Html<String> {

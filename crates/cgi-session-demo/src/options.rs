@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use cgi_session::memcache::client::{Client, ClientConfig};
 use cgi_session::memcache::MemcacheDriver;
-use cgi_session::{builder_from_dsn, parse_expire, CookieConfig, DriverArgs, Dsn, SessionStore};
+use cgi_session::{
+    builder_from_dsn, parse_expire, CookieConfig, DriverArgs, Dsn, LockMode, SessionStore,
+};
 use cgi_session_tower::{Key, SessionLayer};
 use clap::Parser;
 
@@ -64,6 +66,28 @@ pub struct Args {
     /// Sign the cookie with a key made at start-up (sessions do not survive a restart then).
     #[arg(long)]
     pub signed: bool,
+
+    /// Session lock: off (requests of one session run at once; saves are merged), every-request
+    /// (each request holds the session's lock until its save, as PHP does), on-demand.
+    #[arg(long, default_value = "off", value_parser = parse_lock_mode)]
+    pub lock: LockMode,
+
+    /// How long a session lock lasts at most (a crashed holder frees it then), e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lock_lease: Duration,
+
+    /// How long a request waits for a session lock before answering 503, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lock_wait: Duration,
+
+    /// How long a save keeps retrying while other processes write the same session, before
+    /// answering 503, e.g. 5s.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub save_deadline: Duration,
+}
+
+fn parse_lock_mode(s: &str) -> Result<LockMode, String> {
+    LockMode::parse(s).ok_or_else(|| format!("{s:?}: expected off, every-request or on-demand"))
 }
 
 /// Why the demo could not start.
@@ -181,6 +205,10 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
     };
     let store = builder_from_dsn(&dsn_text, &driver_args)?
         .default_expire(expire)
+        .lock_mode(args.lock)
+        .lock_lease(args.lock_lease)
+        .lock_wait(args.lock_wait)
+        .save_deadline(args.save_deadline)
         .cookie(CookieConfig {
             secure: args.secure,
             ..CookieConfig::default()

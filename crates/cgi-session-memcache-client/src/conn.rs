@@ -9,9 +9,17 @@
 //! connection never gets out of step. A timeout, an I/O error or an invalid
 //! reply closes the connection and fails every request on it; the next request
 //! opens a new connection, so service resumes by itself after a restart.
+//!
+//! A connection on which a request timed out is never used again, so a late
+//! reply can never be taken for the answer to a later request: the task closes
+//! the connection when the earliest deadline of the requests written on it
+//! passes (not only the oldest request's), and a caller that gives up on its
+//! own timer (the task may be late to notice) tells the task to close it and
+//! makes its slot open a new one. A request whose deadline passed before it
+//! was written is failed without being sent.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +27,7 @@ use bytes::{Buf, BytesMut};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -60,6 +68,40 @@ impl InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Asks a connection task to close its connection now: a caller timed out on
+/// it, so nothing more may be written to it or read from it.
+#[derive(Default)]
+struct Abort {
+    requested: AtomicBool,
+    notify: Notify,
+}
+
+impl Abort {
+    fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        // Stores a permit if the task is not waiting right now.
+        self.notify.notify_one();
+    }
+
+    fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+}
+
+/// A slot's live connection, as callers hold it.
+#[derive(Clone)]
+struct ConnHandle {
+    tx: mpsc::Sender<Request>,
+    abort: Arc<Abort>,
+}
+
+impl ConnHandle {
+    /// Whether new requests may still go to this connection.
+    fn is_usable(&self) -> bool {
+        !self.tx.is_closed() && !self.abort.is_requested()
     }
 }
 
@@ -114,7 +156,7 @@ struct Health {
 pub(crate) struct ServerPool {
     settings: PoolSettings,
     health: std::sync::Mutex<Health>,
-    slots: Vec<Mutex<Option<mpsc::Sender<Request>>>>,
+    slots: Vec<Mutex<Option<ConnHandle>>>,
     inflight: Vec<Arc<AtomicUsize>>,
     round_robin: AtomicUsize,
     next_opaque: AtomicU32,
@@ -209,27 +251,30 @@ impl ServerPool {
             .unwrap_or(0)
     }
 
-    /// The sender of slot `idx`, connecting first if the slot has no live
-    /// connection.
-    async fn sender(&self, idx: usize) -> Result<mpsc::Sender<Request>> {
+    /// The connection of slot `idx`, connecting first if the slot has no
+    /// usable one (none yet, closed, or abandoned after a timeout).
+    async fn sender(&self, idx: usize) -> Result<ConnHandle> {
         let mut slot = self.slots[idx].lock().await;
-        if let Some(tx) = slot.as_ref() {
-            if !tx.is_closed() {
-                return Ok(tx.clone());
+        if let Some(conn) = slot.as_ref() {
+            if conn.is_usable() {
+                return Ok(conn.clone());
             }
         }
         *slot = None;
         let stream = self.connect().await?;
         let (tx, rx) = mpsc::channel(1024);
+        let abort = Arc::new(Abort::default());
         let task = ConnTask {
             server: self.settings.server.clone(),
             timeout: self.settings.timeout,
             max_value: self.settings.max_value_size,
+            abort: abort.clone(),
         };
         tokio::spawn(task.run(stream, rx));
         tracing::debug!(server = %self.settings.server, slot = idx, "memcached connection opened");
-        *slot = Some(tx.clone());
-        Ok(tx)
+        let conn = ConnHandle { tx, abort };
+        *slot = Some(conn.clone());
+        Ok(conn)
     }
 
     /// Opens a new connection (also used for metadump's dedicated one): TCP,
@@ -285,8 +330,8 @@ impl ServerPool {
         let deadline = Instant::now() + self.settings.timeout;
         let idx = self.pick();
         let guard = InflightGuard::new(&self.inflight[idx]);
-        let tx = match tokio::time::timeout_at(deadline, self.sender(idx)).await {
-            Ok(tx) => tx?,
+        let conn = match tokio::time::timeout_at(deadline, self.sender(idx)).await {
+            Ok(conn) => conn?,
             Err(_) => return Err(self.timeout_error()),
         };
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -298,7 +343,9 @@ impl ServerPool {
             reply: reply_tx,
             _inflight: guard,
         };
-        match tokio::time::timeout_at(deadline, tx.send(request)).await {
+        // Not sent when this times out (the send is cancelled), so nothing of the
+        // request reaches the server.
+        match tokio::time::timeout_at(deadline, conn.tx.send(request)).await {
             Err(_) => return Err(self.timeout_error()),
             Ok(Err(_)) => {
                 return Err(Error::unavailable(
@@ -309,7 +356,13 @@ impl ServerPool {
             Ok(Ok(())) => {}
         }
         match tokio::time::timeout_at(deadline + CALLER_GRACE, reply_rx).await {
-            Err(_) => Err(self.timeout_error()),
+            Err(_) => {
+                // The task has not closed the connection yet (it is late, e.g. on a
+                // busy runtime): make sure it does, and that this slot's next request
+                // opens a new one, so the late reply cannot reach anybody.
+                conn.abort.request();
+                Err(self.timeout_error())
+            }
             Ok(Err(_)) => Err(Error::unavailable(
                 &self.settings.server,
                 "the connection closed before the reply arrived",
@@ -330,25 +383,49 @@ struct ConnTask {
     server: String,
     timeout: Duration,
     max_value: usize,
-}
-
-/// Queues a request for writing, unless its caller already gave up (then nothing of it is
-/// written, so the connection stays in step).
-fn enqueue(req: Request, out: &mut Vec<u8>, pending: &mut VecDeque<Pending>) {
-    if req.reply.is_closed() {
-        return;
-    }
-    out.extend_from_slice(&req.bytes);
-    pending.push_back(Pending {
-        kind: req.kind,
-        check: req.check,
-        deadline: req.deadline,
-        reply: req.reply,
-        _inflight: req._inflight,
-    });
+    abort: Arc<Abort>,
 }
 
 impl ConnTask {
+    fn timeout_error(&self) -> Error {
+        Error::Timeout {
+            server: self.server.clone(),
+            after: self.timeout,
+        }
+    }
+
+    /// Queues a request for writing, unless its caller already gave up or its
+    /// deadline has passed (then nothing of it is written, so the connection
+    /// stays in step and the server never sees it).
+    ///
+    /// The front of `pending` carries the earliest deadline of all: a request
+    /// with an earlier deadline than those queued before it lowers theirs, so
+    /// the connection closes as soon as any request on it times out (they all
+    /// fail then anyway).
+    fn enqueue(&self, req: Request, out: &mut Vec<u8>, pending: &mut VecDeque<Pending>) {
+        if req.reply.is_closed() {
+            return;
+        }
+        if req.deadline <= Instant::now() {
+            let _ = req.reply.send(Err(self.timeout_error()));
+            return;
+        }
+        for earlier in pending.iter_mut().rev() {
+            if earlier.deadline <= req.deadline {
+                break;
+            }
+            earlier.deadline = req.deadline;
+        }
+        out.extend_from_slice(&req.bytes);
+        pending.push_back(Pending {
+            kind: req.kind,
+            check: req.check,
+            deadline: req.deadline,
+            reply: req.reply,
+            _inflight: req._inflight,
+        });
+    }
+
     async fn run(self, stream: Stream, rx: mpsc::Receiver<Request>) {
         match stream {
             Stream::Plain(tcp) => {
@@ -387,6 +464,10 @@ impl ConnTask {
             let front_deadline = pending.front().map(|p| p.deadline);
             tokio::select! {
                 biased;
+                // First: once a caller gave up, not one more byte is read or written.
+                () = self.abort.notify.notified() => {
+                    break self.timeout_error();
+                }
                 read = rd.read_buf(&mut inbuf) => {
                     match read {
                         Ok(0) => break Error::unavailable(&self.server, "the server closed the connection"),
@@ -398,7 +479,7 @@ impl ConnTask {
                     }
                 }
                 _ = tokio::time::sleep_until(front_deadline.unwrap_or_else(Instant::now)), if front_deadline.is_some() => {
-                    break Error::Timeout { server: self.server.clone(), after: self.timeout };
+                    break self.timeout_error();
                 }
                 written = write_or_flush(&mut wr, &out[out_pos..]), if out_pos < out.len() || unflushed => {
                     match written {
@@ -420,13 +501,13 @@ impl ConnTask {
                         rx_open = false;
                         continue;
                     };
-                    enqueue(req, &mut out, &mut pending);
+                    self.enqueue(req, &mut out, &mut pending);
                     // Take every request already queued, so that they leave in one write (one
                     // syscall, one TCP segment, one wake-up of memcached) instead of one each:
                     // under load this is most of the client's and the server's CPU per request.
                     while pending.len() < MAX_PENDING && out.len() < MAX_OUT {
                         match rx.try_recv() {
-                            Ok(req) => enqueue(req, &mut out, &mut pending),
+                            Ok(req) => self.enqueue(req, &mut out, &mut pending),
                             Err(mpsc::error::TryRecvError::Empty) => break,
                             Err(mpsc::error::TryRecvError::Disconnected) => {
                                 rx_open = false;
@@ -608,5 +689,147 @@ pub(crate) async fn write_all(
         }),
         Ok(Err(e)) => Err(Error::io(server, "write failed", e)),
         Ok(Ok(())) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(5);
+
+    fn pool(server: String) -> ServerPool {
+        ServerPool::new(PoolSettings {
+            server,
+            size: 1,
+            timeout: LONG,
+            connect_timeout: LONG,
+            max_value_size: 1 << 20,
+            protocol: Protocol::Meta,
+            gat: true,
+            failure_limit: 0,
+            retry_delay: LONG,
+            security: Security::default(),
+            server_name: None,
+        })
+    }
+
+    async fn listener() -> (TcpListener, ServerPool) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let p = pool(l.local_addr().unwrap().to_string());
+        (l, p)
+    }
+
+    async fn accept(l: &TcpListener) -> BufReader<TcpStream> {
+        let (s, _) = tokio::time::timeout(LONG, l.accept())
+            .await
+            .expect("a connection within 5 s")
+            .unwrap();
+        BufReader::new(s)
+    }
+
+    /// Reads one line; `None` at end of stream (the client closed).
+    async fn line(conn: &mut BufReader<TcpStream>) -> Option<String> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(LONG, conn.read_line(&mut line))
+            .await
+            .expect("a line or the end of the stream within 5 s")
+            .unwrap();
+        (n > 0).then_some(line)
+    }
+
+    fn request(
+        pool: &ServerPool,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> (Request, oneshot::Receiver<Result<Reply>>) {
+        let (tx, rx) = oneshot::channel();
+        let req = Request {
+            bytes: bytes.to_vec(),
+            kind: ReplyKind::Meta,
+            check: Check::None,
+            deadline,
+            reply: tx,
+            _inflight: InflightGuard::new(&pool.inflight[0]),
+        };
+        (req, rx)
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_connection_is_closed_and_its_slot_reconnects() {
+        let (l, pool) = listener().await;
+        let first = pool.sender(0).await.unwrap();
+        let mut conn1 = accept(&l).await;
+        let again = pool.sender(0).await.unwrap();
+        assert!(
+            Arc::ptr_eq(&first.abort, &again.abort),
+            "reused while usable"
+        );
+
+        // What a caller does when its own timer fires before the task closed the connection.
+        // The slot opens a new connection at once, even before the task has run.
+        first.abort.request();
+        let second = pool.sender(0).await.unwrap();
+        assert!(!Arc::ptr_eq(&first.abort, &second.abort));
+        assert_eq!(
+            line(&mut conn1).await,
+            None,
+            "the task closes the connection"
+        );
+        let mut conn2 = accept(&l).await;
+
+        // The new connection works.
+        let (req, rx) = request(&pool, b"mn\r\n", Instant::now() + LONG);
+        second.tx.send(req).await.ok().unwrap();
+        assert_eq!(line(&mut conn2).await.as_deref(), Some("mn\r\n"));
+        conn2.get_mut().write_all(b"MN\r\n").await.unwrap();
+        assert!(matches!(rx.await.unwrap(), Ok(Reply::Meta { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_never_written() {
+        let (l, pool) = listener().await;
+        let conn = pool.sender(0).await.unwrap();
+        let mut server = accept(&l).await;
+        let (late, late_rx) = request(&pool, b"ms late 1 T0\r\nx\r\n", Instant::now());
+        conn.tx.send(late).await.ok().unwrap();
+        let (ok, ok_rx) = request(&pool, b"mn\r\n", Instant::now() + LONG);
+        conn.tx.send(ok).await.ok().unwrap();
+        let err = late_rx.await.unwrap().unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        // The server sees only the second request, on the same (still open) connection.
+        assert_eq!(line(&mut server).await.as_deref(), Some("mn\r\n"));
+        server.get_mut().write_all(b"MN\r\n").await.unwrap();
+        assert!(ok_rx.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_connection_closes_at_the_earliest_deadline_not_the_oldest_requests() {
+        let (l, pool) = listener().await;
+        let conn = pool.sender(0).await.unwrap();
+        let mut server = accept(&l).await;
+        let started = Instant::now();
+        let (patient, patient_rx) = request(&pool, b"mn\r\n", started + Duration::from_secs(60));
+        let (hasty, hasty_rx) = request(&pool, b"mn\r\n", started + Duration::from_millis(200));
+        conn.tx.send(patient).await.ok().unwrap();
+        conn.tx.send(hasty).await.ok().unwrap();
+        // Both are written; the server never answers.
+        assert!(line(&mut server).await.is_some());
+        assert!(line(&mut server).await.is_some());
+        // The hasty request's deadline closes the connection (not the patient one's, a
+        // minute away): both fail, and the server sees the connection end.
+        for rx in [hasty_rx, patient_rx] {
+            let err = tokio::time::timeout(LONG, rx)
+                .await
+                .expect("failed well before the patient request's deadline")
+                .unwrap()
+                .unwrap_err();
+            assert!(err.is_timeout(), "{err}");
+        }
+        assert_eq!(line(&mut server).await, None);
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 }

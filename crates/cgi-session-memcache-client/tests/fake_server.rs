@@ -1,9 +1,11 @@
 //! Scripted fake servers: exact bytes on the wire, for the cases a real
-//! memcached never produces.
+//! memcached never produces; and a real memcached frozen with SIGSTOP, for
+//! replies that arrive after the request timed out.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use cgi_session_memcache_client::{Client, ClientConfig, Error, GetOptions};
+use cgi_session_memcache_client::{Client, ClientConfig, Error, GetOptions, SetOptions};
+use memcached_harness::MemcachedServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -211,4 +213,134 @@ async fn server_error_keeps_the_connection() {
     assert!(matches!(err, Error::Server { .. }), "{err}");
     assert_eq!(c.get("k", GetOptions::new()).await.unwrap(), None);
     server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_timed_out_request_closes_its_connection_and_the_next_one_opens_a_new_one() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let mut first = accept(&l).await;
+        let late = read_request(&mut first).await;
+        // Hung: no answer until the client has given up and closed the connection.
+        let mut rest = String::new();
+        assert_eq!(first.read_line(&mut rest).await.unwrap(), 0, "{rest:?}");
+        // The late reply goes nowhere (the peer is gone; a write error is fine).
+        let _ = first
+            .write_all(format!("VA 7 {late}\r\nvalue-a\r\n").as_bytes())
+            .await;
+        let mut second = accept(&l).await;
+        let o = read_request(&mut second).await;
+        second
+            .write_all(format!("VA 7 {o}\r\nvalue-b\r\n").as_bytes())
+            .await
+            .unwrap();
+        let o = read_request(&mut second).await;
+        second
+            .write_all(format!("EN {o}\r\n").as_bytes())
+            .await
+            .unwrap();
+        2
+    });
+    let c = Client::connect(
+        ClientConfig::new(&addr)
+            .pool_size(1)
+            .lazy(true)
+            .timeout(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let err = c.get("a", GetOptions::new()).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let b = c.get("b", GetOptions::new()).await.unwrap().unwrap();
+    assert_eq!(&b.value[..], b"value-b");
+    assert_eq!(c.get("c", GetOptions::new()).await.unwrap(), None);
+    assert_eq!(server.await.unwrap(), 2, "connections accepted");
+}
+
+fn total_connections(server: &MemcachedServer) -> u64 {
+    server.stats()["total_connections"].parse().unwrap()
+}
+
+/// A real memcached frozen with SIGSTOP: requests on every pooled connection
+/// time out; once it runs again it executes what it had received and answers
+/// into closed connections. Later requests get their own replies, never the
+/// late ones, and exactly the connections that timed out are replaced.
+#[tokio::test]
+async fn late_replies_of_a_hung_server_never_reach_later_requests() {
+    for pool_size in [1usize, 3] {
+        let mut server = MemcachedServer::start();
+        let c = Client::connect(
+            ClientConfig::new(server.addr().to_string())
+                .pool_size(pool_size)
+                .timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+        for i in 0..pool_size {
+            c.set(format!("a{i}"), format!("value-a{i}"), SetOptions::new())
+                .await
+                .unwrap();
+        }
+        for i in 0..2 * pool_size {
+            c.set(format!("b{i}"), format!("value-b{i}"), SetOptions::new())
+                .await
+                .unwrap();
+        }
+        let before = total_connections(&server);
+
+        server.pause();
+        // One request per pooled connection (the pool spreads requests in flight), and a
+        // write, all timing out.
+        let gets: Vec<_> = (0..pool_size)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(async move { c.get(format!("a{i}"), GetOptions::new()).await })
+            })
+            .collect();
+        let write = c.set("w", "written-late", SetOptions::new()).await;
+        assert!(write.unwrap_err().is_timeout());
+        for get in gets {
+            let err = get.await.unwrap().unwrap_err();
+            assert!(err.is_timeout(), "{err}");
+        }
+        server.resume();
+
+        for round in 0..2 {
+            for i in 0..2 * pool_size {
+                let item = c
+                    .get(format!("b{i}"), GetOptions::new())
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("b{i} missing (round {round})"));
+                assert_eq!(
+                    item.value,
+                    format!("value-b{i}").as_bytes(),
+                    "pool {pool_size}"
+                );
+            }
+        }
+        // +1: the `stats` connection of this reading itself.
+        assert_eq!(
+            total_connections(&server) - before,
+            pool_size as u64 + 1,
+            "pool {pool_size}: every connection that timed out, and only those, replaced"
+        );
+
+        // What the server had received before the client gave up may still be executed
+        // (memcached 1.6 runs the commands it reads even from a closed connection): the
+        // write that timed out did happen.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let w = c.get("w", GetOptions::new()).await.unwrap();
+            if let Some(w) = w {
+                assert_eq!(&w.value[..], b"written-late");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the timed-out write never took effect"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -6,7 +6,8 @@ use cgi_session_memcache_client::{
 };
 
 use crate::handle::{
-    Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode, WriteOutcome,
+    DeleteIfOutcome, Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode,
+    WriteOutcome,
 };
 
 fn map_err(e: Error) -> HandleError {
@@ -70,6 +71,24 @@ impl MemcacheHandle for Client {
     async fn delete(&self, key: &str) -> Result<bool, HandleError> {
         let status = Client::delete(self, key, None).await.map_err(map_err)?;
         Ok(matches!(status, DeleteStatus::Deleted))
+    }
+
+    /// `md <key> C<cas>`. Servers configured with the text protocol (twemproxy) have no
+    /// compare-and-delete: [`HandleError::Unsupported`], before anything is sent.
+    async fn delete_if(&self, key: &str, cas: u64) -> Result<DeleteIfOutcome, HandleError> {
+        let status = Client::delete(self, key, Some(cas))
+            .await
+            .map_err(map_err)?;
+        Ok(match status {
+            DeleteStatus::Deleted => DeleteIfOutcome::Deleted,
+            DeleteStatus::Exists => DeleteIfOutcome::Changed,
+            DeleteStatus::NotFound => DeleteIfOutcome::NotFound,
+            other => {
+                return Err(HandleError::Other(
+                    format!("unexpected delete status {other:?}").into(),
+                ))
+            }
+        })
     }
 
     async fn touch(&self, key: &str, exptime: u32) -> Result<bool, HandleError> {

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cgi_session_core::{
-    Clock, Driver, DriverError, Loaded, SessionId, StoreMode, StoreOutcome, SystemClock,
+    Clock, Driver, DriverError, Loaded, LockAttempt, LockToken, SessionId, StoreMode, StoreOutcome,
+    SystemClock,
 };
 use cgi_session_memcache_client::memcached_exptime;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::handle::{HandleError, MemcacheHandle, WriteMode, WriteOutcome};
+use crate::handle::{DeleteIfOutcome, HandleError, MemcacheHandle, WriteMode, WriteOutcome};
 
 /// The seed's key prefix: sessions live under `sessions:<id>`.
 pub const DEFAULT_PREFIX: &str = "sessions:";
@@ -40,6 +41,20 @@ const MAX_DECOMPRESSED: u64 = 64 * 1024 * 1024;
 
 const NAME: &str = "memcache";
 
+/// What session lock keys start with, before the session's own key: `lock:sessions:<id>`
+/// (not under the session prefix, so listing sessions never sees locks).
+pub const LOCK_KEY_PREFIX: &str = "lock:";
+
+/// The value of a lock item: it only has to exist (the holder's token is its CAS value).
+const LOCK_VALUE: &[u8] = b"locked";
+
+/// Shortest lease sent to memcached, whose expiry times are whole seconds.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
+const NO_DELETE_IF: &str = "session locks with this memcached client (it has no compare-and-delete, e.g. the memcache crate or servers spoken to in the text protocol; releasing a lock without one would let a request whose lease ended free the lock another request took since)";
+
+const NO_CAS: &str = "session locks with this memcached server or client (it returned no CAS value for the lock item, e.g. memcached run with -C; releasing a lock without comparing it would let a request whose lease ended free the lock another request took since)";
+
 /// The memcached driver: the seed's `driver:memcache`, done properly.
 ///
 /// - Keys are `sessions:<id>` by default (the seed's scheme, so Perl apps share sessions),
@@ -55,6 +70,10 @@ const NAME: &str = "memcache";
 ///   empty session.
 /// - Sessions larger than the server's item size limit get [`DriverError::TooLarge`] before
 ///   anything is sent; values above a threshold can be gzip-compressed.
+/// - Session locks ([`Driver::try_lock`]): an `add` of the lock item
+///   ([`MemcacheDriver::lock_key_for`]) whose exptime is the lease, released with a
+///   compare-and-delete on its CAS value, so a request whose lease ended never frees another
+///   request's lock. Handles without compare-and-delete get [`DriverError::Unsupported`].
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -87,6 +106,10 @@ struct Inner {
     compress_above: Option<usize>,
     item_size_max: OnceCell<u64>,
     clock: Arc<dyn Clock>,
+    /// Set once the handle was asked whether it can release locks safely.
+    lock_probe: OnceCell<()>,
+    /// Why session locks are refused, once known.
+    lock_refusal: std::sync::OnceLock<&'static str>,
 }
 
 /// Configures a [`MemcacheDriver`].
@@ -169,6 +192,8 @@ impl MemcacheDriverBuilder {
                 compress_above: self.compress_above,
                 item_size_max,
                 clock: Arc::new(SystemClock),
+                lock_probe: OnceCell::new(),
+                lock_refusal: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -230,8 +255,24 @@ impl MemcacheDriver {
         key
     }
 
+    /// The memcached key of session `id`'s lock: [`LOCK_KEY_PREFIX`] followed by
+    /// [`key_for`](Self::key_for) (`lock:sessions:<id>` by default; with hashed keys, the
+    /// digest: the id is never in it either).
+    pub fn lock_key_for(&self, id: &SessionId) -> String {
+        let mut key = String::from(LOCK_KEY_PREFIX);
+        key.push_str(&self.key_for(id));
+        key
+    }
+
     fn checked_key(&self, id: &SessionId) -> Result<String, DriverError> {
-        let key = self.key_for(id);
+        Self::validated(self.key_for(id))
+    }
+
+    fn checked_lock_key(&self, id: &SessionId) -> Result<String, DriverError> {
+        Self::validated(self.lock_key_for(id))
+    }
+
+    fn validated(key: String) -> Result<String, DriverError> {
         cgi_session_memcache_client::validate_key(key.as_bytes()).map_err(|e| {
             DriverError::Config {
                 driver: NAME,
@@ -239,6 +280,40 @@ impl MemcacheDriver {
             }
         })?;
         Ok(key)
+    }
+
+    fn lock_refused(reason: &'static str) -> DriverError {
+        DriverError::Unsupported {
+            driver: NAME,
+            operation: reason,
+        }
+    }
+
+    /// Asks the handle once whether it can compare-and-delete, so that no lock is taken that
+    /// could not be released: a compare-and-delete of `key` (the lock key, so the question
+    /// goes to the server that will hold the lock) on a CAS value that no item has (memcached
+    /// numbers items from 1 up; without CAS values all are 0), so nothing is deleted.
+    async fn check_lock_support(&self, key: &str) -> Result<(), DriverError> {
+        if let Some(reason) = self.inner.lock_refusal.get() {
+            return Err(Self::lock_refused(reason));
+        }
+        self.inner
+            .lock_probe
+            .get_or_try_init(|| async {
+                match self.inner.handle.delete_if(key, u64::MAX).await {
+                    Ok(_) => Ok(()),
+                    Err(HandleError::Unsupported(_)) => {
+                        let _ = self.inner.lock_refusal.set(NO_DELETE_IF);
+                        Ok(())
+                    }
+                    Err(e) => Err(self.error(e)),
+                }
+            })
+            .await?;
+        match self.inner.lock_refusal.get() {
+            Some(reason) => Err(Self::lock_refused(reason)),
+            None => Ok(()),
+        }
     }
 
     /// memcached's exptime for a lifetime (`None`: the default lifetime).
@@ -473,6 +548,77 @@ impl Driver for MemcacheDriver {
             .touch(&key, self.exptime(ttl))
             .await
             .map_err(|e| self.error(e))
+    }
+
+    /// `add` of the lock item ([`MemcacheDriver::lock_key_for`]) with the lease as its
+    /// exptime (rounded up to whole seconds, at least 1 s): created means acquired, with the
+    /// item's CAS value as the token; already there means held. A holder that never unlocks
+    /// is freed by memcached's expiry when the lease ends.
+    ///
+    /// Caveats: memcached's clock ticks in whole seconds, so a lease may end up to about one
+    /// second early (choose leases well above the longest request); an eviction under memory
+    /// pressure or a restart of the server frees a lock early too; with
+    /// [`FailurePolicy::Failover`](cgi_session_memcache_client::FailurePolicy::Failover) the
+    /// lock moves with its key when a server is marked down, so clients that disagree on
+    /// which servers are down may both hold it.
+    ///
+    /// # Errors
+    /// [`DriverError::Unsupported`] when the handle cannot release a lock safely (no
+    /// compare-and-delete, or no CAS value returned), checked before the first lock is taken;
+    /// [`DriverError::Unavailable`] naming the server when it is down or hung.
+    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+        let key = self.checked_lock_key(id)?;
+        self.check_lock_support(&key).await?;
+        let exptime = self.exptime(Some(lease.max(MIN_LEASE)));
+        let outcome = self
+            .inner
+            .handle
+            .add_lock(&key, LOCK_VALUE, exptime)
+            .await
+            .map_err(|e| self.error(e))?;
+        match outcome {
+            WriteOutcome::Stored {
+                cas: Some(cas @ 1..),
+            } => Ok(LockAttempt::Acquired(LockToken(cas))),
+            WriteOutcome::Stored { .. } => {
+                // The item stays until its lease ends: deleting it without a CAS value could
+                // free a lock that is not ours.
+                let _ = self.inner.lock_refusal.set(NO_CAS);
+                Err(Self::lock_refused(NO_CAS))
+            }
+            WriteOutcome::NotStored | WriteOutcome::Exists => Ok(LockAttempt::Held),
+            other => Err(DriverError::Backend {
+                driver: NAME,
+                source: format!(
+                    "{}: unexpected reply {other:?} to the add of a session lock",
+                    self.inner.handle.describe()
+                )
+                .into(),
+            }),
+        }
+    }
+
+    /// A compare-and-delete of the lock item on the token (its CAS value): `Ok(true)` when
+    /// it was still ours and is gone, `Ok(false)` when it expired or another request holds it
+    /// now (that lock is left alone).
+    ///
+    /// # Errors
+    /// [`DriverError::Unsupported`] when the handle has no compare-and-delete;
+    /// [`DriverError::Unavailable`] naming the server when it is down or hung.
+    async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
+        let key = self.checked_lock_key(id)?;
+        if token.0 == 0 {
+            // Never handed out (0 is memcached's "no CAS"), and `C0` could match an item of
+            // a server without CAS values.
+            return Ok(false);
+        }
+        let outcome = self
+            .inner
+            .handle
+            .delete_if(&key, token.0)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(matches!(outcome, DeleteIfOutcome::Deleted))
     }
 
     async fn traverse(

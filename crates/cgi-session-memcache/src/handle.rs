@@ -45,6 +45,18 @@ pub enum WriteOutcome {
     NotFound,
 }
 
+/// What [`MemcacheHandle::delete_if`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteIfOutcome {
+    /// The item still had the given CAS value and is deleted.
+    Deleted,
+    /// The item has another CAS value (it was written or re-created since): not deleted.
+    Changed,
+    /// There is no such item (deleted, expired or evicted).
+    NotFound,
+}
+
 /// What [`MemcacheHandle::server_info`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
@@ -124,6 +136,36 @@ pub trait MemcacheHandle: Send + Sync + Debug + 'static {
     async fn list_keys(&self) -> Result<Vec<ListedKey>, HandleError> {
         Err(HandleError::Unsupported("listing keys"))
     }
+
+    /// Creates the session lock item `key` only if it is absent (memcached `add`), with
+    /// `value` as it is and no client flags, and returns memcached's own CAS value of the new
+    /// item: the token that [`delete_if`](Self::delete_if) compares later. The item must land
+    /// on the server where `delete_if` looks for `key`.
+    ///
+    /// The default is [`write`](Self::write) with [`WriteMode::Add`], right for any handle
+    /// whose `write` stores values unchanged on one server. Handles that transform values or
+    /// keep several copies ([`ReplicatedHandle`](crate::ReplicatedHandle)) override it.
+    async fn add_lock(
+        &self,
+        key: &str,
+        value: &[u8],
+        exptime: u32,
+    ) -> Result<WriteOutcome, HandleError> {
+        self.write(key, value, 0, exptime, WriteMode::Add).await
+    }
+
+    /// Deletes `key` only if its CAS value is still `cas`, compared atomically by the server
+    /// (meta protocol `md <key> C<cas>`): how a session lock is released without freeing a
+    /// lock that another request took after this one's lease ended.
+    ///
+    /// Handles that cannot do this keep the default, [`HandleError::Unsupported`]; the driver
+    /// then refuses session locks instead of taking locks it could not release safely.
+    async fn delete_if(&self, key: &str, cas: u64) -> Result<DeleteIfOutcome, HandleError> {
+        let _ = (key, cas);
+        Err(HandleError::Unsupported(
+            "compare-and-delete (session locks)",
+        ))
+    }
 }
 
 #[async_trait]
@@ -155,5 +197,16 @@ impl<H: MemcacheHandle + ?Sized> MemcacheHandle for std::sync::Arc<H> {
     }
     async fn list_keys(&self) -> Result<Vec<ListedKey>, HandleError> {
         (**self).list_keys().await
+    }
+    async fn add_lock(
+        &self,
+        key: &str,
+        value: &[u8],
+        exptime: u32,
+    ) -> Result<WriteOutcome, HandleError> {
+        (**self).add_lock(key, value, exptime).await
+    }
+    async fn delete_if(&self, key: &str, cas: u64) -> Result<DeleteIfOutcome, HandleError> {
+        (**self).delete_if(key, cas).await
     }
 }

@@ -40,10 +40,11 @@ mod replicated;
 
 pub use driver::{
     HealthReport, MemcacheDriver, MemcacheDriverBuilder, DEFAULT_ITEM_SIZE_MAX, DEFAULT_LIFETIME,
-    DEFAULT_PREFIX, FLAG_COMPRESSED,
+    DEFAULT_PREFIX, FLAG_COMPRESSED, LOCK_KEY_PREFIX,
 };
 pub use handle::{
-    Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode, WriteOutcome,
+    DeleteIfOutcome, Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode,
+    WriteOutcome,
 };
 pub use replicated::{ReplicatedHandle, DEFAULT_TOMBSTONE_TTL, ENVELOPE_LEN};
 

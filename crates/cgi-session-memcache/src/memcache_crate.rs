@@ -12,7 +12,10 @@
 //!   another client between the two goes undetected by the next CAS);
 //! - client flags are not written, so the driver's compression is unavailable through it
 //!   (the write fails with [`HandleError::Unsupported`]);
-//! - keys cannot be listed, so `find` is unsupported.
+//! - keys cannot be listed, so `find` is unsupported;
+//! - session locks are unsupported: the crate's `delete` takes no CAS value, and a lock
+//!   released without comparing it could free another request's lock
+//!   ([`MemcacheHandle::delete_if`] keeps its default, [`HandleError::Unsupported`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use cgi_session_memcache_client::{
-    Client, Error, GetOptions, Item, SetMode, SetOptions, StoreStatus,
+    Client, DeleteStatus, Error, GetOptions, Item, SetMode, SetOptions, StoreStatus,
 };
 
 use crate::handle::{
-    Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode, WriteOutcome,
+    DeleteIfOutcome, Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode,
+    WriteOutcome,
 };
 
 /// First bytes of every replicated value.
@@ -23,6 +24,9 @@ const KIND_TOMBSTONE: u8 = 1;
 pub const DEFAULT_TOMBSTONE_TTL: u32 = 86_400;
 
 fn map_err(e: Error) -> HandleError {
+    if let Error::Unsupported { what, .. } = e {
+        return HandleError::Unsupported(what);
+    }
     if e.is_unavailable() {
         HandleError::Unavailable(Box::new(e))
     } else {
@@ -153,6 +157,15 @@ impl State {
 /// returned cannot stop that copy; two clients that disagree on liveness may both write the
 /// same version to different copies (the copy first in ring order then wins).
 ///
+/// **Session locks** are not replicated: the lock item lives on the key's own server only
+/// (the first of [`servers_for`](Self::servers_for)), as a plain memcached item, taken with
+/// `add` and released with a compare-and-delete on that server's CAS value. Replicating it
+/// would not make it safe: CAS values differ per server, so a release could not be atomic
+/// across copies, and copies taken by different requests on different servers would let both
+/// hold the lock. While that server is down, locks of its keys fail with an unavailable error
+/// (never a second holder elsewhere), even though the sessions themselves can still be read
+/// from their replicas.
+///
 /// Costs: a load is one round of parallel reads; a save is a parallel read plus one write per
 /// copy; values are 13 bytes larger and are not readable by Perl's Cache::Memcached.
 /// A server that hangs delays requests of sessions with a copy on it by at most the
@@ -196,6 +209,15 @@ impl ReplicatedHandle {
     /// The servers (indexes into `Client::servers`) holding `key`'s copies, in ring order.
     pub fn servers_for(&self, key: &str) -> Vec<usize> {
         self.client.placement(key, self.copies)
+    }
+
+    /// The key's own server on the ring, up or not: where its session lock lives.
+    fn primary(&self, key: &str) -> Result<usize, HandleError> {
+        self.client
+            .placement(key, 1)
+            .first()
+            .copied()
+            .ok_or_else(|| map_err(Error::NoSuchServer { index: 0, count: 0 }))
     }
 
     async fn read_all(&self, key: &str, touch: Option<u32>) -> State {
@@ -399,6 +421,50 @@ impl MemcacheHandle for ReplicatedHandle {
                     .await?
                     .is_ok())
             }
+        }
+    }
+
+    /// A plain `add` on the key's own server only, without envelope: see "Session locks" in
+    /// the type's documentation.
+    async fn add_lock(
+        &self,
+        key: &str,
+        value: &[u8],
+        exptime: u32,
+    ) -> Result<WriteOutcome, HandleError> {
+        let server = self.primary(key)?;
+        let opts = SetOptions::new().ttl(exptime).mode(SetMode::Add);
+        match self
+            .client
+            .set_on(server, key, value, opts)
+            .await
+            .map_err(map_err)?
+        {
+            StoreStatus::Stored { cas } => Ok(WriteOutcome::Stored { cas }),
+            StoreStatus::NotStored => Ok(WriteOutcome::NotStored),
+            other => Err(HandleError::Other(
+                format!("unexpected reply {other:?} to an add").into(),
+            )),
+        }
+    }
+
+    /// A compare-and-delete on the key's own server only, for the items
+    /// [`add_lock`](MemcacheHandle::add_lock) wrote (session locks). Not meant for session
+    /// values, whose copies are removed with [`delete`](MemcacheHandle::delete).
+    async fn delete_if(&self, key: &str, cas: u64) -> Result<DeleteIfOutcome, HandleError> {
+        let server = self.primary(key)?;
+        match self
+            .client
+            .delete_on(server, key, Some(cas))
+            .await
+            .map_err(map_err)?
+        {
+            DeleteStatus::Deleted => Ok(DeleteIfOutcome::Deleted),
+            DeleteStatus::Exists => Ok(DeleteIfOutcome::Changed),
+            DeleteStatus::NotFound => Ok(DeleteIfOutcome::NotFound),
+            other => Err(HandleError::Other(
+                format!("unexpected delete status {other:?}").into(),
+            )),
         }
     }
 

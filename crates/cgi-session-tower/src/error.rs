@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, StatusCode};
 
 /// Why a [`SessionHandle`](crate::SessionHandle) operation failed.
 ///
@@ -11,8 +12,8 @@ use http::StatusCode;
 /// the request with 503 (store unavailable) or 500 (other store failure) whatever the handler
 /// returns: a request never silently continues with a fresh, empty session.
 ///
-/// As an axum response it is a 503 or a 500 with a short text body; the cause is logged by
-/// the layer, not sent to the client.
+/// As an axum response it is a 503 or a 500 with a short text body (and `Retry-After` when a
+/// retry can help); the cause is logged by the layer, not sent to the client.
 ///
 /// ```
 /// use axum::response::IntoResponse;
@@ -28,6 +29,17 @@ pub enum SessionError {
     /// with 503 Service Unavailable; retry once the store is back.
     #[error("the session store is unavailable ({0}); the request was answered with 503: check that the store (e.g. memcached) is running and reachable")]
     Unavailable(Arc<cgi_session::Error>),
+
+    /// The session is busy: other requests kept it locked, or other processes kept writing it,
+    /// past the store's deadline. The request is answered with 503 and `Retry-After`; it can be
+    /// retried as it is.
+    #[error("the session is busy ({0}); the request was answered with 503 and Retry-After")]
+    Busy(Arc<cgi_session::Error>),
+
+    /// Session locks are off for this layer but the handler called
+    /// [`SessionHandle::lock`](crate::SessionHandle::lock).
+    #[error("session locks are off: build the layer with `.lock_mode(LockMode::OnDemand)` (or `EveryRequest`) to use `SessionHandle::lock`")]
+    LockingOff,
 
     /// The store failed in another way while loading or saving (the request is answered with
     /// 500), or the handler's own call failed (a type mismatch in `get`, a reserved name in
@@ -49,20 +61,75 @@ impl SessionError {
         matches!(self, Self::Unavailable(_))
     }
 
+    /// Whether the session was busy past its deadline (the response is a 503 with
+    /// `Retry-After`).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy(_))
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Session(_) | Self::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Session(_) | Self::MissingLayer | Self::LockingOff => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
+    /// The `Retry-After` the response carries, in seconds.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable(e) | Self::Busy(e) => e.retry_after().map(|d| d.as_secs().max(1)),
+            _ => None,
+        }
+    }
+
+    /// The text body the response carries: what happened, for a person, without internals.
+    pub fn body(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "The session store is unavailable; please try again shortly.\n",
+            Self::Busy(_) => {
+                "This session is busy with other requests; please try again in a moment.\n"
+            }
+            Self::Session(_) => "The session could not be used.\n",
+            Self::MissingLayer | Self::LockingOff => {
+                "Server misconfiguration: the session layer is not set up for this route.\n"
+            }
+        }
+    }
+
+    /// Status, `Content-Type: text/plain`, `Cache-Control: no-store`, `Retry-After` where it
+    /// applies, and the text body, as response parts for any body type.
+    pub(crate) fn response_parts(&self) -> (StatusCode, http::HeaderMap, &'static str) {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = self.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        (self.status(), headers, self.body())
+    }
+
     pub(crate) fn from_store(e: cgi_session::Error) -> Self {
-        if is_unavailable(&e) {
+        if e.is_busy() {
+            Self::Busy(Arc::new(e))
+        } else if is_unavailable(&e) {
             Self::Unavailable(Arc::new(e))
         } else {
             Self::Session(Arc::new(e))
         }
+    }
+}
+
+impl From<cgi_session::Error> for SessionError {
+    /// Classifies a session error: busy (503 with `Retry-After`), store unavailable (503),
+    /// anything else (500).
+    fn from(e: cgi_session::Error) -> Self {
+        Self::from_store(e)
     }
 }
 
@@ -72,11 +139,7 @@ pub(crate) fn is_unavailable(e: &cgi_session::Error) -> bool {
 
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
-        let body = match self {
-            Self::Unavailable(_) => "The session store is unavailable; please try again shortly.",
-            Self::Session(_) => "The session could not be used.",
-            Self::MissingLayer => "Server misconfiguration: no session layer.",
-        };
-        (self.status(), body).into_response()
+        let (status, headers, body) = self.response_parts();
+        (status, headers, body).into_response()
     }
 }

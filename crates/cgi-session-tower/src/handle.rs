@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use cgi_session::{Session, SessionStore};
+use cgi_session::{LockMode, Session, SessionId, SessionLock, SessionStore};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -11,7 +11,8 @@ use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::error::SessionError;
 
-/// Exclusive access to the request's loaded [`Session`], from [`SessionHandle::lock`].
+/// Exclusive access to the request's loaded [`Session`], from [`SessionHandle::guard`] or
+/// [`SessionHandle::lock`].
 ///
 /// Holding it blocks the handle's other methods (and the layer's save) until it is dropped.
 pub type SessionGuard<'a> = MappedMutexGuard<'a, Session>;
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     /// Whether the request carried a session cookie at all (even one that failed to verify).
     pub(crate) cookie_sent: bool,
     pub(crate) remote_addr: Option<String>,
+    /// When this request takes the session lock.
+    pub(crate) lock_mode: LockMode,
     pub(crate) state: Mutex<State>,
 }
 
@@ -34,6 +37,8 @@ pub(crate) struct State {
     pub(crate) session: Option<Session>,
     /// A store failure seen while the handler ran; the layer answers 503/500.
     pub(crate) failure: Option<SessionError>,
+    /// The session lock, when this request holds it; released by the layer after saving.
+    pub(crate) store_lock: Option<SessionLock>,
 }
 
 /// The request's session, as an axum extractor: loaded from the store on first use (async,
@@ -78,6 +83,26 @@ impl SessionHandle {
             return Err(failure.clone());
         }
         if state.session.is_none() {
+            if self.0.lock_mode == LockMode::EveryRequest && state.store_lock.is_none() {
+                // PHP's way: the session is locked before it is read, until it is saved.
+                if let Some(id) = self
+                    .0
+                    .claimed
+                    .as_deref()
+                    .and_then(|c| SessionId::parse(c).ok())
+                {
+                    match self.0.store.lock(&id).await {
+                        Ok(lock) => state.store_lock = Some(lock),
+                        Err(e) => {
+                            return Err(record_failure(
+                                &mut state,
+                                e,
+                                "waiting for the session lock",
+                            ))
+                        }
+                    }
+                }
+            }
             match self
                 .0
                 .store
@@ -92,16 +117,133 @@ impl SessionHandle {
             .map_err(|_| SessionError::Session(Arc::new(cgi_session::Error::NoId)))
     }
 
-    /// The loaded session, locked, for everything [`Session`] offers (expiry, metadata,
-    /// `names`, `dump`...). Loads it on first use.
+    /// The loaded session, for everything [`Session`] offers (expiry, metadata, `names`,
+    /// `dump`...), held exclusively by this request's handler until the guard is dropped.
+    /// Loads it on first use. This takes no session lock: see [`SessionHandle::lock`].
     ///
     /// Do not call `flush` or `discard` on it: the layer saves after the handler.
     ///
     /// # Errors
     /// [`SessionError::Unavailable`] when the store cannot be reached (the request is then
-    /// answered with 503), [`SessionError::Session`] for other store failures (500).
-    pub async fn lock(&self) -> Result<SessionGuard<'_>, SessionError> {
+    /// answered with 503), [`SessionError::Busy`] when the session lock stayed held past the
+    /// lock wait (503 with `Retry-After`), [`SessionError::Session`] for other store failures
+    /// (500).
+    pub async fn guard(&self) -> Result<SessionGuard<'_>, SessionError> {
         self.loaded().await
+    }
+
+    /// Takes the session lock (when the layer's [`LockMode`] is `OnDemand`), reloads the
+    /// session under it (this request's unsaved changes are kept on top), and returns it. The
+    /// lock is held until the layer has saved the session after the handler: other requests
+    /// of the session that ask for it wait (up to the store's lock wait), in this process and
+    /// in others sharing the store. With `EveryRequest` the lock is already held; this is then
+    /// [`SessionHandle::guard`].
+    ///
+    /// ```
+    /// use cgi_session_tower::{SessionError, SessionHandle};
+    ///
+    /// // Checkout: no other request of this session may run between the read and the write.
+    /// async fn checkout(session: SessionHandle) -> Result<String, SessionError> {
+    ///     let mut s = session.lock().await?;
+    ///     let cart: Vec<String> = s.get("cart").map_err(SessionError::from)?.unwrap_or_default();
+    ///     s.remove("cart");
+    ///     Ok(format!("ordered {} items", cart.len()))
+    /// }
+    /// # let _ = checkout;
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::LockingOff`] when the layer's lock mode is `Off`; otherwise as
+    /// [`SessionHandle::guard`].
+    pub async fn lock(&self) -> Result<SessionGuard<'_>, SessionError> {
+        match self.0.lock_mode {
+            LockMode::Off => return Err(SessionError::LockingOff),
+            LockMode::EveryRequest => return self.loaded().await,
+            _ => {}
+        }
+        drop(self.loaded().await?);
+        let mut state = self.0.state.lock().await;
+        if state.store_lock.is_none() {
+            let stored_id = state
+                .session
+                .as_ref()
+                .filter(|s| !s.is_new())
+                .and_then(|s| s.id().cloned());
+            if let Some(id) = stored_id {
+                match self.0.store.lock(&id).await {
+                    Ok(lock) => state.store_lock = Some(lock),
+                    Err(e) => {
+                        return Err(record_failure(
+                            &mut state,
+                            e,
+                            "waiting for the session lock",
+                        ))
+                    }
+                }
+                let reloaded = match state.session.as_mut() {
+                    Some(session) => session.reload().await,
+                    None => Ok(()),
+                };
+                if let Err(e) = reloaded {
+                    return Err(record_failure(
+                        &mut state,
+                        e,
+                        "reloading the locked session",
+                    ));
+                }
+            }
+        }
+        MutexGuard::try_map(state, |s| s.session.as_mut())
+            .map_err(|_| SessionError::Session(Arc::new(cgi_session::Error::NoId)))
+    }
+
+    /// Atomic read-modify-write: runs `change` on the freshest stored copy of the session and
+    /// saves the result at once; if another request or process wrote the session in between,
+    /// `change` runs again on the fresh copy. Use it for every value computed from its old
+    /// value (counters, carts): requests of one session sent at once (what browsers do) then
+    /// never lose an update. Returns what `change` returned.
+    ///
+    /// Concurrent updates of one session in this process are written together (one write for
+    /// many requests). `change` may run more than once and must not wait. This request's other
+    /// unsaved changes are saved with it.
+    ///
+    /// ```
+    /// use cgi_session_tower::{SessionError, SessionHandle};
+    ///
+    /// async fn count(session: SessionHandle) -> Result<String, SessionError> {
+    ///     let n = session
+    ///         .update(|s| {
+    ///             let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+    ///             s.set("visits", &n)?;
+    ///             Ok(n)
+    ///         })
+    ///         .await?;
+    ///     Ok(format!("visit number {n}"))
+    /// }
+    /// # let _ = count;
+    /// ```
+    ///
+    /// # Errors
+    /// As [`SessionHandle::guard`]; [`SessionError::Busy`] when other processes kept writing
+    /// the session past the save deadline (the request is answered with 503 and
+    /// `Retry-After`); [`SessionError::Session`] with what `change` returned.
+    pub async fn update<R, F>(&self, change: F) -> Result<R, SessionError>
+    where
+        F: FnMut(&mut Session) -> Result<R, cgi_session::Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        drop(self.loaded().await?);
+        let mut state = self.0.state.lock().await;
+        let Some(session) = state.session.as_mut() else {
+            return Err(SessionError::Session(Arc::new(cgi_session::Error::NoId)));
+        };
+        match session.update(change).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.is_busy() || crate::error::is_unavailable(&e) => {
+                Err(record_failure(&mut state, e, "updating the session"))
+            }
+            Err(e) => Err(SessionError::Session(Arc::new(e))),
+        }
     }
 
     /// A parameter (CGI::Session's `param($name)`); `None` when unset.
@@ -196,7 +338,9 @@ impl SessionHandle {
 /// handler's error.
 fn record_failure(state: &mut State, e: cgi_session::Error, what: &str) -> SessionError {
     let err = SessionError::from_store(e);
-    if err.is_unavailable() {
+    if err.is_busy() {
+        tracing::warn!(error = %err, "session busy while {what}; answering 503 with Retry-After");
+    } else if err.is_unavailable() {
         tracing::error!(error = %err, "session store unavailable while {what}; answering 503");
     } else {
         tracing::error!(error = %err, "session store failed while {what}; answering 500");

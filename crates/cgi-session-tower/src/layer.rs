@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
-use cgi_session::{Session, SessionId, SessionStore};
+use cgi_session::{LockMode, Session, SessionId, SessionStore};
 use cookie::{Cookie, CookieJar, Key};
 use http::header::{COOKIE, SET_COOKIE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use tokio::sync::Mutex;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::is_unavailable;
+use crate::error::SessionError;
 use crate::handle::{SessionHandle, Shared, State};
 
 #[derive(Debug, Clone)]
@@ -24,6 +24,7 @@ struct Config {
     cookie_name: String,
     secure: Option<bool>,
     key: Option<Key>,
+    lock_mode: Option<LockMode>,
 }
 
 /// The tower [`Layer`] that gives every request a lazily loaded [`SessionHandle`] and saves
@@ -42,9 +43,17 @@ struct Config {
 ///    the client does not have the session's id yet, and refreshed on every use when the
 ///    session has an idle timeout (so that its `Max-Age` slides with it).
 /// 4. A store that cannot be reached (while loading or saving) turns the response into a 503
-///    with the cause logged; other store failures into a 500. A session deleted meanwhile by
+///    with the cause logged; a session that stays busy past its deadline (its lock held, or
+///    other processes writing it) into a 503 with `Retry-After`; other store failures into a
+///    500. Every error response has a short text body. A session deleted meanwhile by
 ///    another request ([`cgi_session::Error::Gone`]) is not brought back: the response stands
 ///    and the cookie is removed.
+/// 5. With a session lock ([`SessionLayer::lock_mode`]), the lock is released once the session
+///    is saved (or, for a cancelled request, by a background task).
+///
+/// Requests of one session sent at once all succeed: their saves are combined in order into
+/// one write (changes to different parameters are all kept; for one parameter the last write
+/// wins). For a value computed from its old value, use [`SessionHandle::update`].
 ///
 /// ```
 /// use cgi_session::{MemoryDriver, SessionStore};
@@ -76,6 +85,7 @@ impl SessionLayer {
                 cookie_name,
                 secure: None,
                 key: None,
+                lock_mode: None,
             },
         }
     }
@@ -100,6 +110,16 @@ impl SessionLayer {
     /// restarts ([`Key::from`] a 64-byte random secret kept outside the code).
     pub fn signed(mut self, key: Key) -> Self {
         self.config.key = Some(key);
+        self
+    }
+
+    /// When requests take the session lock; default: the store's
+    /// [`lock_mode`](SessionStore::lock_mode) ([`LockMode::Off`] unless configured).
+    /// `EveryRequest` locks each request that uses the session, from its first use until the
+    /// session is saved (PHP's way); `OnDemand` only when the handler calls
+    /// [`SessionHandle::lock`].
+    pub fn lock_mode(mut self, mode: LockMode) -> Self {
+        self.config.lock_mode = Some(mode);
         self
     }
 
@@ -133,7 +153,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: Default + Send + 'static,
+    ResBody: From<String> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -155,6 +175,7 @@ where
             claimed,
             cookie_sent,
             remote_addr,
+            lock_mode: config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
             state: Mutex::new(State::default()),
         });
         req.extensions_mut()
@@ -201,14 +222,25 @@ fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool) {
     (None, sent)
 }
 
-/// After the handler: save if needed, set or remove the cookie, or answer 503/500.
-async fn finish<B: Default>(config: &Config, shared: &Shared, response: &mut Response<B>) {
+/// After the handler: save if needed, set or remove the cookie, or answer 503/500; then
+/// release the session lock if the request held it.
+async fn finish<B: From<String>>(config: &Config, shared: &Shared, response: &mut Response<B>) {
+    let lock = shared.state.lock().await.store_lock.take();
+    save(config, shared, response).await;
+    if let Some(lock) = lock {
+        if let Err(e) = lock.release().await {
+            tracing::warn!(error = %e, "could not release the session lock; the store frees it when its lease ends");
+        }
+    }
+}
+
+async fn save<B: From<String>>(config: &Config, shared: &Shared, response: &mut Response<B>) {
     let mut state = shared.state.lock().await;
     if let Some(failure) = state.failure.take() {
         if let Some(mut session) = state.session.take() {
             session.discard();
         }
-        replace_with_error(response, failure.status());
+        replace_with_error(response, &failure);
         return;
     }
     // Never used by the handler: no I/O, no cookie.
@@ -253,44 +285,40 @@ async fn finish<B: Default>(config: &Config, shared: &Shared, response: &mut Res
 
 /// Handles a failed flush. Returns true when the response was replaced (503/500); false when
 /// the session was deleted meanwhile (the response stands).
-fn flush_failed<B: Default>(
+fn flush_failed<B: From<String>>(
     response: &mut Response<B>,
     session: &mut Session,
     e: cgi_session::Error,
 ) -> bool {
     session.discard();
-    match e {
-        cgi_session::Error::Gone { .. } => {
-            tracing::warn!(error = %e, "session changes not saved");
-            false
-        }
-        e => {
-            let status = if is_unavailable(&e) {
-                tracing::error!(error = %e, "session store unavailable while saving the session; answering 503");
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                tracing::error!(error = %e, "session could not be saved; answering 500");
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            replace_with_error(response, status);
-            true
-        }
+    if let cgi_session::Error::Gone { .. } = e {
+        tracing::warn!(error = %e, "session changes not saved");
+        return false;
     }
+    let err = SessionError::from_store(e);
+    if err.is_busy() {
+        tracing::warn!(error = %err, "session busy while saving it; answering 503 with Retry-After");
+    } else if err.is_unavailable() {
+        tracing::error!(error = %err, "session store unavailable while saving the session; answering 503");
+    } else {
+        tracing::error!(error = %err, "session could not be saved; answering 500");
+    }
+    replace_with_error(response, &err);
+    true
 }
 
-/// Replaces the handler's response with an empty-bodied error, unless it already is a server
-/// error (e.g. the handler returned [`SessionError`]'s own 503).
-fn replace_with_error<B: Default>(response: &mut Response<B>, status: StatusCode) {
+/// Replaces the handler's response with the error's text response (status, `Retry-After`
+/// where it applies, a short body), unless it already is a server error (e.g. the handler
+/// returned [`SessionError`]'s own response).
+fn replace_with_error<B: From<String>>(response: &mut Response<B>, error: &SessionError) {
     if response.status().is_server_error() {
         return;
     }
-    let mut error = Response::new(B::default());
-    *error.status_mut() = status;
-    error.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    *response = error;
+    let (status, headers, body) = error.response_parts();
+    let mut replacement = Response::new(B::from(body.to_owned()));
+    *replacement.status_mut() = status;
+    *replacement.headers_mut() = headers;
+    *response = replacement;
 }
 
 /// The cookie carrying the session's id, with the layer's name, `Secure` and signature.
