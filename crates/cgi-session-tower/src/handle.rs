@@ -51,11 +51,22 @@ pub(crate) struct State {
 /// ```
 /// use cgi_session_tower::{SessionError, SessionHandle};
 ///
-/// // A visit counter.
+/// // A visit counter: a read-modify-write, so `update` (parallel requests each count once).
 /// async fn count(session: SessionHandle) -> Result<String, SessionError> {
-///     let n = session.get::<u64>("visits").await?.unwrap_or(0) + 1;
-///     session.set("visits", &n).await?;
+///     let n = session
+///         .update(|s| {
+///             let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+///             s.set("visits", &n)?;
+///             Ok(n)
+///         })
+///         .await?;
 ///     Ok(format!("visit number {n}"))
+/// }
+///
+/// // A greeting: a plain write (for one parameter, the last request's value stays).
+/// async fn greet(session: SessionHandle) -> Result<&'static str, SessionError> {
+///     session.set("greet_en", "Hi !").await?;
+///     Ok("saved")
 /// }
 ///
 /// // Login: a new id against session fixation, then the user.
@@ -70,7 +81,7 @@ pub(crate) struct State {
 ///     session.delete().await?;
 ///     Ok("bye")
 /// }
-/// # let _ = (count, login, logout);
+/// # let _ = (count, greet, login, logout);
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionHandle(pub(crate) Arc<Shared>);

@@ -44,8 +44,13 @@ async fn write(session: SessionHandle) -> Result<&'static str, SessionError> {
 }
 
 async fn count(session: SessionHandle) -> Result<String, SessionError> {
-    let n = session.get::<u64>("visits").await?.unwrap_or(0) + 1;
-    session.set("visits", &n).await?;
+    let n = session
+        .update(|s| {
+            let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+            s.set("visits", &n)?;
+            Ok(n)
+        })
+        .await?;
     Ok(n.to_string())
 }
 
@@ -70,7 +75,7 @@ async fn careless(session: SessionHandle) -> &'static str {
 async fn vanish(State(store): State<SessionStore>, session: SessionHandle) -> &'static str {
     let _ = session.set("greet_en", "too late").await;
     let id = session
-        .lock()
+        .guard()
         .await
         .ok()
         .and_then(|s| s.id().map(|i| i.as_str().to_owned()));
