@@ -758,7 +758,7 @@ async fn purge(g: &Global, args: &PurgeArgs) -> Result<(), CliError> {
         if temps > 0 {
             let _ = writeln!(
                 out,
-                "removed {temps} stale temporary file(s) left by interrupted writes"
+                "removed {temps} leftover file(s): temporary files of interrupted writes, session locks whose lease ended"
             );
         }
     }

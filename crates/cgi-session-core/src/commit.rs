@@ -127,11 +127,49 @@ impl Job {
     }
 }
 
+/// How long the copy a leader wrote last is kept for the next batch of the same id, once its
+/// queue ran empty. A request that loaded the session before that write would otherwise start
+/// the next batch from an older copy, and its write would be refused (a wasted round trip).
+const KEEP_LAST_WRITTEN: Duration = Duration::from_secs(1);
+
+/// One id's queue.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Saves waiting for the leader.
+    jobs: Vec<Job>,
+    /// Whether a leader runs for the id.
+    leading: bool,
+    /// The copy the last leader wrote, and when it stopped.
+    last: Option<(Base, Instant)>,
+}
+
 /// The per-id queues of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Committer {
-    /// An id is present while its leader runs; the vector holds the saves waiting for it.
-    queues: Mutex<HashMap<SessionId, Vec<Job>>>,
+    state: Mutex<Queues>,
+}
+
+#[derive(Debug, Default)]
+struct Queues {
+    slots: HashMap<SessionId, Slot>,
+    last_sweep: Option<Instant>,
+}
+
+impl Queues {
+    /// Forgets idle ids whose last copy is too old to use (at most once a second).
+    fn sweep(&mut self, now: Instant) {
+        if self.last_sweep.is_some_and(|t| now - t < KEEP_LAST_WRITTEN) {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.slots.retain(|_, slot| {
+            slot.leading
+                || slot
+                    .last
+                    .as_ref()
+                    .is_some_and(|(_, at)| now - *at < KEEP_LAST_WRITTEN)
+        });
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -144,12 +182,23 @@ impl std::fmt::Debug for Job {
 }
 
 impl Committer {
-    fn queues(&self) -> MutexGuard<'_, HashMap<SessionId, Vec<Job>>> {
+    fn queues(&self) -> MutexGuard<'_, Queues> {
         // A panic while the map was locked cannot leave it inconsistent (single inserts,
         // removes and takes): keep going.
-        self.queues
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the copy kept for `id` (the session was removed or moved).
+    pub(crate) fn forget(&self, id: &SessionId) {
+        let mut queues = self.queues();
+        if let Some(slot) = queues.slots.get_mut(id) {
+            slot.last = None;
+            if !slot.leading {
+                queues.slots.remove(id);
+            }
+        }
     }
 }
 
@@ -163,19 +212,23 @@ pub(crate) async fn submit(
     job.reply = Some(tx);
     let lead = {
         let mut queues = inner.committer.queues();
-        match queues.get_mut(id) {
-            Some(queue) => {
-                queue.push(job);
-                false
-            }
-            None => {
-                queues.insert(id.clone(), vec![job]);
-                true
-            }
+        let slot = queues.slots.entry(id.clone()).or_default();
+        slot.jobs.push(job);
+        if slot.leading {
+            None
+        } else {
+            slot.leading = true;
+            let now = Instant::now();
+            Some(
+                slot.last
+                    .take()
+                    .filter(|(_, at)| now - *at < KEEP_LAST_WRITTEN)
+                    .map(|(base, _)| base),
+            )
         }
     };
-    if lead {
-        tokio::spawn(lead_saves(Arc::clone(inner), id.clone()));
+    if let Some(carry) = lead {
+        tokio::spawn(lead_saves(Arc::clone(inner), id.clone(), carry));
     }
     rx.await.map_err(|_| {
         Error::Driver(DriverError::Backend {
@@ -196,26 +249,35 @@ struct LeaderGuard {
 impl Drop for LeaderGuard {
     fn drop(&mut self) {
         if !self.done {
-            self.inner.committer.queues().remove(&self.id);
+            self.inner.committer.queues().slots.remove(&self.id);
         }
     }
 }
 
 /// The leader: takes and writes batches until the id's queue is empty.
-async fn lead_saves(inner: Arc<Inner>, id: SessionId) {
+async fn lead_saves(inner: Arc<Inner>, id: SessionId, mut carry: Option<Base>) {
     let mut guard = LeaderGuard {
         inner: Arc::clone(&inner),
         id: id.clone(),
         done: false,
     };
-    let mut carry: Option<Base> = None;
     loop {
         let jobs = {
             let mut queues = inner.committer.queues();
-            match queues.get_mut(&id) {
-                Some(queue) if !queue.is_empty() => std::mem::take(queue),
-                _ => {
-                    queues.remove(&id);
+            let now = Instant::now();
+            match queues.slots.get_mut(&id) {
+                Some(slot) if !slot.jobs.is_empty() => std::mem::take(&mut slot.jobs),
+                Some(slot) => {
+                    slot.leading = false;
+                    slot.last = carry.take().map(|base| (base, now));
+                    if slot.last.is_none() {
+                        queues.slots.remove(&id);
+                    }
+                    queues.sweep(now);
+                    guard.done = true;
+                    return;
+                }
+                None => {
                     guard.done = true;
                     return;
                 }
@@ -239,7 +301,16 @@ async fn write_batch(
         .min()
         .unwrap_or_else(Instant::now);
     let deadline = started + inner.save_deadline;
-    let mut base = carry.or_else(|| jobs.iter_mut().find_map(|j| j.base.take()));
+    // Start from the copy written last by this process, else from the first request's copy
+    // (kept in the job: `LastWriteWins` and `Error` saves need theirs), else a fresh read.
+    let mut base = carry.or_else(|| {
+        jobs.iter().find_map(|j| {
+            j.base.as_ref().map(|b| Base {
+                record: b.record.clone(),
+                version: b.version,
+            })
+        })
+    });
     let mut attempts = 0u32;
     let stats = &inner.stats;
     loop {
@@ -261,6 +332,7 @@ async fn write_batch(
         // Apply every change in order; a closure that fails (or panics) is answered at once
         // with its error and its changes are rolled back; the others go on.
         let mut deleted_by: Option<usize> = None;
+        let mut changed = false;
         let mut i = 0;
         while i < jobs.len() {
             if deleted_by.is_some() {
@@ -268,9 +340,34 @@ async fn write_batch(
             }
             let job = &mut jobs[i];
             let Some(apply) = job.apply.as_mut() else {
-                if let Some(delta) = &job.delta {
-                    delta.apply(work.record_mut());
+                match job.policy {
+                    // The request's own copy replaces the session (CGI::Session's way).
+                    ConflictPolicy::LastWriteWins => {
+                        if let Some(own) = &job.base {
+                            *work.record_mut() = own.record.clone();
+                        }
+                        if let Some(delta) = &job.delta {
+                            delta.apply(work.record_mut());
+                        }
+                    }
+                    // Only onto the very copy the request loaded.
+                    ConflictPolicy::Error
+                        if changed || job.base.as_ref().map(|b| b.version) != Some(version) =>
+                    {
+                        let mut refused = jobs.remove(i);
+                        refused.answer(Err(Error::Conflict {
+                            id: id.clone(),
+                            attempts: 1,
+                        }));
+                        continue;
+                    }
+                    _ => {
+                        if let Some(delta) = &job.delta {
+                            delta.apply(work.record_mut());
+                        }
+                    }
                 }
+                changed = true;
                 i += 1;
                 continue;
             };
@@ -290,6 +387,7 @@ async fn write_batch(
                     if work.is_deleted() {
                         deleted_by = Some(i);
                     }
+                    changed = true;
                     i += 1;
                 }
                 Err(e) => {

@@ -251,6 +251,7 @@ impl Session {
             .map_or(record.atime, |la| la.max(record.atime));
         if let Some(etime) = record.etime.filter(|e| *e != 0) {
             if last_access.saturating_add(etime) <= now {
+                store.committer.forget(&id);
                 store.driver.remove(&id).await?;
                 return Ok(Self::empty(store, true));
             }
@@ -585,6 +586,7 @@ impl Session {
         };
         if self.deleted {
             if self.stored {
+                self.store.committer.forget(&id);
                 self.store.driver.remove(&id).await?;
                 self.stored = false;
             }
@@ -809,6 +811,7 @@ impl Session {
         self.stored = false;
         self.record.atime = self.store.clock.now();
         self.create_stored().await?;
+        self.store.committer.forget(&old);
         self.store.driver.remove(&old).await?;
         Ok(())
     }

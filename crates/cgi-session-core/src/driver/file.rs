@@ -27,12 +27,57 @@
 //! access ([`Loaded::last_access`]); loading with `touch` and [`Driver::touch`] set it to now.
 //! Files of sessions nobody loads again stay until a purge (a later CLI `purge`) removes them.
 //!
+//! # Session locks
+//!
+//! [`Driver::try_lock`] keeps a session's lock in a file of its own, `cgilock_<id>`, next to
+//! the session file (and independent of it: a lock may be held for an id that has no session).
+//! The file exists while the lock is held, and holds one line of ASCII:
+//!
+//! ```text
+//! cgilock1 <token> <until>\n
+//! ```
+//!
+//! * `cgilock1` names the format (version 1);
+//! * `<token>` is the holder's [`LockToken`]: exactly 16 lowercase hexadecimal digits, drawn
+//!   from the operating system's random generator for each acquisition;
+//! * `<until>` is the last millisecond of the lease: milliseconds since the Unix epoch, in
+//!   decimal (ASCII digits only). The lease has ended once the system clock, read in whole
+//!   milliseconds, is past `<until>` (so a lease never ends before its full length, although
+//!   the clock's reading is truncated).
+//!
+//! For example `cgilock1 9f86d081884c7d65 1718000000000` followed by a newline. Anything else
+//! in a `cgilock_<id>` file (an empty file left by a power loss, a planted file, a truncated
+//! line) counts as a lease that has ended: it is logged and taken over, never trusted.
+//!
+//! How processes sharing the directory agree on the holder:
+//!
+//! * **Taking a free lock** writes the line to a temporary file (`.cgilock_<id>.tmp.<hex>`,
+//!   mode 0600) and hard-links it to `cgilock_<id>`: the link fails when the name exists, so of
+//!   two acquirers only one creates the file, and nobody ever sees a half-written one.
+//! * **Everything else is done under the lock file's exclusive [`File::lock`]**, re-checked
+//!   against the path once taken, as for session files (a file unlinked or replaced while the
+//!   flock was awaited is detected and the path opened again): reading the lease, taking over an
+//!   ended one (a new temporary file renamed over the name), releasing and purging. The name is
+//!   only ever renamed over or unlinked by the holder of the flock of the file it names, so two
+//!   acquirers that both find an ended lease are serialized: the second one reads the first
+//!   one's fresh lease and finds the lock held. The flock is held for a read and a rename or an
+//!   unlink, never for the lease: [`Driver::try_lock`] does not wait for a holder.
+//! * **Releasing** ([`Driver::unlock`]) compares the token under the flock and unlinks the file
+//!   only when it matches. It returns `false` when the lease had ended, even if nobody took the
+//!   lock since (the file is removed then all the same).
+//! * **A crashed holder's file** is taken over by the next acquirer once its lease has ended,
+//!   and removed by [`FileDriver::purge_temp_files`] (or [`FileDriver::purge_expired_locks`]).
+//!
+//! Leases are measured with the system's wall clock, which the processes of one machine share: a
+//! clock stepped backwards makes leases last longer, one stepped forwards ends them early. The
+//! directory must be on a local file system where `flock` and hard links work (not NFS).
+//!
 //! # Stale temporary files
 //!
 //! A writer that crashes (power loss, `SIGKILL`) between writing its temporary file and linking
-//! or renaming it leaves a `.cgisess_<id>.tmp.<hex>` file behind. It is never mistaken for a
-//! session ([`Driver::traverse`] skips it) and can be removed with
-//! [`FileDriver::purge_temp_files`].
+//! or renaming it leaves a `.cgisess_<id>.tmp.<hex>` (or `.cgilock_<id>.tmp.<hex>`) file behind.
+//! It is never mistaken for a session ([`Driver::traverse`] skips it, as it skips lock files)
+//! and can be removed with [`FileDriver::purge_temp_files`].
 //!
 //! # Security
 //!
@@ -52,7 +97,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{Driver, Loaded, StoreMode, StoreOutcome, Version};
+use super::{Driver, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version};
 use crate::error::DriverError;
 use crate::SessionId;
 
@@ -62,6 +107,14 @@ const PREFIX: &str = "cgisess_";
 /// Temporary files are named `.cgisess_<id>.tmp.<hex>`: the leading dot keeps them apart.
 const TEMP_PREFIX: &str = ".cgisess_";
 const TEMP_MARKER: &str = ".tmp.";
+/// Lock files are named `cgilock_<id>`: they never start like a session file.
+const LOCK_PREFIX: &str = "cgilock_";
+/// Temporary lock files are named `.cgilock_<id>.tmp.<hex>`.
+const LOCK_TEMP_PREFIX: &str = ".cgilock_";
+/// The first word of a lock file's line: the format and its version.
+const LOCK_MAGIC: &str = "cgilock1";
+/// The length of a well-formed lock file: magic, token, up to 20 digits, spaces and newline.
+const MAX_LOCK_FILE_LEN: u64 = 64;
 /// How many times a writer retakes the lock when the file keeps being replaced under it.
 const MAX_LOCK_ATTEMPTS: u32 = 64;
 
@@ -174,8 +227,10 @@ impl FileDriver {
         &self.dir
     }
 
-    /// Removes temporary files that crashed writers left behind (`.cgisess_<id>.tmp.<hex>`)
-    /// and that were last modified more than `older_than` ago; returns how many were removed.
+    /// Removes temporary files that crashed writers left behind (`.cgisess_<id>.tmp.<hex>`
+    /// and `.cgilock_<id>.tmp.<hex>`) and that were last modified more than `older_than` ago,
+    /// then the lock files whose lease has ended, as [`FileDriver::purge_expired_locks`] does;
+    /// returns how many files were removed in all.
     ///
     /// A temporary file lives only for the duration of one write, so any age well above the
     /// slowest write (say, an hour) is safe to pass while the application runs.
@@ -224,13 +279,61 @@ impl FileDriver {
                     }
                 }
             }
-            Ok(removed)
+            Ok(removed + purge_locks_blocking(&dir)?)
+        })
+        .await
+    }
+
+    /// Removes the lock files (`cgilock_<id>`) whose lease has ended, left by holders that
+    /// crashed or never released, and lock files that do not hold a well-formed lease; returns
+    /// how many were removed.
+    ///
+    /// Safe while the application runs: each file is checked and removed under its exclusive
+    /// flock (a file another process is working on is skipped), so a lock taken over or released
+    /// in the meantime is left alone. [`FileDriver::purge_temp_files`] calls it too.
+    ///
+    /// # Errors
+    /// [`DriverError::Backend`] when the directory cannot be listed or a file not read or
+    /// removed.
+    ///
+    /// ```
+    /// # tokio_test_block_on(async {
+    /// use std::time::Duration;
+    /// use cgi_session_core::{Driver, FileDriver, LockAttempt, SessionId};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let driver = FileDriver::new(dir.path()).unwrap();
+    /// let id = SessionId::parse("5ee0c1d2a1b2c3d4e5f60718293a4b5c").unwrap();
+    /// let lease = Duration::from_secs(30);
+    /// assert!(matches!(driver.try_lock(&id, lease).await.unwrap(), LockAttempt::Acquired(_)));
+    /// // A live lease is kept.
+    /// assert_eq!(driver.purge_expired_locks().await.unwrap(), 0);
+    /// assert_eq!(driver.try_lock(&id, lease).await.unwrap(), LockAttempt::Held);
+    /// # });
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    pub async fn purge_expired_locks(&self) -> Result<usize, DriverError> {
+        let dir = Arc::clone(&self.dir);
+        self.run("purging expired lock files", move || {
+            purge_locks_blocking(&dir)
         })
         .await
     }
 
     /// The path of a session's file.
     fn session_path(&self, id: &SessionId) -> Result<PathBuf, DriverError> {
+        self.path_for(PREFIX, id)
+    }
+
+    /// The path of a session's lock file.
+    fn lock_path(&self, id: &SessionId) -> Result<PathBuf, DriverError> {
+        self.path_for(LOCK_PREFIX, id)
+    }
+
+    /// The path of the file `<prefix><id>` in the directory.
+    fn path_for(&self, prefix: &str, id: &SessionId) -> Result<PathBuf, DriverError> {
         let id = id.as_str();
         // `SessionId` already excludes these; refuse them anyway so that no id can ever name a
         // file outside the directory.
@@ -240,7 +343,7 @@ impl FileDriver {
                 source: "refusing a session id holding a path separator or `..`".into(),
             });
         }
-        Ok(self.dir.join(format!("{PREFIX}{id}")))
+        Ok(self.dir.join(format!("{prefix}{id}")))
     }
 
     /// Runs blocking file work on tokio's blocking pool, mapping failures to
@@ -298,8 +401,9 @@ fn unix_secs(t: SystemTime) -> i64 {
 }
 
 fn is_temp_name(name: &OsStr) -> bool {
-    name.to_str()
-        .is_some_and(|n| n.starts_with(TEMP_PREFIX) && n.contains(TEMP_MARKER))
+    name.to_str().is_some_and(|n| {
+        (n.starts_with(TEMP_PREFIX) || n.starts_with(LOCK_TEMP_PREFIX)) && n.contains(TEMP_MARKER)
+    })
 }
 
 /// The session id a directory entry's name stands for, when it is a session file.
@@ -312,6 +416,12 @@ fn session_id_of(name: &OsStr) -> Option<SessionId> {
 /// Refuses symbolic links (a planted `cgisess_<id>` link must not make the driver read or
 /// overwrite another file) and anything that is not a regular file.
 fn open_session(path: &Path) -> io::Result<Option<File>> {
+    open_regular(path, "a session file")
+}
+
+/// Opens the regular file at `path` for reading; `None` when it does not exist; an error
+/// naming `what` when it is a symbolic link or not a regular file.
+fn open_regular(path: &Path, what: &str) -> io::Result<Option<File>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -328,7 +438,7 @@ fn open_session(path: &Path) -> io::Result<Option<File>> {
     if link.file_type().is_symlink() || !opened.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "a session file is a symbolic link or not a regular file; refusing to use it",
+            format!("{what} is a symbolic link or not a regular file; refusing to use it"),
         ));
     }
     Ok(Some(file))
@@ -370,10 +480,15 @@ struct TempFile {
 impl TempFile {
     /// Writes `data` to a new `.cgisess_<id>.tmp.<hex>` file (mode 0600) and fsyncs it.
     fn write(dir: &Path, id: &str, data: &[u8]) -> io::Result<Self> {
+        Self::write_as(dir, TEMP_PREFIX, id, data, true)
+    }
+
+    /// Writes `data` to a new `<prefix><id>.tmp.<hex>` file (mode 0600), fsynced when `sync`.
+    fn write_as(dir: &Path, prefix: &str, id: &str, data: &[u8], sync: bool) -> io::Result<Self> {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
         let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let path = dir.join(format!("{TEMP_PREFIX}{id}{TEMP_MARKER}{hex}"));
+        let path = dir.join(format!("{prefix}{id}{TEMP_MARKER}{hex}"));
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -382,7 +497,9 @@ impl TempFile {
         // From here on the guard removes the file whatever happens.
         let temp = Self { path, keep: false };
         file.write_all(data)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         Ok(temp)
     }
 }
@@ -490,6 +607,284 @@ fn list_blocking(dir: &Path) -> io::Result<Vec<SessionId>> {
     Ok(ids)
 }
 
+/// The content of a lock file: who holds the lock, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LockRecord {
+    /// The holder's [`LockToken`].
+    token: u64,
+    /// The last millisecond of the lease, since the Unix epoch.
+    until_ms: u64,
+}
+
+impl LockRecord {
+    /// The line written to a lock file: `cgilock1 <16 hex digits> <until ms>\n`.
+    fn encode(&self) -> String {
+        format!("{LOCK_MAGIC} {:016x} {}\n", self.token, self.until_ms)
+    }
+
+    /// Parses a lock file's content; `None` unless it is exactly one well-formed line.
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let line = std::str::from_utf8(bytes).ok()?.strip_suffix('\n')?;
+        let mut words = line.split(' ');
+        let (magic, token, until) = (words.next()?, words.next()?, words.next()?);
+        let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+        let well_formed = magic == LOCK_MAGIC
+            && words.next().is_none()
+            && token.len() == 16
+            && token.chars().all(hex)
+            && !until.is_empty()
+            && until.chars().all(|c| c.is_ascii_digit());
+        if !well_formed {
+            return None;
+        }
+        Some(Self {
+            token: u64::from_str_radix(token, 16).ok()?,
+            until_ms: until.parse().ok()?,
+        })
+    }
+
+    /// Whether the lease has ended when the clock reads `now_ms` (truncated to whole
+    /// milliseconds: the lease runs through its last millisecond, `until_ms`).
+    fn ended(&self, now_ms: u64) -> bool {
+        now_ms > self.until_ms
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A lease in whole milliseconds, rounded up (a lease never ends before it was asked to).
+fn lease_millis(lease: Duration) -> u64 {
+    let ms = lease.as_millis() + u128::from(!lease.subsec_nanos().is_multiple_of(1_000_000));
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// What taking the exclusive flock of an opened lock file found.
+enum Flocked {
+    /// The flock is held and the path still names the locked file.
+    Current(File),
+    /// The path names another file now, or none: open it again.
+    Changed,
+    /// Another process holds the flock (only when not waiting for it).
+    Busy,
+}
+
+/// Takes the exclusive flock of `file`, opened from `path`, and checks that `path` still names
+/// it (the same inode re-check as [`lock_current`]): a file that was unlinked or replaced while
+/// this one waited for the flock is reported as [`Flocked::Changed`]. Waits for the flock when
+/// `wait`, else reports [`Flocked::Busy`].
+fn flock_current(file: File, path: &Path, wait: bool) -> io::Result<Flocked> {
+    if wait {
+        file.lock()?;
+    } else {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(Flocked::Busy),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    let locked = file.metadata()?;
+    match fs::symlink_metadata(path) {
+        Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => {
+            Ok(Flocked::Current(file))
+        }
+        Ok(_) => Ok(Flocked::Changed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Flocked::Changed),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens a lock file for reading; `None` when there is none. Refuses symbolic links (dangling
+/// ones included) and anything that is not a regular file.
+fn open_lock_file(path: &Path) -> io::Result<Option<File>> {
+    if let Some(file) = open_regular(path, "a lock file")? {
+        return Ok(Some(file));
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a lock file is a symbolic link; refusing to use it",
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Reads the lease of a lock file (at most a few bytes: a planted huge file is not read
+/// whole); `None` when it does not hold a well-formed one.
+fn read_lock_record(file: &mut File) -> io::Result<Option<LockRecord>> {
+    let mut content = Vec::new();
+    file.take(MAX_LOCK_FILE_LEN + 1).read_to_end(&mut content)?;
+    if content.len() as u64 > MAX_LOCK_FILE_LEN {
+        return Ok(None);
+    }
+    Ok(LockRecord::decode(&content))
+}
+
+/// The error after [`MAX_LOCK_ATTEMPTS`] lock files were replaced or removed under the caller.
+fn lock_file_churn() -> io::Error {
+    io::Error::other(format!(
+        "a lock file kept being replaced or removed while taking its flock \
+         ({MAX_LOCK_ATTEMPTS} attempts)"
+    ))
+}
+
+fn try_lock_blocking(
+    dir: &Path,
+    id: &SessionId,
+    path: &Path,
+    lease: Duration,
+) -> io::Result<LockAttempt> {
+    let token = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?;
+    // The lease is counted from now, before the lock is taken: it never ends later than the
+    // caller expects.
+    let record = LockRecord {
+        token,
+        until_ms: unix_millis(SystemTime::now()).saturating_add(lease_millis(lease)),
+    };
+    // Written only when needed, so that acquirers polling a held lock write nothing.
+    let mut temp = None;
+    for _ in 0..MAX_LOCK_ATTEMPTS {
+        let Some(file) = open_lock_file(path)? else {
+            // A free lock: `link` fails when the name exists, so of acquirers racing for it
+            // only one creates it.
+            let temp = lock_temp(&mut temp, dir, id, &record)?;
+            match fs::hard_link(&temp.path, path) {
+                Ok(()) => return Ok(LockAttempt::Acquired(LockToken(token))),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        // Held, or held until a lease that may have ended: look under the file's flock.
+        let Flocked::Current(mut file) = flock_current(file, path, true)? else {
+            continue; // Released or taken over just now: look again.
+        };
+        match read_lock_record(&mut file)? {
+            Some(held) if !held.ended(unix_millis(SystemTime::now())) => {
+                return Ok(LockAttempt::Held)
+            }
+            Some(_) => {
+                tracing::debug!(session = %id, "taking over a session lock whose lease ended");
+            }
+            None => tracing::warn!(
+                session = %id,
+                "a session lock file does not hold a well-formed lease; taking it over"
+            ),
+        }
+        // Still under the flock of the file the path names: nobody else can replace or
+        // unlink it before the rename, and whoever waits for its flock finds the path changed.
+        let temp = lock_temp(&mut temp, dir, id, &record)?;
+        fs::rename(&temp.path, path)?;
+        temp.keep = true;
+        drop(file);
+        return Ok(LockAttempt::Acquired(LockToken(token)));
+    }
+    Err(lock_file_churn())
+}
+
+/// The temporary file holding `record`, written into `slot` on first use.
+///
+/// Not fsynced: after a power loss no holder is left, and an empty or partial lock file counts
+/// as an ended lease.
+fn lock_temp<'a>(
+    slot: &'a mut Option<TempFile>,
+    dir: &Path,
+    id: &SessionId,
+    record: &LockRecord,
+) -> io::Result<&'a mut TempFile> {
+    if slot.is_none() {
+        let bytes = record.encode();
+        *slot = Some(TempFile::write_as(
+            dir,
+            LOCK_TEMP_PREFIX,
+            id.as_str(),
+            bytes.as_bytes(),
+            false,
+        )?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| io::Error::other("no temporary lock file"))
+}
+
+fn unlock_blocking(id: &SessionId, path: &Path, token: LockToken) -> io::Result<bool> {
+    for _ in 0..MAX_LOCK_ATTEMPTS {
+        let Some(file) = open_lock_file(path)? else {
+            return Ok(false);
+        };
+        let Flocked::Current(mut file) = flock_current(file, path, true)? else {
+            continue;
+        };
+        let Some(held) = read_lock_record(&mut file)? else {
+            tracing::warn!(
+                session = %id,
+                "a session lock file does not hold a well-formed lease; not releasing it"
+            );
+            return Ok(false);
+        };
+        if held.token != token.0 {
+            return Ok(false);
+        }
+        let live = !held.ended(unix_millis(SystemTime::now()));
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        drop(file);
+        return Ok(live);
+    }
+    Err(lock_file_churn())
+}
+
+fn purge_locks_blocking(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(LOCK_PREFIX))
+            .and_then(|n| SessionId::parse(n).ok())
+        else {
+            continue;
+        };
+        match entry.file_type() {
+            Ok(t) if t.is_file() => {}
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        let path = entry.path();
+        let file = match open_regular(&path, "a lock file") {
+            Ok(Some(file)) => file,
+            Ok(None) => continue,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
+            Err(e) => return Err(e),
+        };
+        // Never wait: a file whose flock is held is being taken, released or purged right now.
+        let Flocked::Current(mut file) = flock_current(file, &path, false)? else {
+            continue;
+        };
+        match read_lock_record(&mut file)? {
+            Some(held) if !held.ended(unix_millis(SystemTime::now())) => continue,
+            Some(_) => {}
+            None => tracing::warn!(
+                session = %id,
+                "removing a session lock file that does not hold a well-formed lease"
+            ),
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        drop(file);
+    }
+    Ok(removed)
+}
+
 #[async_trait]
 impl Driver for FileDriver {
     fn name(&self) -> &'static str {
@@ -544,8 +939,34 @@ impl Driver for FileDriver {
             .await
     }
 
-    /// Visits every `cgisess_<id>` file whose name holds a well-formed id; temporary files and
-    /// anything else in the directory are skipped.
+    /// Takes the lock file `cgilock_<id>`: creates it when there is none, takes it over when
+    /// its lease has ended or it holds no well-formed lease, under its exclusive flock; see the
+    /// [module documentation](self#session-locks). Waits only for another process's brief
+    /// read-and-rename, never for a holder.
+    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+        let path = self.lock_path(id)?;
+        let dir = Arc::clone(&self.dir);
+        let id = id.clone();
+        self.run("taking a session lock file", move || {
+            try_lock_blocking(&dir, &id, &path, lease)
+        })
+        .await
+    }
+
+    /// Unlinks the lock file `cgilock_<id>` when it holds `token`, compared under its exclusive
+    /// flock; `Ok(false)` when it holds another token, none, or a lease that has ended (the file
+    /// is removed then all the same).
+    async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
+        let path = self.lock_path(id)?;
+        let id = id.clone();
+        self.run("releasing a session lock file", move || {
+            unlock_blocking(&id, &path, token)
+        })
+        .await
+    }
+
+    /// Visits every `cgisess_<id>` file whose name holds a well-formed id; temporary files,
+    /// lock files and anything else in the directory are skipped.
     async fn traverse(
         &self,
         visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
@@ -950,5 +1371,294 @@ mod tests {
         }
         let loaded = d.load(&counter, None).await.unwrap().unwrap();
         assert_eq!(loaded.data, b"400");
+    }
+
+    fn acquired(attempt: LockAttempt) -> LockToken {
+        match attempt {
+            LockAttempt::Acquired(token) => token,
+            other => panic!("expected the lock, got {other:?}"),
+        }
+    }
+
+    fn now_ms() -> u64 {
+        unix_millis(SystemTime::now())
+    }
+
+    fn read_record(path: &Path) -> LockRecord {
+        LockRecord::decode(&fs::read(path).unwrap()).expect("a well-formed lock file")
+    }
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn lock_records_round_trip_and_garbage_is_refused() {
+        let record = LockRecord {
+            token: 0x9f86_d081_884c_7d65,
+            until_ms: 1_718_000_000_000,
+        };
+        assert_eq!(record.encode(), "cgilock1 9f86d081884c7d65 1718000000000\n");
+        assert_eq!(LockRecord::decode(record.encode().as_bytes()), Some(record));
+        let max = LockRecord {
+            token: u64::MAX,
+            until_ms: u64::MAX,
+        };
+        assert!(max.encode().len() as u64 <= MAX_LOCK_FILE_LEN);
+        assert_eq!(LockRecord::decode(max.encode().as_bytes()), Some(max));
+        for garbage in [
+            "",
+            "\n",
+            "cgilock1 9f86d081884c7d65 1718000000000", // truncated: no newline
+            "cgilock1 9f86d081884c7d65 17180\n0000000\n", // two lines
+            "cgilock1 9f86d081884c7d65\n",             // no lease
+            "cgilock1 9f86d081884c7d6 1718000000000\n", // short token
+            "cgilock1 +f86d081884c7d65 1718000000000\n", // sign
+            "cgilock1 9F86D081884C7D65 1718000000000\n", // upper case
+            "cgilock1 9f86d081884c7d65 +1718000000000\n", // sign
+            "cgilock1 9f86d081884c7d65 99999999999999999999\n", // overflows u64
+            "cgilock1 9f86d081884c7d65 1718000000000 x\n", // trailing word
+            "cgilock1  9f86d081884c7d65 1718000000000\n", // double space
+            "cgilock2 9f86d081884c7d65 1718000000000\n", // unknown version
+            "cgilock1 9f86d081884c7d65 1718000000000\r\n", // CRLF
+        ] {
+            assert_eq!(LockRecord::decode(garbage.as_bytes()), None, "{garbage:?}");
+        }
+        assert_eq!(LockRecord::decode(&[0xff, 0xfe, b'\n']), None);
+        assert!(record.ended(record.until_ms + 1));
+        assert!(!record.ended(record.until_ms));
+        assert_eq!(lease_millis(Duration::from_micros(1)), 1);
+        assert_eq!(lease_millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(lease_millis(Duration::MAX), u64::MAX);
+    }
+
+    #[tokio::test]
+    async fn lock_file_holds_the_token_and_lease() {
+        let (dir, d) = driver();
+        let a = id("abc");
+        let before = now_ms();
+        let token = acquired(d.try_lock(&a, LEASE).await.unwrap());
+        let path = dir.path().join("cgilock_abc");
+        let record = read_record(&path);
+        assert_eq!(record.token, token.0);
+        assert!(record.until_ms >= before + 60_000, "{record:?}");
+        assert!(record.until_ms <= now_ms() + 60_000, "{record:?}");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(names(dir.path()), ["cgilock_abc"], "no temporary file left");
+
+        assert_eq!(d.try_lock(&a, LEASE).await.unwrap(), LockAttempt::Held);
+        assert_eq!(read_record(&path), record, "a held lock is left alone");
+        assert!(!d.unlock(&a, LockToken(token.0 ^ 1)).await.unwrap());
+        assert_eq!(read_record(&path), record, "a wrong token frees nothing");
+        assert!(d.unlock(&a, token).await.unwrap());
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        assert!(!d.unlock(&a, token).await.unwrap(), "released once only");
+        let again = acquired(d.try_lock(&a, LEASE).await.unwrap());
+        assert_ne!(again, token);
+    }
+
+    #[tokio::test]
+    async fn an_ended_lease_in_the_file_is_taken_over() {
+        let (dir, d) = driver();
+        let a = id("abc");
+        let path = dir.path().join("cgilock_abc");
+        let crashed = LockRecord {
+            token: 42,
+            until_ms: now_ms() - 1,
+        };
+        fs::write(&path, crashed.encode()).unwrap();
+        let token = acquired(d.try_lock(&a, LEASE).await.unwrap());
+        assert_ne!(token.0, 42);
+        assert_eq!(read_record(&path).token, token.0);
+        assert!(
+            !d.unlock(&a, LockToken(42)).await.unwrap(),
+            "the crashed holder cannot free the new holder's lock"
+        );
+        assert_eq!(d.try_lock(&a, LEASE).await.unwrap(), LockAttempt::Held);
+        assert!(d.unlock(&a, token).await.unwrap());
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    #[tokio::test]
+    async fn a_release_after_the_lease_ended_reports_false_and_frees_the_lock() {
+        let (dir, d) = driver();
+        let a = id("abc");
+        let path = dir.path().join("cgilock_abc");
+        let token = acquired(d.try_lock(&a, LEASE).await.unwrap());
+        // As if the lease had passed.
+        let mut record = read_record(&path);
+        record.until_ms = now_ms() - 1;
+        fs::write(&path, record.encode()).unwrap();
+        assert!(!d.unlock(&a, token).await.unwrap());
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    #[tokio::test]
+    async fn a_short_lease_ends_by_itself() {
+        let (_dir, d) = driver();
+        let a = id("abc");
+        let lease = Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        let stale = acquired(d.try_lock(&a, lease).await.unwrap());
+        let deadline = started + Duration::from_secs(10);
+        let fresh = loop {
+            match d.try_lock(&a, LEASE).await.unwrap() {
+                LockAttempt::Acquired(token) => break token,
+                LockAttempt::Held => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the lease never ended"
+                    );
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        assert!(
+            started.elapsed() >= lease,
+            "taken over before the lease ended"
+        );
+        assert!(!d.unlock(&a, stale).await.unwrap());
+        assert_eq!(d.try_lock(&a, LEASE).await.unwrap(), LockAttempt::Held);
+        assert!(d.unlock(&a, fresh).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn garbage_lock_files_are_taken_over_not_trusted() {
+        let (dir, d) = driver();
+        let a = id("abc");
+        let path = dir.path().join("cgilock_abc");
+        let well_formed_but_huge = format!("{}{}", "x".repeat(100), "\n");
+        for garbage in [
+            &b""[..],
+            b"cgilock1 0000000000000001 99999999999999",
+            b"\xff\xfe garbage",
+            well_formed_but_huge.as_bytes(),
+        ] {
+            fs::write(&path, garbage).unwrap();
+            assert!(
+                !d.unlock(&a, LockToken(1)).await.unwrap(),
+                "{garbage:?} is not released"
+            );
+            assert_eq!(fs::read(&path).unwrap(), garbage, "and left alone");
+            let token = acquired(d.try_lock(&a, LEASE).await.unwrap());
+            assert_eq!(read_record(&path).token, token.0);
+            assert!(d.unlock(&a, token).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn lock_files_are_not_sessions() {
+        let (dir, d) = driver();
+        let p = dir.path();
+        d.store(&id("a1"), b"x", StoreMode::Create, None)
+            .await
+            .unwrap();
+        let t1 = acquired(d.try_lock(&id("a1"), LEASE).await.unwrap());
+        acquired(d.try_lock(&id("b2"), LEASE).await.unwrap());
+        fs::write(p.join(".cgilock_b2.tmp.0123456789abcdef"), b"temp").unwrap();
+        assert_eq!(session_id_of(OsStr::new("cgilock_b2")), None);
+        assert_eq!(session_id_of(OsStr::new(".cgilock_b2.tmp.01")), None);
+
+        let mut seen = Vec::new();
+        d.traverse(&mut |id| {
+            seen.push(id.as_str().to_owned());
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, ["a1"]);
+        assert_eq!(d.load(&id("b2"), None).await.unwrap(), None);
+        assert!(!d.remove(&id("b2")).await.unwrap(), "no session b2");
+        assert!(!d.touch(&id("b2"), None).await.unwrap());
+
+        // The lock and the session live apart.
+        assert!(d.remove(&id("a1")).await.unwrap());
+        assert_eq!(
+            d.try_lock(&id("a1"), LEASE).await.unwrap(),
+            LockAttempt::Held
+        );
+        assert!(d.unlock(&id("a1"), t1).await.unwrap());
+        assert_eq!(d.load(&id("a1"), None).await.unwrap(), None);
+        assert_eq!(names(p), [".cgilock_b2.tmp.0123456789abcdef", "cgilock_b2"]);
+    }
+
+    #[tokio::test]
+    async fn purges_remove_ended_and_garbage_locks_only() {
+        let (dir, d) = driver();
+        let p = dir.path();
+        let live = acquired(d.try_lock(&id("live"), LEASE).await.unwrap());
+        let ended = LockRecord {
+            token: 7,
+            until_ms: now_ms() - 1,
+        };
+        fs::write(p.join("cgilock_ended"), ended.encode()).unwrap();
+        fs::write(p.join("cgilock_garbage"), b"?").unwrap();
+        // Not lock files of a well-formed id, or not files: left alone.
+        fs::write(p.join("cgilock_bad.name"), ended.encode()).unwrap();
+        fs::create_dir(p.join("cgilock_dir")).unwrap();
+        std::os::unix::fs::symlink(p.join("cgilock_ended"), p.join("cgilock_link")).unwrap();
+        let old_temp = p.join(".cgilock_x.tmp.00000000000000aa");
+        fs::write(&old_temp, ended.encode()).unwrap();
+        set_mtime(&old_temp, 1_000);
+
+        assert_eq!(d.purge_expired_locks().await.unwrap(), 2);
+        assert_eq!(
+            names(p),
+            [
+                ".cgilock_x.tmp.00000000000000aa",
+                "cgilock_bad.name",
+                "cgilock_dir",
+                "cgilock_link",
+                "cgilock_live"
+            ]
+        );
+        fs::write(p.join("cgilock_ended"), ended.encode()).unwrap();
+        assert_eq!(
+            d.purge_temp_files(Duration::from_secs(3600)).await.unwrap(),
+            2,
+            "the old lock temporary file and the ended lock"
+        );
+        assert_eq!(
+            names(p),
+            [
+                "cgilock_bad.name",
+                "cgilock_dir",
+                "cgilock_link",
+                "cgilock_live"
+            ]
+        );
+        assert!(d.unlock(&id("live"), live).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn lock_symlinks_are_refused() {
+        let (dir, d) = driver();
+        let target = dir.path().join("elsewhere");
+        let ended = LockRecord {
+            token: 7,
+            until_ms: 1,
+        };
+        fs::write(&target, ended.encode()).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("cgilock_link")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("missing"),
+            dir.path().join("cgilock_dangling"),
+        )
+        .unwrap();
+        for name in ["link", "dangling"] {
+            let err = d.try_lock(&id(name), LEASE).await.unwrap_err();
+            assert!(
+                matches!(err, DriverError::Backend { driver: "file", .. }),
+                "{err}"
+            );
+            assert!(
+                !err.to_string().contains("cgilock_"),
+                "no id printed: {err}"
+            );
+            assert!(d.unlock(&id(name), LockToken(7)).await.is_err());
+        }
+        assert_eq!(fs::read(&target).unwrap(), ended.encode().as_bytes());
+        assert!(!dir.path().join("missing").exists());
     }
 }
