@@ -1,10 +1,23 @@
 //! The seed's synopsis as a CGI program (binary `greet-cgi`): read `greet_en` from the session,
-//! then set it, and answer with CGI::Session's header (the session cookie) and a short text.
+//! then set it, count the visit, and answer with CGI::Session's header (the session cookie)
+//! and a short text.
 //!
 //! The store is memcached when `CGI_SESSION_MEMCACHED=host:port` is set in the environment
 //! (pass it with the web server's configuration, e.g. lighttpd's `setenv.add-environment`),
 //! otherwise files in `CGI_SESSION_DIR` (default: the temp directory). The new value of
 //! `greet_en` is the request's `greet_en` parameter, or the seed's `"Hi !"`.
+//!
+//! A browser sends several requests of one session at once, and under CGI each is its own
+//! process. The visit counter shows both ways of keeping every update:
+//!
+//! * by default (`CGI_SESSION_LOCK` unset or `off`) requests run concurrently and
+//!   [`CgiSession::update`] is the read-modify-write: it re-runs the change when another
+//!   process wrote the session in between (a 503 with `Retry-After` only past the store's save
+//!   deadline);
+//! * `CGI_SESSION_LOCK=every-request` builds the store with [`LockMode::EveryRequest`]: each
+//!   request holds the session lock from before it reads the session until it is saved, so the
+//!   requests of one session run one at a time (a 503 if the lock stays busy past the lock
+//!   wait); `CGI_SESSION_LOCK=on-demand` takes the lock with [`CgiSession::lock`] instead.
 //!
 //! Build with `cargo build -p cgi-session-cgi --bin greet-cgi` and point a CGI-capable web
 //! server at `target/debug/greet-cgi`; with lighttpd:
@@ -19,11 +32,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cgi_session_cgi::{
-    connect_memcached, CgiError, CgiRequest, CgiSession, ClientConfig, DriverArgs,
+    connect_memcached, CgiError, CgiRequest, CgiSession, ClientConfig, DriverArgs, LockMode,
 };
 
 fn main() -> ExitCode {
-    match run() {
+    let lock_mode = match std::env::var("CGI_SESSION_LOCK") {
+        Ok(mode) if !mode.is_empty() => match LockMode::parse(&mode) {
+            Some(mode) => mode,
+            None => {
+                // A configuration mistake: the server's log says which, the client gets a 500.
+                eprintln!(
+                    "greet-cgi: CGI_SESSION_LOCK={mode:?} is not one of off, every-request, on-demand"
+                );
+                print!("Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nthe session lock mode is misconfigured\n");
+                return ExitCode::SUCCESS;
+            }
+        },
+        _ => LockMode::Off,
+    };
+    match run(lock_mode) {
         Ok(()) => {}
         Err(e) => {
             // The client gets the status; the web server's error log gets the details.
@@ -35,7 +62,7 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run() -> Result<(), CgiError> {
+fn run(lock_mode: LockMode) -> Result<(), CgiError> {
     let (dsn, args) = match std::env::var("CGI_SESSION_MEMCACHED") {
         Ok(server) if !server.is_empty() => {
             // my $memd = new Cache::Memcached({servers => ['localhost:11211']});
@@ -53,8 +80,21 @@ fn run() -> Result<(), CgiError> {
 
     // my $cgi = CGI->new();
     let cgi = CgiRequest::from_env()?;
-    // my $sess = CGI::Session->new("driver:memcache", $cgi, {'Handle' => $memd});
-    let mut sess = CgiSession::new(dsn, &cgi, args)?;
+    let mut sess = if lock_mode == LockMode::Off {
+        // my $sess = CGI::Session->new("driver:memcache", $cgi, {'Handle' => $memd});
+        CgiSession::new(dsn, &cgi, args)?
+    } else {
+        // The same store with a session lock: with `EveryRequest` it is taken here, before
+        // the session is read, and held until `close`.
+        let store = cgi_session::builder_from_dsn(dsn, &args)?
+            .lock_mode(lock_mode)
+            .build();
+        CgiSession::from_store(&store, &cgi)?
+    };
+    if lock_mode == LockMode::OnDemand {
+        // Locks the session (if it is stored already) and reloads it under the lock.
+        sess.lock()?;
+    }
     let was_new = sess.is_new();
 
     // Get
@@ -66,12 +106,33 @@ fn run() -> Result<(), CgiError> {
     sess.set_param("greet_en", greeting)?;
     sess.set_expire("+1h")?;
 
-    // Saved before the header goes out, so that a store failure can still become a 503.
+    // A value computed from its old value: `update` reads the freshest stored copy and writes
+    // it at once (with the changes above), re-running the closure if another request wrote
+    // the session in between, so that no visit of a parallel request is lost.
+    let visits = sess.update(|s| {
+        let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+        s.set("visits", &n)?;
+        Ok(n)
+    })?;
+
+    // Saved (and the lock released) before the header goes out, so that a store failure can
+    // still become a 503.
     sess.flush()?;
-    print!("{}", sess.header("text/plain; charset=UTF-8"));
+    let header = sess.header("text/plain; charset=UTF-8");
+    sess.close()?;
+    print!("{header}");
     println!("greet_en before: {}", v.as_deref().unwrap_or("(none)"));
     println!("greet_en now: {greeting}");
     println!("new session: {was_new}");
+    println!("visits: {visits}");
     println!("store: {dsn}");
+    println!(
+        "lock: {}",
+        match lock_mode {
+            LockMode::EveryRequest => "every-request",
+            LockMode::OnDemand => "on-demand",
+            _ => "off",
+        }
+    );
     Ok(())
 }

@@ -2,10 +2,13 @@
 //! mod_cgi runs the `greet-cgi` binary on a loopback port; the sessions live in a real
 //! memcached (memcached-harness) or in a temporary directory.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cgi_session::memcache::client::GetOptions;
@@ -163,6 +166,124 @@ $HTTP["url"] =~ "^/cgi-bin/" {{ cgi.assign = ("" => "") }}
     fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
         self.request("GET", target, headers, "")
     }
+
+    /// `total` GETs of `target` with `cookie`, `in_flight` at a time (one blocking client
+    /// thread each), whatever their status; in the order they completed.
+    fn get_in_parallel(
+        &self,
+        target: &str,
+        cookie: &str,
+        total: usize,
+        in_flight: usize,
+    ) -> Vec<Response> {
+        let next = AtomicUsize::new(0);
+        let answers = Mutex::new(Vec::with_capacity(total));
+        std::thread::scope(|scope| {
+            for _ in 0..in_flight {
+                scope.spawn(|| {
+                    while next.fetch_add(1, Ordering::Relaxed) < total {
+                        let r = self.exchange("GET", target, &[("Cookie", cookie)], "");
+                        answers.lock().unwrap().push(r);
+                    }
+                });
+            }
+        });
+        answers.into_inner().unwrap()
+    }
+
+    /// The end of lighttpd's error log (the CGI program's standard error goes there too).
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let mut start = log.len().saturating_sub(3000);
+        while !log.is_char_boundary(start) {
+            start += 1;
+        }
+        log[start..].to_owned()
+    }
+
+    /// Checks answers to requests of the session `id` that each counted one visit: all `200`
+    /// (else a status histogram and the first bodies), all on the same session, and the
+    /// `visits:` values exactly `first..first + answers.len()`, each once.
+    fn assert_every_visit_counted_once(&self, answers: &[Response], id: &str, first: u64) {
+        let short = &id[..8];
+        let mut statuses = BTreeMap::<u16, usize>::new();
+        for r in answers {
+            *statuses.entry(r.status).or_default() += 1;
+        }
+        if statuses.keys().any(|&s| s != 200) {
+            let bodies: Vec<String> = answers
+                .iter()
+                .filter(|r| r.status != 200)
+                .take(3)
+                .map(|r| {
+                    let retry = r.header("retry-after").unwrap_or("-");
+                    let body: String = r.body.chars().take(400).collect();
+                    format!("{} (Retry-After: {retry}): {body}", r.status)
+                })
+                .collect();
+            panic!(
+                "session {short}: statuses {statuses:?} of {} answers; first failures:\n{}\nlighttpd log (end):\n{}",
+                answers.len(),
+                bodies.join("\n"),
+                self.log_tail()
+            );
+        }
+        for r in answers {
+            assert_eq!(
+                r.body_line("new session: "),
+                Some("false"),
+                "session {short}: a request got a fresh session: {}",
+                r.body
+            );
+            assert!(
+                r.cookie_value() == Some(id),
+                "session {short}: an answer set another session cookie"
+            );
+        }
+        let mut seen: Vec<u64> = answers
+            .iter()
+            .map(|r| {
+                r.visits()
+                    .unwrap_or_else(|| panic!("no `visits:` line in {}", r.body))
+            })
+            .collect();
+        seen.sort_unstable();
+        let expected: Vec<u64> = (first..first + answers.len() as u64).collect();
+        if seen != expected {
+            let mut counts = BTreeMap::<u64, usize>::new();
+            for &n in &seen {
+                *counts.entry(n).or_default() += 1;
+            }
+            let repeated: Vec<(u64, usize)> = counts
+                .iter()
+                .filter(|(_, &c)| c > 1)
+                .map(|(&n, &c)| (n, c))
+                .take(20)
+                .collect();
+            let missing: Vec<u64> = expected
+                .iter()
+                .copied()
+                .filter(|n| !counts.contains_key(n))
+                .take(20)
+                .collect();
+            panic!(
+                "session {short}: the visits printed are not exactly {first}..={} once each: \
+                 {} answers, values {:?}..={:?}, repeated (value, times) {repeated:?}, missing {missing:?}",
+                first + answers.len() as u64 - 1,
+                seen.len(),
+                seen.first(),
+                seen.last(),
+            );
+        }
+    }
+
+    /// One more visit of session `id`, which must print `visits: {expected}`.
+    fn assert_next_visit(&self, id: &str, expected: u64) {
+        let cookie = format!("CGISESSID={id}");
+        let r = self.exchange("GET", "/cgi-bin/greet", &[("Cookie", &cookie)], "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.visits(), Some(expected), "{}", r.body);
+    }
 }
 
 impl Drop for Lighttpd {
@@ -207,6 +328,31 @@ impl Response {
             .lines()
             .find_map(|l| l.strip_prefix(label))
             .unwrap_or_else(|| panic!("no `{label}` line in {self:?}"))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of the `CGISESSID` cookie set, unchecked (and never printed by the caller).
+    fn cookie_value(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .find_map(|(_, v)| v.strip_prefix("CGISESSID="))
+            .and_then(|v| v.split(';').next())
+    }
+
+    fn body_line(&self, label: &str) -> Option<&str> {
+        self.body.lines().find_map(|l| l.strip_prefix(label))
+    }
+
+    /// The `visits: N` line.
+    fn visits(&self) -> Option<u64> {
+        self.body_line("visits: ")?.parse().ok()
     }
 
     fn before(&self) -> &str {
@@ -429,4 +575,109 @@ fn hostile_input_through_cgi_gets_fresh_sessions_and_writes_nothing_else() {
             .unwrap();
         assert_eq!(item.value.as_ref(), bytes, "{id}: left untouched");
     }
+}
+
+/// Requests of one session in parallel, counting visits: the first request creates the session
+/// (visit 1), then `total` requests with its cookie run `in_flight` at a time, each its own
+/// CGI process, and must each count exactly one visit. Returns the session id.
+fn count_visits_in_parallel(web: &Lighttpd, what: &str, total: usize, in_flight: usize) -> String {
+    let r1 = web.get("/cgi-bin/greet", &[]);
+    assert!(r1.is_new(), "{}", r1.body);
+    assert_eq!(r1.visits(), Some(1), "{}", r1.body);
+    let id = r1.session_cookie();
+    let cookie = format!("CGISESSID={id}");
+
+    let started = Instant::now();
+    let answers = web.get_in_parallel("/cgi-bin/greet", &cookie, total, in_flight);
+    let took = started.elapsed();
+    assert_eq!(answers.len(), total);
+    web.assert_every_visit_counted_once(&answers, &id, 2);
+    let total = total as u64;
+    web.assert_next_visit(&id, total + 2);
+    eprintln!(
+        "{what}: {total} requests of one session, {in_flight} in flight, all 200, visits 2..={} once each, in {:.1} s",
+        total + 1,
+        took.as_secs_f64()
+    );
+    id
+}
+
+#[test]
+fn parallel_requests_on_one_cookie_count_every_visit_on_memcached() {
+    let memcached = MemcachedServer::start();
+    let addr = memcached.addr().to_string();
+    let web = Lighttpd::start(&[("CGI_SESSION_MEMCACHED", &addr)]);
+    let conflicts = || memcached.stats()["cas_badval"].parse::<u64>().unwrap();
+    let before = conflicts();
+    count_visits_in_parallel(&web, "memcached, no lock", 200, 8);
+    // For the record: how often a save lost a race and was retried (a CAS mismatch).
+    eprintln!("memcached, no lock: {} CAS conflicts", conflicts() - before);
+}
+
+#[test]
+fn parallel_requests_on_one_cookie_count_every_visit_on_files() {
+    let sessions = tempfile::tempdir().unwrap();
+    let dir = sessions.path().to_str().unwrap().to_owned();
+    let web = Lighttpd::start(&[("CGI_SESSION_DIR", &dir)]);
+    let id = count_visits_in_parallel(&web, "files, no lock", 200, 8);
+    assert!(Path::new(&dir).join(format!("cgisess_{id}")).is_file());
+}
+
+/// `CGI_SESSION_LOCK=every-request`: each CGI process holds the session lock (a `lock:` item
+/// in memcached) while it reads and saves the session. Every visit is counted, and every lock
+/// is released: once all answers are in, the session is the only item left.
+#[test]
+fn parallel_requests_with_every_request_locks_count_every_visit_and_release_the_locks() {
+    let memcached = MemcachedServer::start();
+    let addr = memcached.addr().to_string();
+    let web = Lighttpd::start(&[
+        ("CGI_SESSION_MEMCACHED", &addr),
+        ("CGI_SESSION_LOCK", "every-request"),
+    ]);
+    let deletes_before: u64 = memcached.stats()["delete_hits"].parse().unwrap();
+    let total = 100;
+    let id = count_visits_in_parallel(&web, "memcached, every-request lock", total, 8);
+    let short = &id[..8];
+
+    // Each request with the cookie took the lock and released it (a compare-and-delete).
+    let stats = memcached.stats();
+    let deletes = stats["delete_hits"].parse::<u64>().unwrap() - deletes_before;
+    eprintln!(
+        "memcached, every-request lock: {deletes} locks released, {} CAS conflicts",
+        stats["cas_badval"]
+    );
+    assert!(
+        deletes > total as u64,
+        "session {short}: only {deletes} deletes for {} locked requests",
+        total + 1
+    );
+    // The lock serialized the requests: no save lost a race to another process.
+    assert_eq!(
+        stats["cas_badval"], "0",
+        "session {short}: saves conflicted under the session lock"
+    );
+    // No lock item is left behind: the lock key is gone and the session is the only item.
+    let client = connect_memcached(ClientConfig::new(addr.clone())).unwrap();
+    let lock_key = format!("{}sessions:{id}", cgi_session::memcache::LOCK_KEY_PREFIX);
+    let lock = block_on(client.get(&lock_key, GetOptions::new()))
+        .unwrap()
+        .unwrap();
+    assert!(
+        lock.is_none(),
+        "session {short}: its lock item is still in memcached"
+    );
+    let keys: Vec<String> = block_on(client.metadump())
+        .unwrap()
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| String::from_utf8_lossy(&e.key).into_owned())
+        .collect();
+    assert!(
+        keys.len() == 1 && keys[0] == format!("sessions:{id}"),
+        "session {short}: memcached holds {} items, {} of them locks",
+        keys.len(),
+        keys.iter().filter(|k| k.starts_with("lock:")).count()
+    );
+    assert_eq!(stats["curr_items"], "1", "session {short}");
 }
