@@ -78,6 +78,18 @@ impl Delta {
 pub(crate) struct Base {
     pub(crate) record: Record,
     pub(crate) version: Option<Version>,
+    /// When this copy was read or written: of several copies, the latest is the freshest.
+    pub(crate) at: Instant,
+}
+
+impl Base {
+    fn duplicate(&self) -> Self {
+        Self {
+            record: self.record.clone(),
+            version: self.version,
+            at: self.at,
+        }
+    }
 }
 
 /// What a committed save hands back: the session as written, and its new version.
@@ -301,20 +313,24 @@ async fn write_batch(
         .min()
         .unwrap_or_else(Instant::now);
     let deadline = started + inner.save_deadline;
-    // Start from the copy written last by this process, else from the first request's copy
-    // (kept in the job: `LastWriteWins` and `Error` saves need theirs), else a fresh read.
-    let mut base = carry.or_else(|| {
-        jobs.iter().find_map(|j| {
-            j.base.as_ref().map(|b| Base {
-                record: b.record.clone(),
-                version: b.version,
-            })
-        })
-    });
+    // Start from the freshest copy at hand: the one this process wrote last, or one a request
+    // read later (e.g. under the session lock, after another process wrote); else a fresh
+    // read. (Requests keep their own copies: `LastWriteWins` and `Error` saves need them.)
+    let newest_loaded = jobs
+        .iter()
+        .filter_map(|j| j.base.as_ref())
+        .max_by_key(|b| b.at);
+    let mut base = match (carry, newest_loaded) {
+        (Some(c), Some(b)) if b.at > c.at => Some(b.duplicate()),
+        (Some(c), _) => Some(c),
+        (None, b) => b.map(Base::duplicate),
+    };
     let mut attempts = 0u32;
     let stats = &inner.stats;
     loop {
-        let Base { record, version } = match base.take() {
+        let Base {
+            record, version, ..
+        } = match base.take() {
             Some(b) => b,
             None => match read_fresh(inner, id).await {
                 Ok(Some(b)) => b,
@@ -422,6 +438,7 @@ async fn write_batch(
             return Some(Base {
                 record: work.into_record(),
                 version,
+                at: Instant::now(),
             });
         }
         work.record_mut().atime = inner.clock.now();
@@ -456,7 +473,11 @@ async fn write_batch(
                         version,
                     }));
                 }
-                return Some(Base { record, version });
+                return Some(Base {
+                    record,
+                    version,
+                    at: Instant::now(),
+                });
             }
             Ok(StoreOutcome::NotFound | StoreOutcome::Exists) => {
                 fail_all(&mut jobs, &Error::Gone { id: id.clone() });

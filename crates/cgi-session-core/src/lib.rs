@@ -52,7 +52,7 @@
 //! | `$s->flush`, `$s->close`, auto-flush on destruction | [`Session::flush`] (writes only if something changed); dropping an unsaved session logs a warning |
 //! | `$s->delete` | [`Session::delete`] then [`Session::flush`] |
 //! | (none: session fixation) | [`Session::regenerate_id`] |
-//! | (none: lost updates, RT#47794) | [`SessionStore::update`], [`ConflictPolicy`] |
+//! | (none: lost updates, RT#47794) | [`Session::update`], [`SessionStore::update`], [`ConflictPolicy`], [`LockMode`] |
 //! | `CGI::Session->find($dsn, \&code, \%args)` | [`SessionStore::find`] |
 //! | `$s->dump` | [`Session::dump`] (id shortened); `Debug` |
 //! | `$s->name`, `CGI::Session->name($new)` | [`SessionStore::cookie_name`], [`SessionStoreBuilder::cookie_name`] |
@@ -71,7 +71,10 @@
 //! # Fixes over CGI::Session
 //!
 //! - An untouched session is not rewritten (CGI::Session rewrites every loaded session).
-//! - A save that races another request merges by default instead of losing an update.
+//! - Requests of one session saving at once all succeed: only what each changed is written
+//!   (combined into one write within a process), so changes to different parameters are all
+//!   kept; for one parameter the last write wins; [`Session::update`] makes read-modify-write
+//!   safe; opt-in session locks ([`LockMode`]) serialize requests instead.
 //! - A session deleted while a slow request holds it is not brought back by that request.
 //! - An ip mismatch gives the request a fresh session but leaves the stored one alone.
 //! - Ids come from the OS CSPRNG (128 bits); malformed claimed ids never reach a driver.

@@ -128,9 +128,11 @@ impl SessionLock {
             }
         };
         let mutex = inner.local_locks.entry(id);
+        let mut waited = false;
         let local = match mutex.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
+                waited = true;
                 inner.stats.lock_waits.fetch_add(1, Ordering::Relaxed);
                 match tokio::time::timeout_at(deadline, mutex.lock_owned()).await {
                     Ok(g) => g,
@@ -164,7 +166,8 @@ impl SessionLock {
                 }
                 Ok(_) => {
                     polls += 1;
-                    if polls == 1 {
+                    if !waited {
+                        waited = true;
                         inner.stats.lock_waits.fetch_add(1, Ordering::Relaxed);
                     }
                     let now = Instant::now();
@@ -202,9 +205,18 @@ impl SessionLock {
     /// [`Error::Driver`] when the store cannot be reached: the lock is then freed when its
     /// lease ends.
     pub async fn release(mut self) -> Result<bool, Error> {
-        let result = self.release_now().await;
+        let (id, held) = (self.id.clone(), self.acquired.elapsed());
+        // In its own task, so that a caller cancelled meanwhile (the client went away) still
+        // frees the lock instead of leaving it until its lease ends.
+        let result = match tokio::spawn(async move { self.release_now().await }).await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Driver(crate::error::DriverError::Backend {
+                driver: "session",
+                source: format!("the task releasing the session lock failed: {e}").into(),
+            })),
+        };
         if let Ok(false) = result {
-            tracing::warn!(session = %self.id, held_ms = self.acquired.elapsed().as_millis() as u64, "the session lock's lease ended before the request released it; raise the lock lease above the longest request");
+            tracing::warn!(session = %id, held_ms = held.as_millis() as u64, "the session lock's lease ended before the request released it; raise the lock lease above the longest request");
         }
         result
     }

@@ -102,6 +102,8 @@ pub struct Session {
     changes: Changes,
     /// A working copy inside a group commit: never warns when dropped.
     detached: bool,
+    /// When `record` was last read from or written to the store.
+    synced_at: tokio::time::Instant,
 }
 
 impl Session {
@@ -119,6 +121,7 @@ impl Session {
             adopted: false,
             changes: Changes::default(),
             detached: false,
+            synced_at: tokio::time::Instant::now(),
         }
     }
 
@@ -148,6 +151,7 @@ impl Session {
             adopted,
             changes: Changes::default(),
             detached: false,
+            synced_at: tokio::time::Instant::now(),
         }
     }
 
@@ -170,6 +174,7 @@ impl Session {
             adopted: false,
             changes: Changes::default(),
             detached: true,
+            synced_at: tokio::time::Instant::now(),
         }
     }
 
@@ -205,6 +210,7 @@ impl Session {
                 Record::new(String::new(), 0, String::new()),
             ),
             version,
+            at: self.synced_at,
         })
     }
 
@@ -268,6 +274,7 @@ impl Session {
             adopted: false,
             changes: Changes::default(),
             detached: false,
+            synced_at: tokio::time::Instant::now(),
         };
         // Per-parameter expiry, counted from the last access; the expire-list entry stays,
         // as in CGI::Session.
@@ -607,6 +614,7 @@ impl Session {
             Some(Base {
                 record: self.record.clone(),
                 version: self.version,
+                at: self.synced_at,
             }),
         );
         match commit::submit(&self.store, &id, job).await {
@@ -697,6 +705,7 @@ impl Session {
             Some(Base {
                 record: self.record.clone(),
                 version: self.version,
+                at: self.synced_at,
             }),
         );
         match commit::submit(&self.store, &id, job).await {
@@ -733,6 +742,7 @@ impl Session {
         };
         self.record = base.record;
         self.version = base.version;
+        self.synced_at = base.at;
         delta.apply(&mut self.record);
         Ok(())
     }
@@ -742,6 +752,7 @@ impl Session {
         self.record = Arc::try_unwrap(committed.record).unwrap_or_else(|shared| (*shared).clone());
         self.version = committed.version;
         self.changes = Changes::default();
+        self.synced_at = tokio::time::Instant::now();
     }
 
     fn gone(&mut self, id: SessionId) -> Error {
@@ -766,6 +777,7 @@ impl Session {
             {
                 StoreOutcome::Stored(version) => {
                     self.version = version;
+                    self.synced_at = tokio::time::Instant::now();
                     self.stored = true;
                     self.is_new = false;
                     self.changes = Changes::default();

@@ -483,7 +483,22 @@ impl SessionStore {
     /// when the store fails or its driver has no locks
     /// ([`DriverError::Unsupported`](crate::DriverError::Unsupported)).
     pub async fn lock(&self, id: &SessionId) -> Result<SessionLock, Error> {
-        SessionLock::acquire(&self.inner, id).await
+        // The wait runs in its own task: a request cancelled while its `add` of the lock is on
+        // the wire (the client went away) must not leave a lock nobody holds until its lease
+        // ends. If the caller is gone when the lock is taken, the lock is dropped there, which
+        // releases it.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (inner, owned_id) = (Arc::clone(&self.inner), id.clone());
+        tokio::spawn(async move {
+            let result = SessionLock::acquire(&inner, &owned_id).await;
+            let _ = tx.send(result);
+        });
+        rx.await.map_err(|_| {
+            Error::Driver(crate::error::DriverError::Backend {
+                driver: self.inner.driver.name(),
+                source: "the task waiting for the session lock ended without an answer (is the runtime shutting down?)".into(),
+            })
+        })?
     }
 
     /// When requests take the session lock ([`LockMode::Off`] unless configured).

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cgi_session_core::{
-    async_trait, Driver, DriverError, Error, Loaded, MemoryDriver, SessionId, SessionStore,
-    StoreMode, StoreOutcome,
+    async_trait, Driver, DriverError, Error, Loaded, LockAttempt, LockToken, MemoryDriver,
+    SessionId, SessionStore, StoreMode, StoreOutcome,
 };
 use tokio::sync::Notify;
 
@@ -72,6 +72,22 @@ impl Driver for Gate {
     }
     async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
         self.inner.touch(id, ttl).await
+    }
+    /// Takes the lock at once, but answers only when the gate opens (a slow network).
+    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+        let attempt = self.inner.try_lock(id, lease).await;
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let wait = self.opened.notified();
+            if self.open.load(Ordering::SeqCst) {
+                break;
+            }
+            wait.await;
+        }
+        attempt
+    }
+    async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
+        self.inner.unlock(id, token).await
     }
     async fn traverse(
         &self,
@@ -309,4 +325,29 @@ async fn a_cancelled_request_does_not_strand_the_others() {
     waiting.await.unwrap().unwrap();
     let s = store.load(Some(&id), None).await.unwrap();
     assert_eq!(s.get::<u32>("kept").unwrap(), Some(2));
+}
+
+/// A request cancelled while the store is taking its lock (the client went away) leaves no
+/// lock behind: the next request gets it at once, not after the lease.
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_cancelled_while_taking_the_lock_leaves_no_lock() {
+    let gate = Arc::new(Gate::default());
+    let store = SessionStore::builder_dyn(gate.clone())
+        .lock_lease(Duration::from_secs(600))
+        .lock_wait(Duration::from_secs(5))
+        .build();
+    let id = SessionId::parse("0123456789abcdef0123456789abcdef").unwrap();
+    let cancelled = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move { store.lock(&id).await.map(|_| ()) })
+    };
+    while gate.arrived.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    gate.open();
+    let next = store.lock(&id).await.unwrap();
+    assert!(next.release().await.unwrap());
+    assert_eq!(store.stats().lock_timeouts, 0);
 }

@@ -122,8 +122,9 @@ const MAX_LOCK_ATTEMPTS: u32 = 64;
 /// CGI::Session's default `driver:file` keeps them.
 ///
 /// Writes are atomic (temporary file, then link or rename), conditional replaces are serialized
-/// with file locks and checked against a hash of the content, so concurrent requests of several
-/// processes sharing the directory never lose each other's updates; see the
+/// with file locks and checked against a hash of the content, so a write of one process never
+/// silently overwrites what another process wrote since it read the session (the session layer
+/// then re-applies its changes); see the
 /// [module documentation](self) for the details. Cloning shares the same directory.
 ///
 /// ```
