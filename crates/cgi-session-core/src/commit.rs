@@ -78,7 +78,9 @@ impl Delta {
 pub(crate) struct Base {
     pub(crate) record: Record,
     pub(crate) version: Option<Version>,
-    /// When this copy was read or written: of several copies, the latest is the freshest.
+    /// When this copy was known current: when its read was sent (it reflects every write
+    /// completed before), or when its write completed. A read sent after this process's last
+    /// write completed is at least as fresh as that write; one sent earlier may not be.
     pub(crate) at: Instant,
 }
 

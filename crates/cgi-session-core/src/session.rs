@@ -102,7 +102,8 @@ pub struct Session {
     changes: Changes,
     /// A working copy inside a group commit: never warns when dropped.
     detached: bool,
-    /// When `record` was last read from or written to the store.
+    /// When `record` was last known current: when the read that fetched it was sent, or when
+    /// the write of it completed.
     synced_at: tokio::time::Instant,
 }
 
@@ -239,6 +240,9 @@ impl Session {
             Purpose::Find => None,
             _ => store.ttl_for(store.default_expire),
         };
+        // A copy reflects every write completed before its read was *sent*: that instant, not
+        // the reply's, orders it against the copies this process wrote (see `commit.rs`).
+        let read_sent = tokio::time::Instant::now();
         let Some(loaded) = store.driver.load(&id, touch).await? else {
             return Ok(Self::empty(store, false));
         };
@@ -274,7 +278,7 @@ impl Session {
             adopted: false,
             changes: Changes::default(),
             detached: false,
-            synced_at: tokio::time::Instant::now(),
+            synced_at: read_sent,
         };
         // Per-parameter expiry, counted from the last access; the expire-list entry stays,
         // as in CGI::Session.
