@@ -611,16 +611,24 @@ impl Session {
         if !self.changes.any() {
             return Ok(());
         }
-        let job = Job::new(
-            Some(self.changes.delta(&self.record)),
-            None,
-            self.store.conflict,
-            Some(Base {
-                record: self.record.clone(),
-                version: self.version,
-                at: self.synced_at,
-            }),
-        );
+        let delta = self.changes.delta(&self.record);
+        self.commit(id, Some(delta), None).await
+    }
+
+    /// Hands this request's changes (and an update closure) to the group commit, starting
+    /// from this session's copy, and takes the copy that was written.
+    async fn commit(
+        &mut self,
+        id: SessionId,
+        delta: Option<Delta>,
+        apply: Option<commit::Apply>,
+    ) -> Result<(), Error> {
+        let base = Base {
+            record: self.record.clone(),
+            version: self.version,
+            at: self.synced_at,
+        };
+        let job = Job::new(delta, apply, self.store.conflict, Some(base));
         match commit::submit(&self.store, &id, job).await {
             Ok(committed) => {
                 self.adopt(committed);
@@ -702,24 +710,8 @@ impl Session {
         }
         let delta = self.changes.any().then(|| self.changes.delta(&self.record));
         let (apply, result) = capture(change);
-        let job = Job::new(
-            delta,
-            Some(apply),
-            self.store.conflict,
-            Some(Base {
-                record: self.record.clone(),
-                version: self.version,
-                at: self.synced_at,
-            }),
-        );
-        match commit::submit(&self.store, &id, job).await {
-            Ok(committed) => {
-                self.adopt(committed);
-                take_result(&result)
-            }
-            Err(Error::Gone { .. }) => Err(self.gone(id)),
-            Err(e) => Err(e),
-        }
+        self.commit(id, delta, Some(apply)).await?;
+        take_result(&result)
     }
 
     /// Reloads the stored session, keeping this request's unsaved changes on top of it (used

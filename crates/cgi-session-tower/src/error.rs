@@ -133,6 +133,20 @@ impl From<cgi_session::Error> for SessionError {
     }
 }
 
+/// Classifies a store failure met while doing `what` (e.g. "saving the session") and logs it
+/// with the answer it gets: 503 with `Retry-After` (busy), 503 (unavailable) or 500.
+pub(crate) fn logged_store_failure(e: cgi_session::Error, what: &str) -> SessionError {
+    let err = SessionError::from_store(e);
+    if err.is_busy() {
+        tracing::warn!(error = %err, "session busy while {what}; answering 503 with Retry-After");
+    } else if err.is_unavailable() {
+        tracing::error!(error = %err, "session store unavailable while {what}; answering 503");
+    } else {
+        tracing::error!(error = %err, "session store failed while {what}; answering 500");
+    }
+    err
+}
+
 pub(crate) fn is_unavailable(e: &cgi_session::Error) -> bool {
     matches!(e, cgi_session::Error::Driver(d) if d.is_unavailable())
 }

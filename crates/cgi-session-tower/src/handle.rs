@@ -348,14 +348,7 @@ impl SessionHandle {
 /// Remembers a store failure so that the layer answers with 503/500, logs it, and returns the
 /// handler's error.
 fn record_failure(state: &mut State, e: cgi_session::Error, what: &str) -> SessionError {
-    let err = SessionError::from_store(e);
-    if err.is_busy() {
-        tracing::warn!(error = %err, "session busy while {what}; answering 503 with Retry-After");
-    } else if err.is_unavailable() {
-        tracing::error!(error = %err, "session store unavailable while {what}; answering 503");
-    } else {
-        tracing::error!(error = %err, "session store failed while {what}; answering 500");
-    }
+    let err = crate::error::logged_store_failure(e, what);
     state.failure = Some(err.clone());
     err
 }

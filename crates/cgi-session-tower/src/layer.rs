@@ -295,14 +295,7 @@ fn flush_failed<B: From<String>>(
         tracing::warn!(error = %e, "session changes not saved");
         return false;
     }
-    let err = SessionError::from_store(e);
-    if err.is_busy() {
-        tracing::warn!(error = %err, "session busy while saving it; answering 503 with Retry-After");
-    } else if err.is_unavailable() {
-        tracing::error!(error = %err, "session store unavailable while saving the session; answering 503");
-    } else {
-        tracing::error!(error = %err, "session could not be saved; answering 500");
-    }
+    let err = crate::error::logged_store_failure(e, "saving the session");
     replace_with_error(response, &err);
     true
 }
