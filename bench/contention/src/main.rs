@@ -249,6 +249,8 @@ async fn cgi_stats(State(store): State<SessionStore>) -> Json<Value> {
 /// [`StoreStats`] as a JSON object (it has no `Serialize`).
 fn stats_json(s: &StoreStats) -> Value {
     json!({
+        "loads": s.loads,
+        "reads": s.reads,
         "saves": s.saves,
         "batches": s.batches,
         "writes": s.writes,

@@ -94,6 +94,7 @@ mod lock;
 pub mod record;
 mod serializer;
 mod session;
+mod shared_read;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};

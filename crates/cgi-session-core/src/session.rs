@@ -242,8 +242,9 @@ impl Session {
         };
         // A copy reflects every write completed before its read was *sent*: that instant, not
         // the reply's, orders it against the copies this process wrote (see `commit.rs`).
-        let read_sent = tokio::time::Instant::now();
-        let Some(loaded) = store.driver.load(&id, touch).await? else {
+        // Concurrent loads of the id share one read sent after they all began.
+        let (found, read_sent) = crate::shared_read::load(store, &id, touch).await?;
+        let Some(loaded) = found else {
             return Ok(Self::empty(store, false));
         };
         let record = decode(store, &id, &loaded.data)?;

@@ -14,6 +14,7 @@ use crate::id::{IdGenerator, SecureRandomIds, SessionId};
 use crate::lock::{LocalLocks, LockMode, SessionLock};
 use crate::serializer::{JsonSerializer, Serializer};
 use crate::session::{Purpose, Session};
+use crate::shared_read::SharedReads;
 
 /// CGI::Session's cookie name.
 pub const DEFAULT_COOKIE_NAME: &str = "CGISESSID";
@@ -62,6 +63,11 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreStats {
+    /// Session loads asked of the store (each request's load counts once).
+    pub loads: u64,
+    /// Reads sent to the store for them: loads of one id that begin while a read of it is in
+    /// flight share the next read, so on a hot session this is well below `loads`.
+    pub reads: u64,
     /// Saves of changed sessions written (each request's flush or update counts once).
     pub saves: u64,
     /// Writes that carried them (a batch of combined saves is one write).
@@ -86,6 +92,8 @@ pub struct StoreStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct StatCounters {
+    pub(crate) loads: AtomicU64,
+    pub(crate) reads: AtomicU64,
     pub(crate) saves: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) writes: AtomicU64,
@@ -102,6 +110,8 @@ impl StatCounters {
     fn snapshot(&self) -> StoreStats {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StoreStats {
+            loads: r(&self.loads),
+            reads: r(&self.reads),
             saves: r(&self.saves),
             batches: r(&self.batches),
             writes: r(&self.writes),
@@ -168,6 +178,7 @@ pub(crate) struct Inner {
     pub(crate) lock_lease: Duration,
     pub(crate) lock_wait: Duration,
     pub(crate) committer: commit::Committer,
+    pub(crate) shared_reads: SharedReads,
     pub(crate) local_locks: LocalLocks,
     pub(crate) stats: StatCounters,
 }
@@ -253,6 +264,7 @@ impl SessionStore {
                 lock_lease: DEFAULT_LOCK_LEASE,
                 lock_wait: DEFAULT_LOCK_WAIT,
                 committer: commit::Committer::default(),
+                shared_reads: SharedReads::default(),
                 local_locks: LocalLocks::default(),
                 stats: StatCounters::default(),
             },
