@@ -160,6 +160,9 @@ impl Driver for Counting {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+    fn refreshes_on_load(&self) -> bool {
+        self.inner.refreshes_on_load()
+    }
     async fn load(
         &self,
         id: &SessionId,

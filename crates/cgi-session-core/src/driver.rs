@@ -83,8 +83,17 @@ pub trait Driver: Send + Sync + Debug + 'static {
     /// The name used in DSN strings (`driver:<name>`) and in error messages.
     fn name(&self) -> &'static str;
 
+    /// Whether [`Driver::load`] applies its `touch` argument (`true` by default). A driver
+    /// whose items other programs share may leave lifetimes alone on reads (the memcached
+    /// driver does by default): the session layer then never changes a lifetime when it only
+    /// reads, and keeps sessions in use alive by writing them back.
+    fn refreshes_on_load(&self) -> bool {
+        true
+    }
+
     /// Reads a session, refreshing its lifetime to `touch` when given (in the same operation
-    /// where the backend allows it). `Ok(None)` means nothing is stored: never an error.
+    /// where the backend allows it; see [`Driver::refreshes_on_load`]). `Ok(None)` means
+    /// nothing is stored: never an error.
     async fn load(
         &self,
         id: &SessionId,

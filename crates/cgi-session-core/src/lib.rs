@@ -112,7 +112,7 @@ pub use serializer::{JsonSerializer, Serializer};
 pub use session::Session;
 pub use store::{
     ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder, StoreStats,
-    DEFAULT_COOKIE_NAME, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE,
+    Undecodable, DEFAULT_COOKIE_NAME, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE,
     DEFAULT_TTL_GRACE_SECS,
 };
 

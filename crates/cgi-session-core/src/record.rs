@@ -2,10 +2,12 @@
 //! the reserved `_SESSION_*` keys.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::error::SerializeError;
+use crate::serializer::Serializer;
 
 /// Reserved key: the session id.
 pub const KEY_ID: &str = "_SESSION_ID";
@@ -30,8 +32,25 @@ pub fn is_reserved(name: &str) -> bool {
 /// A decoded session: the reserved fields, typed, and the user's parameters.
 ///
 /// [`Record::to_map`] and [`Record::from_map`] convert to and from CGI::Session's flat map, which
-/// is what a [`Serializer`](crate::Serializer) encodes.
-#[derive(Debug, Clone, PartialEq)]
+/// is what a [`Serializer`](crate::Serializer) encodes. [`Record::decode`] and
+/// [`Record::encode`] also remember the stored bytes the record was read from (or last written
+/// as), so that a serializer can write values nobody changed exactly as they were stored
+/// ([`Serializer::freeze_over`]); equality ignores them.
+///
+/// ```
+/// use cgi_session_core::record::Record;
+/// use cgi_session_core::JsonSerializer;
+///
+/// let stored = br#"{"_SESSION_ID":"abc","_SESSION_CTIME":1,"_SESSION_ATIME":2,"_SESSION_REMOTE_ADDR":"","n":1}"#;
+/// let mut record = Record::decode(&JsonSerializer, stored)?;
+/// assert_eq!(record.params["n"], 1);
+/// assert_eq!(record.stored_bytes(), Some(&stored[..]));
+/// record.params.insert("n".into(), 2.into());
+/// let bytes = record.encode(&JsonSerializer)?;
+/// assert_eq!(Record::decode(&JsonSerializer, &bytes)?.params["n"], 2);
+/// # Ok::<(), cgi_session_core::SerializeError>(())
+/// ```
+#[derive(Debug, Clone)]
 pub struct Record {
     /// `_SESSION_ID`.
     pub id: String,
@@ -50,6 +69,22 @@ pub struct Record {
     pub params: Map<String, Value>,
     /// Other `_SESSION_*` keys found in storage, kept so that they survive a rewrite.
     pub extra: Map<String, Value>,
+    /// The stored bytes this record was decoded from or last encoded as.
+    stored: Option<Arc<[u8]>>,
+}
+
+impl PartialEq for Record {
+    /// Compares the session's contents; the remembered stored bytes are not part of it.
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.ctime == other.ctime
+            && self.atime == other.atime
+            && self.etime == other.etime
+            && self.remote_addr == other.remote_addr
+            && self.expire_list == other.expire_list
+            && self.params == other.params
+            && self.extra == other.extra
+    }
 }
 
 impl Record {
@@ -64,7 +99,37 @@ impl Record {
             expire_list: None,
             params: Map::new(),
             extra: Map::new(),
+            stored: None,
         }
+    }
+
+    /// Decodes stored bytes with `serializer` and remembers them (see
+    /// [`Record::stored_bytes`]).
+    ///
+    /// # Errors
+    /// The serializer's error when the bytes do not decode;
+    /// [`SerializeError::NotARecord`] when they are not a session.
+    pub fn decode(serializer: &dyn Serializer, bytes: &[u8]) -> Result<Self, SerializeError> {
+        let mut record = Self::from_map(serializer.thaw(bytes)?)?;
+        record.stored = Some(Arc::from(bytes));
+        Ok(record)
+    }
+
+    /// Encodes the record with `serializer` as a new version of the bytes it was read from
+    /// ([`Serializer::freeze_over`]), and remembers the result as its stored bytes.
+    ///
+    /// # Errors
+    /// The serializer's error when a value cannot be represented.
+    pub fn encode(&mut self, serializer: &dyn Serializer) -> Result<Vec<u8>, SerializeError> {
+        let previous = self.stored.clone();
+        let bytes = self.with_map(|map| serializer.freeze_over(map, previous.as_deref()))?;
+        self.stored = Some(Arc::from(bytes.as_slice()));
+        Ok(bytes)
+    }
+
+    /// The stored bytes this record was decoded from or last encoded as, if any.
+    pub fn stored_bytes(&self) -> Option<&[u8]> {
+        self.stored.as_deref()
     }
 
     /// CGI::Session's flat map.
@@ -179,6 +244,7 @@ impl Record {
             expire_list,
             params,
             extra,
+            stored: None,
         })
     }
 }

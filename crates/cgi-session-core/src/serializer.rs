@@ -35,6 +35,28 @@ pub trait Serializer: Send + Sync + Debug + 'static {
     /// # Errors
     /// [`SerializeError::Syntax`] when the bytes are not in this format or do not hold a map.
     fn thaw(&self, bytes: &[u8]) -> Result<Map<String, Value>, SerializeError>;
+
+    /// Encodes the map as a new version of `previous`, the stored bytes it was read from
+    /// (`None` for a new session, or when the session was not read from stored bytes).
+    ///
+    /// Formats that can say more than a [`Value`] holds (Perl byte strings versus character
+    /// strings, blessed objects) override this so that values the application did not change
+    /// are written back exactly as they were stored: a Perl program sharing the session reads
+    /// them unchanged. The default ignores `previous` and calls [`Serializer::freeze`].
+    ///
+    /// Implementations must treat `previous` as untrusted; when it does not decode they fall
+    /// back to [`Serializer::freeze`].
+    ///
+    /// # Errors
+    /// As [`Serializer::freeze`].
+    fn freeze_over(
+        &self,
+        map: &Map<String, Value>,
+        previous: Option<&[u8]>,
+    ) -> Result<Vec<u8>, SerializeError> {
+        let _ = previous;
+        self.freeze(map)
+    }
 }
 
 /// JSON, as CGI::Session::Serialize::json writes it: one JSON object.

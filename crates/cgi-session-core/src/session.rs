@@ -236,8 +236,13 @@ impl Session {
                 return Ok(Self::empty(store, false));
             }
         };
+        // Refresh the lifetime in the read itself where the driver does that (a guess: the
+        // store's default timeout; corrected below once the session's own is known). A
+        // driver that leaves lifetimes alone on reads is never asked to touch on a read:
+        // an item another program wrote, perhaps undecodable here, keeps its lifetime.
         let touch = match purpose {
             Purpose::Find => None,
+            _ if !store.driver.refreshes_on_load() => None,
             _ => store.ttl_for(store.default_expire),
         };
         // A copy reflects every write completed before its read was *sent*: that instant, not
@@ -300,8 +305,11 @@ impl Session {
             session.changes.removed.insert(name);
         }
         if purpose != Purpose::Find {
+            // Where reads refresh lifetimes, give the session the lifetime a write would give
+            // it (its own timeout, or the driver's default lifetime when it has none), not
+            // the store default the read guessed: a read never shortens a lifetime.
             let wanted = store.ttl_for(session.record.etime);
-            if wanted != touch && wanted.is_some() {
+            if store.driver.refreshes_on_load() && wanted != touch {
                 if let Some(id) = &session.id {
                     store.driver.touch(id, wanted).await?;
                 }
@@ -827,7 +835,7 @@ impl Session {
 
     pub(crate) fn encode(&mut self) -> Result<Vec<u8>, Error> {
         self.record
-            .with_map(|map| self.store.serializer.freeze(map))
+            .encode(self.store.serializer.as_ref())
             .map_err(Error::Encode)
     }
 
@@ -907,8 +915,7 @@ fn decode(store: &Inner, id: &SessionId, bytes: &[u8]) -> Result<Record, Error> 
         id: id.clone(),
         source,
     };
-    let map = store.serializer.thaw(bytes).map_err(corrupt)?;
-    let record = Record::from_map(map).map_err(corrupt)?;
+    let record = Record::decode(store.serializer.as_ref(), bytes).map_err(corrupt)?;
     if record.id != id.as_str() {
         return Err(corrupt(SerializeError::NotARecord(
             "the stored _SESSION_ID does not match the id it is stored under".into(),

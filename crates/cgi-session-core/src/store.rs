@@ -52,6 +52,35 @@ pub enum ConflictPolicy {
     Error,
 }
 
+/// What [`SessionStore::new_session`] does when the stored session under the claimed id does
+/// not decode (another program's format, a serializer this store is not configured with,
+/// damaged bytes). The stored bytes are never changed either way.
+///
+/// The default depends on the serializer: [`Fail`](Self::Fail) for Perl's formats (a session
+/// shared with a Perl application is then never replaced behind its back: a new cookie would
+/// log the user out of the Perl pages that can read it), [`StartNew`](Self::StartNew) for JSON.
+///
+/// ```
+/// use cgi_session_core::{MemoryDriver, SessionStore, Undecodable};
+///
+/// let store = SessionStore::builder(MemoryDriver::new()).build();
+/// assert_eq!(store.undecodable(), Undecodable::StartNew, "JSON: a private format");
+/// let store = SessionStore::builder(MemoryDriver::new())
+///     .on_undecodable(Undecodable::Fail)
+///     .build();
+/// assert_eq!(store.undecodable(), Undecodable::Fail);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Undecodable {
+    /// Fail the request with [`Error::Corrupt`] (the web adapters answer 500 with a text body
+    /// and log the cause) and send no new cookie: the browser keeps its id, which the
+    /// program that wrote the session can still read.
+    Fail,
+    /// Log a warning and issue a new session with a new id (the old item is left to expire).
+    StartNew,
+}
+
 /// Default of [`SessionStoreBuilder::save_deadline`].
 pub const DEFAULT_SAVE_DEADLINE: Duration = Duration::from_secs(5);
 /// Default of [`SessionStoreBuilder::lock_lease`].
@@ -170,6 +199,7 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ip_match: bool,
     pub(crate) conflict: ConflictPolicy,
+    pub(crate) undecodable: Option<Undecodable>,
     pub(crate) default_expire: Option<i64>,
     pub(crate) ttl_grace: u64,
     pub(crate) cookie: CookieConfig,
@@ -256,6 +286,7 @@ impl SessionStore {
                 clock: Arc::new(SystemClock),
                 ip_match: false,
                 conflict: ConflictPolicy::default(),
+                undecodable: None,
                 default_expire: None,
                 ttl_grace: DEFAULT_TTL_GRACE_SECS,
                 cookie: CookieConfig::default(),
@@ -316,12 +347,14 @@ impl SessionStore {
     /// not expired, and ip matching allows it), otherwise a new session with a fresh id.
     ///
     /// A claimed id that is not stored is never adopted (strict mode; only the `static`
-    /// generator adopts ids). Stored bytes that do not decode are left untouched and a new
-    /// session is issued. The new session is written by [`Session::flush`].
+    /// generator adopts ids). Stored bytes that do not decode are left untouched; what the
+    /// request gets then is [`SessionStoreBuilder::on_undecodable`]'s choice. The new session
+    /// is written by [`Session::flush`].
     ///
     /// # Errors
     /// [`Error::Driver`] when the store fails or is unreachable; [`Error::Id`] when no id can
-    /// be generated.
+    /// be generated; [`Error::Corrupt`] when the stored session does not decode and the store
+    /// is set to [`Undecodable::Fail`].
     pub async fn new_session(
         &self,
         claimed_id: Option<&str>,
@@ -329,9 +362,13 @@ impl SessionStore {
     ) -> Result<Session, Error> {
         let loaded = match Session::load(&self.inner, claimed_id, remote_addr, Purpose::New).await {
             Ok(s) => s,
-            Err(Error::Corrupt { id, source }) => {
+            Err(Error::Corrupt { id, source }) if self.undecodable() == Undecodable::StartNew => {
                 tracing::warn!(session = %id, error = %source, "stored session does not decode; issuing a new session and leaving the stored bytes alone");
                 Session::empty(&self.inner, false)
+            }
+            Err(e @ Error::Corrupt { .. }) => {
+                tracing::error!(error = %e, serializer = self.inner.serializer.name(), "stored session does not decode; failing the request and leaving the stored session and the cookie alone (`on_undecodable(Undecodable::StartNew)` issues a new session instead)");
+                return Err(e);
             }
             Err(e) => return Err(e),
         };
@@ -513,6 +550,18 @@ impl SessionStore {
         })?
     }
 
+    /// What [`SessionStore::new_session`] does with a stored session that does not decode
+    /// ([`SessionStoreBuilder::on_undecodable`], or the serializer's default).
+    pub fn undecodable(&self) -> Undecodable {
+        self.inner.undecodable.unwrap_or_else(|| {
+            if self.inner.serializer.name() == "json" {
+                Undecodable::StartNew
+            } else {
+                Undecodable::Fail
+            }
+        })
+    }
+
     /// When requests take the session lock ([`LockMode::Off`] unless configured).
     pub fn lock_mode(&self) -> LockMode {
         self.inner.lock_mode
@@ -587,6 +636,13 @@ impl SessionStoreBuilder {
     /// (CGI::Session deleted it, letting anyone who knows an id destroy it).
     pub fn ip_match(mut self, on: bool) -> Self {
         self.inner.ip_match = on;
+        self
+    }
+
+    /// What [`SessionStore::new_session`] does with a stored session that does not decode (see
+    /// [`Undecodable`] for the default).
+    pub fn on_undecodable(mut self, policy: Undecodable) -> Self {
+        self.inner.undecodable = Some(policy);
         self
     }
 

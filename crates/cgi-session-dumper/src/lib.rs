@@ -93,6 +93,12 @@ pub const MAX_DEPTH: usize = 128;
 /// Key naming the class in the JSON form of a blessed object:
 /// `{"__perl_bless__": "Class", "value": ...}` is `bless( ..., 'Class' )`.
 ///
+/// Writing blesses such an object only into a class that Perl itself blessed in the stored
+/// copy being rewritten ([`Serializer::freeze_over`]); anywhere else (a new session, a class
+/// the stored copy does not have) it is written as a plain hash with these two keys. So data
+/// that reaches a session from outside can never make Perl build an object of a class it
+/// names; objects Perl stored come back to Perl as the same objects.
+///
 /// ```
 /// use cgi_session_core::Serializer;
 /// use cgi_session_dumper::{DataDumperSerializer, BLESS_TAG, BLESS_VALUE};
@@ -182,11 +188,18 @@ pub enum StringStyle {
 /// 32-bit perls; a 64-bit perl reads every i64/u64 literal exactly); float text is Rust's
 /// shortest round-trip form (`'0.3333333333333333'`) instead of Perl's `%.15g`.
 ///
+/// Rewriting a stored session ([`Serializer::freeze_over`], which the session store uses)
+/// copies every top-level value the application did not change byte for byte from the stored
+/// text, so a Perl program reads it exactly as it stored it: a byte string stays a byte string
+/// of the same length, a Latin-1 string stays Latin-1, an object stays blessed. Only changed
+/// and new values are written in this writer's form (see [`StringStyle`]). Dumps whose entries
+/// share references (`$D->{'a'} = $D->{'b'}` statements) are rewritten whole.
+///
 /// Round-trip losses (write then read): a float comes back as the string of its digits (as a
 /// Perl-written float does); `true` / `false` come back as `1` / `""` (Perl has no booleans);
 /// an object that looks like a tagged value (`{"__perl_ref__": ...}` alone, or exactly
-/// `__perl_bless__` + `value`) is written as a reference or `bless(...)`, which reads back as
-/// the same JSON. Everything else — strings (any Unicode), i64/u64, null, arrays, objects with
+/// `__perl_bless__` + `value`) is written as a reference, or as `bless(...)` where
+/// [`BLESS_TAG`] allows it, which reads back as the same JSON. Everything else — strings (any Unicode), i64/u64, null, arrays, objects with
 /// any keys — reads back identically.
 ///
 /// ```
@@ -253,11 +266,11 @@ impl DataDumperSerializer {
         self.strings
     }
 
-    /// [`Serializer::freeze`] as a `String` (the output is always valid UTF-8).
+    /// [`Serializer::freeze`] as a `String` (the output is always valid UTF-8). Nothing is
+    /// blessed (see [`BLESS_TAG`]).
     ///
     /// # Errors
-    /// [`SerializeError::Syntax`] when the map nests deeper than [`MAX_DEPTH`] or holds a
-    /// `__perl_bless__` object whose `value` is not an array, an object or a `__perl_ref__`.
+    /// [`SerializeError::Syntax`] when the map nests deeper than [`MAX_DEPTH`].
     ///
     /// ```
     /// use cgi_session_dumper::DataDumperSerializer;
@@ -265,7 +278,7 @@ impl DataDumperSerializer {
     ///
     /// let map = json!({"o": {"__perl_bless__": "Foo", "value": [1]}, "r": {"__perl_ref__": "x"}});
     /// let text = DataDumperSerializer::new().freeze_to_string(map.as_object().unwrap())?;
-    /// assert_eq!(text, r"$D = {'o' => bless( [1], 'Foo' ),'r' => \'x'};;$D");
+    /// assert_eq!(text, r"$D = {'o' => {'__perl_bless__' => 'Foo','value' => [1]},'r' => \'x'};;$D");
     /// # Ok::<(), cgi_session_core::SerializeError>(())
     /// ```
     pub fn freeze_to_string(&self, map: &Map<String, Value>) -> Result<String, SerializeError> {
@@ -284,5 +297,38 @@ impl Serializer for DataDumperSerializer {
 
     fn thaw(&self, bytes: &[u8]) -> Result<Map<String, Value>, SerializeError> {
         read::thaw(bytes)
+    }
+
+    /// Rewrites a stored session: unchanged top-level values are copied byte for byte from
+    /// `previous`, objects are blessed only into classes `previous` blessed.
+    ///
+    /// ```
+    /// use cgi_session_core::Serializer;
+    /// use cgi_session_dumper::DataDumperSerializer;
+    /// use serde_json::json;
+    ///
+    /// // A Perl app without `-utf8` stored "café" as 5 bytes, and an object.
+    /// let stored = b"$D = {'name' => 'caf\xc3\xa9','o' => bless( {'n' => 1}, 'My::Cart' ),'visits' => 1};;$D";
+    /// let s = DataDumperSerializer::new();
+    /// let mut map = s.thaw(stored)?;
+    /// assert_eq!(map["name"], "café");
+    /// map.insert("visits".into(), json!(2));
+    /// map.insert("evil".into(), json!({"__perl_bless__": "Some::Class", "value": {}}));
+    /// let text = s.freeze_over(&map, Some(stored))?;
+    /// assert_eq!(
+    ///     text,
+    ///     b"$D = {'evil' => {'__perl_bless__' => 'Some::Class','value' => {}},'name' => 'caf\xc3\xa9','o' => bless( {'n' => 1}, 'My::Cart' ),'visits' => 2};;$D"
+    /// );
+    /// # Ok::<(), cgi_session_core::SerializeError>(())
+    /// ```
+    fn freeze_over(
+        &self,
+        map: &Map<String, Value>,
+        previous: Option<&[u8]>,
+    ) -> Result<Vec<u8>, SerializeError> {
+        match previous.and_then(read::previous) {
+            Some(previous) => write::freeze_over(map, self.strings, &previous),
+            None => self.freeze(map),
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! The reader: parses the subset of Perl that Data::Dumper emits. Nothing is evaluated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Display;
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 
 use cgi_session_core::SerializeError;
 use serde_json::{Map, Number, Value};
@@ -42,19 +42,51 @@ struct Parser<'a> {
     statements: Vec<Fixup>,
     /// `do{my $o}` placeholders: (path, byte offset).
     placeholders: Vec<(Vec<Seg>, usize)>,
+    /// The top-level hash's entries: key and the byte range of `'key' => value`.
+    top: Vec<(String, Range<usize>)>,
+    /// The classes named by a `bless( ..., 'Class' )` in the text.
+    blessed: BTreeSet<String>,
+}
+
+/// A stored dump as the base of a new version: its text, its top-level entries (each with the
+/// byte range of `'key' => value` and its value) and the classes Perl blessed in it.
+pub(crate) struct Previous<'a> {
+    pub(crate) src: &'a [u8],
+    /// Empty when entries cannot be copied on their own: the dump shares references between
+    /// entries (back-references, `$D->... = ...` statements), which a copy would cut.
+    pub(crate) entries: HashMap<String, (Range<usize>, Value)>,
+    pub(crate) blessed_classes: BTreeSet<String>,
+}
+
+/// Parses `src` as the base of a new version; `None` when it does not parse.
+pub(crate) fn previous(src: &[u8]) -> Option<Previous<'_>> {
+    let mut p = Parser::new(src);
+    let root = p.document().ok()?;
+    let self_contained =
+        p.inline.is_empty() && p.statements.is_empty() && p.placeholders.is_empty();
+    let top = std::mem::take(&mut p.top);
+    let blessed_classes = std::mem::take(&mut p.blessed);
+    let mut values = p.resolve(root, src.len()).ok()?;
+    let entries = if self_contained {
+        top.into_iter()
+            .filter_map(|(key, span)| {
+                let value = values.remove(&key)?;
+                Some((key, (span, value)))
+            })
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    Some(Previous {
+        src,
+        entries,
+        blessed_classes,
+    })
 }
 
 /// Parses and resolves a whole dump.
 pub(crate) fn thaw(src: &[u8]) -> Result<Map<String, Value>, SerializeError> {
-    let mut p = Parser {
-        src,
-        pos: 0,
-        var: None,
-        path: Vec::new(),
-        inline: Vec::new(),
-        statements: Vec::new(),
-        placeholders: Vec::new(),
-    };
+    let mut p = Parser::new(src);
     let root = p.document()?;
     p.resolve(root, src.len())
 }
@@ -81,6 +113,20 @@ fn decode_raw(bytes: &[u8], out: &mut String) {
 }
 
 impl<'a> Parser<'a> {
+    fn new(src: &'a [u8]) -> Self {
+        Parser {
+            src,
+            pos: 0,
+            var: None,
+            path: Vec::new(),
+            inline: Vec::new(),
+            statements: Vec::new(),
+            placeholders: Vec::new(),
+            top: Vec::new(),
+            blessed: BTreeSet::new(),
+        }
+    }
+
     fn err(&self, at: usize, message: impl Display) -> SerializeError {
         syntax(format!("{message} at byte {at}"))
     }
@@ -447,6 +493,7 @@ impl<'a> Parser<'a> {
         };
         self.skip_ws();
         self.expect(b")", "`)` closing `bless(`")?;
+        self.blessed.insert(class.clone());
         let mut map = Map::new();
         map.insert(BLESS_TAG.to_owned(), Value::String(class));
         map.insert(BLESS_VALUE.to_owned(), inner);
@@ -464,6 +511,7 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 return Ok(Value::Object(map));
             }
+            let entry_start = self.pos;
             let key = self.hash_key()?;
             self.skip_ws();
             self.expect(b"=>", "`=>` after the hash key")?;
@@ -474,6 +522,9 @@ impl<'a> Parser<'a> {
                 Some(Seg::Key(key)) => key,
                 _ => return Err(self.err(at, "internal error: path stack out of step")),
             };
+            if level == 0 {
+                self.top.push((key.clone(), entry_start..self.pos));
+            }
             map.insert(key, value?);
             self.skip_ws();
             match self.peek() {

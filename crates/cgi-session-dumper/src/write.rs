@@ -2,22 +2,75 @@
 //! (Data::Dumper with `Indent(0)`, `Purity(1)`, `Useqq(0)`, `Quotekeys(1)`, `Terse(0)`, variable
 //! name `D`, then `;$D` appended).
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use cgi_session_core::SerializeError;
 use serde_json::{Map, Number, Value};
 
+use crate::read::Previous;
 use crate::{StringStyle, BLESS_TAG, BLESS_VALUE, FORMAT, MAX_DEPTH, REF_TAG};
 
-/// Writes `map` as Data::Dumper text.
+/// How values are written.
+#[derive(Clone, Copy)]
+pub(crate) struct Cx<'a> {
+    pub(crate) style: StringStyle,
+    /// The classes a `__perl_bless__` object may be blessed into: only classes that Perl
+    /// itself blessed in the stored copy. Any other such object is written as a plain hash, so
+    /// that data from outside (a form field, a JSON body) can never make a Perl object of a
+    /// class it names.
+    pub(crate) blessable: &'a BTreeSet<String>,
+}
+
+/// Writes `map` as Data::Dumper text (no value is blessed).
 pub(crate) fn freeze(
     map: &Map<String, Value>,
     style: StringStyle,
 ) -> Result<String, SerializeError> {
+    let none = BTreeSet::new();
+    let cx = Cx {
+        style,
+        blessable: &none,
+    };
     let mut out = String::with_capacity(64 + 32 * map.len());
     out.push_str("$D = ");
-    write_hash(&mut out, map, 1, style)?;
+    write_hash(&mut out, map, 1, cx)?;
     out.push_str(";;$D");
+    Ok(out)
+}
+
+/// Writes `map` as a new version of `previous`: each top-level entry whose value is unchanged
+/// is copied byte for byte from it (so Perl reads exactly what it stored: byte strings stay
+/// byte strings, Latin-1 stays Latin-1, objects stay blessed); the others are written fresh,
+/// blessing only classes `previous` blessed.
+pub(crate) fn freeze_over(
+    map: &Map<String, Value>,
+    style: StringStyle,
+    previous: &Previous<'_>,
+) -> Result<Vec<u8>, SerializeError> {
+    let cx = Cx {
+        style,
+        blessable: &previous.blessed_classes,
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(64 + previous.src.len());
+    out.extend_from_slice(b"$D = {");
+    let mut fresh = String::new();
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match previous.entries.get(key.as_str()) {
+            Some((span, old)) if old == value => out.extend_from_slice(&previous.src[span.clone()]),
+            _ => {
+                fresh.clear();
+                write_str(&mut fresh, key, style);
+                fresh.push_str(" => ");
+                write_value(&mut fresh, value, 1, cx)?;
+                out.extend_from_slice(fresh.as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(b"};;$D");
     Ok(out)
 }
 
@@ -43,7 +96,7 @@ fn write_hash(
     out: &mut String,
     map: &Map<String, Value>,
     level: usize,
-    style: StringStyle,
+    cx: Cx<'_>,
 ) -> Result<(), SerializeError> {
     check_level(level)?;
     out.push('{');
@@ -51,9 +104,9 @@ fn write_hash(
         if i > 0 {
             out.push(',');
         }
-        write_str(out, key, style);
+        write_str(out, key, cx.style);
         out.push_str(" => ");
-        write_value(out, value, level, style)?;
+        write_value(out, value, level, cx)?;
     }
     out.push('}');
     Ok(())
@@ -64,7 +117,7 @@ fn write_value(
     out: &mut String,
     value: &Value,
     level: usize,
-    style: StringStyle,
+    cx: Cx<'_>,
 ) -> Result<(), SerializeError> {
     match value {
         Value::Null => out.push_str("undef"),
@@ -72,7 +125,7 @@ fn write_value(
         Value::Bool(true) => out.push('1'),
         Value::Bool(false) => out.push_str("''"),
         Value::Number(n) => write_number(out, n),
-        Value::String(s) => write_str(out, s, style),
+        Value::String(s) => write_str(out, s, cx.style),
         Value::Array(items) => {
             check_level(level + 1)?;
             out.push('[');
@@ -80,12 +133,14 @@ fn write_value(
                 if i > 0 {
                     out.push(',');
                 }
-                write_value(out, item, level + 1, style)?;
+                write_value(out, item, level + 1, cx)?;
             }
             out.push(']');
         }
         Value::Object(map) => {
-            if let Some((class, inner)) = as_bless(map) {
+            if let Some((class, inner)) =
+                as_bless(map).filter(|(class, _)| cx.blessable.contains(*class))
+            {
                 check_level(level + 1)?;
                 let blessable = match inner {
                     Value::Array(_) => true,
@@ -106,21 +161,21 @@ fn write_value(
                         check_level(level + 2)?;
                         out.push_str("do{\\(my $o = ");
                         if let Some(referent) = as_ref(m) {
-                            write_value(out, referent, level + 2, style)?;
+                            write_value(out, referent, level + 2, cx)?;
                         }
                         out.push_str(")}");
                     }
-                    inner => write_value(out, inner, level + 1, style)?,
+                    inner => write_value(out, inner, level + 1, cx)?,
                 }
                 out.push_str(", ");
-                write_str(out, class, style);
+                write_str(out, class, cx.style);
                 out.push_str(" )");
             } else if let Some(inner) = as_ref(map) {
                 check_level(level + 1)?;
                 out.push('\\');
-                write_value(out, inner, level + 1, style)?;
+                write_value(out, inner, level + 1, cx)?;
             } else {
-                write_hash(out, map, level + 1, style)?;
+                write_hash(out, map, level + 1, cx)?;
             }
         }
     }

@@ -182,6 +182,82 @@ fn blessed_objects_are_tagged() {
         map["arr"],
         json!({"__perl_bless__": "Foo", "value": [1, "two"]})
     );
+    // Written fresh, nothing is blessed: a class name from data is not a Perl object.
     let text = s.freeze_to_string(&map).unwrap();
-    assert!(text.contains("bless( [1,'two'], 'Foo' )"), "{text}");
+    assert!(
+        text.contains("'arr' => {'__perl_bless__' => 'Foo','value' => [1,'two']}"),
+        "{text}"
+    );
+    // Rewritten over Perl's copy: unchanged objects are copied, changed ones stay blessed
+    // into the classes Perl blessed, and a new class named by data is not blessed.
+    let mut changed = map.clone();
+    changed["arr"]["value"][1] = json!("three");
+    changed.insert(
+        "new".into(),
+        json!({"__perl_bless__": "Other::Class", "value": {}}),
+    );
+    let text = String::from_utf8(s.freeze_over(&changed, Some(&dump)).unwrap()).unwrap();
+    assert!(text.contains("bless( [1,'three'], 'Foo' )"), "{text}");
+    assert!(
+        text.contains("'new' => {'__perl_bless__' => 'Other::Class','value' => {}}"),
+        "{text}"
+    );
+    let obj_entry = dump_entry(&dump, "obj");
+    assert!(text.contains(&obj_entry), "{obj_entry} copied into {text}");
+    assert_eq!(s.thaw(text.as_bytes()).unwrap(), changed);
+}
+
+/// The text of `'key' => ...` in a one-line dump (up to the next top-level entry).
+fn dump_entry(dump: &[u8], key: &str) -> String {
+    let text = String::from_utf8_lossy(dump);
+    let start = text.find(&format!("'{key}' => ")).expect("entry present");
+    let mut depth = 0i32;
+    let mut end = text.len();
+    for (i, c) in text[start..].char_indices() {
+        match c {
+            '[' | '{' | '(' => depth += 1,
+            ']' | '}' | ')' if depth == 0 => {
+                end = start + i;
+                break;
+            }
+            ']' | '}' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                end = start + i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    text[start..end].to_owned()
+}
+
+#[test]
+fn every_perl_vector_rewritten_over_itself_reads_the_same() {
+    let s = DataDumperSerializer::new();
+    for (name, dump, _) in vectors() {
+        let map = s.thaw(&dump).unwrap();
+        let again = s.freeze_over(&map, Some(&dump)).unwrap();
+        assert_eq!(s.thaw(&again).unwrap(), map, "{name}");
+    }
+}
+
+#[test]
+fn untouched_byte_strings_are_copied_and_changed_values_written_fresh() {
+    let s = DataDumperSerializer::new();
+    // What Perl stores for a UTF-8 byte string, a Latin-1 character string and binary.
+    let stored: &[u8] =
+        b"$D = {'b' => 'caf\xc3\xa9','l' => 'caf\xe9','x' => '\xff\x00','n' => 1};;$D";
+    let mut map = s.thaw(stored).unwrap();
+    assert_eq!(map["b"], "café");
+    assert_eq!(map["l"], "café", "Latin-1 reads as the same text");
+    map.insert("n".into(), json!(2));
+    let text = s.freeze_over(&map, Some(stored)).unwrap();
+    assert_eq!(
+        text,
+        b"$D = {'b' => 'caf\xc3\xa9','l' => 'caf\xe9','n' => 2,'x' => '\xff\x00'};;$D".to_vec()
+    );
+    // Without the stored copy (or with one that does not parse) everything is written fresh.
+    let fresh = s.freeze(&map).unwrap();
+    assert_eq!(s.freeze_over(&map, None).unwrap(), fresh);
+    assert_eq!(s.freeze_over(&map, Some(b"garbage")).unwrap(), fresh);
 }

@@ -64,8 +64,13 @@ const NO_CAS: &str = "session locks with this memcached server or client (it ret
 /// - Items get real TTLs: the session's idle timeout (plus the store's grace), or
 ///   [`DEFAULT_LIFETIME`] for sessions without one; TTLs over 30 days are sent as absolute
 ///   Unix times, as memcached requires.
-/// - Loading refreshes the TTL in the same round trip that reads (`mg <key> v c f T<ttl>`),
-///   creation uses `add`, saves use CAS, so concurrent updates are detected.
+/// - A read never changes an item's TTL by default: an item written by another program
+///   (a Perl application sharing the sessions, perhaps in a format this store cannot decode)
+///   keeps the lifetime that program gave it. The session layer keeps sessions in use alive
+///   by writing back their access time once half of their idle timeout has passed. Where no
+///   other program shares the keys, [`MemcacheDriverBuilder::refresh_ttl_on_read`] makes
+///   every read slide the TTL in the same round trip (`mg <key> v c f T<ttl>`).
+/// - Creation uses `add`, saves use CAS, so concurrent updates are detected.
 /// - A dead or hung server is an error naming it ([`DriverError::Unavailable`]), never an
 ///   empty session.
 /// - Sessions larger than the server's item size limit get [`DriverError::TooLarge`] before
@@ -103,6 +108,7 @@ struct Inner {
     prefix: String,
     hashed: bool,
     default_lifetime: Duration,
+    refresh_ttl_on_read: bool,
     compress_above: Option<usize>,
     item_size_max: OnceCell<u64>,
     clock: Arc<dyn Clock>,
@@ -120,6 +126,7 @@ pub struct MemcacheDriverBuilder {
     prefix: String,
     hashed: bool,
     default_lifetime: Duration,
+    refresh_ttl_on_read: bool,
     compress_above: Option<usize>,
     item_size_max: Option<u64>,
 }
@@ -127,6 +134,30 @@ pub struct MemcacheDriverBuilder {
 impl MemcacheDriverBuilder {
     /// The key prefix ([`DEFAULT_PREFIX`] by default). It must be a valid part of a memcached
     /// key: no whitespace or control characters, at most 100 bytes.
+    ///
+    /// An empty prefix stores each session under its bare id, the key scheme of Debian's
+    /// Perl `CGI::Session::Driver::memcached` (`driver:memcached`). The trade-off: sessions
+    /// then share the key space with everything else in that memcached. Ids are checked
+    /// (`A-Z a-z 0-9 _ -`, so a key with `:` such as `sessions:<id>` or a lock key is never
+    /// taken for a session), but another application's key that looks like an id (`42`,
+    /// `user_7`, a hex digest) is listed by [`Driver::traverse`] and
+    /// [`list_keys`](MemcacheDriver::list_keys) (listing reads the keys of the whole server,
+    /// and `find` skips what does not decode as a session stored under that id), and a session
+    /// id equal to such a key (the `incr` and `static` id generators make that possible)
+    /// finds that item, which is then refused as not a session of that id (`_SESSION_ID`
+    /// differs). Session locks live under `lock:<id>`.
+    ///
+    /// ```
+    /// # fn demo(memd: cgi_session_memcache_client::Client) -> Result<(), cgi_session_core::DriverError> {
+    /// use cgi_session_core::SessionId;
+    /// use cgi_session_memcache::MemcacheDriver;
+    ///
+    /// let driver = MemcacheDriver::builder(memd).prefix("").build()?;
+    /// let id = SessionId::parse("9f3c0e1d2b4a").unwrap();
+    /// assert_eq!(driver.key_for(&id), "9f3c0e1d2b4a");
+    /// assert_eq!(driver.lock_key_for(&id), "lock:9f3c0e1d2b4a");
+    /// # Ok(()) }
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -143,6 +174,25 @@ impl MemcacheDriverBuilder {
     /// Lifetime of sessions with no idle timeout ([`DEFAULT_LIFETIME`] by default).
     pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
         self.default_lifetime = lifetime;
+        self
+    }
+
+    /// Refresh a session's TTL on every read, in the read's own round trip (off by default).
+    ///
+    /// Turn it on only when no other program writes these keys: a read then also changes the
+    /// lifetime of items this store cannot decode, and gives a Perl session without expiry
+    /// the store's idle timeout. Off, a read leaves the TTL alone and sessions in use are
+    /// kept alive by the session layer's write-back of their access time.
+    ///
+    /// ```
+    /// # fn demo(memd: cgi_session_memcache_client::Client) -> Result<(), cgi_session_core::DriverError> {
+    /// use cgi_session_memcache::MemcacheDriver;
+    ///
+    /// let driver = MemcacheDriver::builder(memd).refresh_ttl_on_read(true).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn refresh_ttl_on_read(mut self, on: bool) -> Self {
+        self.refresh_ttl_on_read = on;
         self
     }
 
@@ -189,6 +239,7 @@ impl MemcacheDriverBuilder {
                 prefix: self.prefix,
                 hashed: self.hashed,
                 default_lifetime: self.default_lifetime,
+                refresh_ttl_on_read: self.refresh_ttl_on_read,
                 compress_above: self.compress_above,
                 item_size_max,
                 clock: Arc::new(SystemClock),
@@ -232,6 +283,7 @@ impl MemcacheDriver {
             prefix: DEFAULT_PREFIX.into(),
             hashed: false,
             default_lifetime: DEFAULT_LIFETIME,
+            refresh_ttl_on_read: false,
             compress_above: None,
             item_size_max: None,
         }
@@ -468,13 +520,19 @@ impl Driver for MemcacheDriver {
         NAME
     }
 
+    fn refreshes_on_load(&self) -> bool {
+        self.inner.refresh_ttl_on_read
+    }
+
     async fn load(
         &self,
         id: &SessionId,
         touch: Option<Duration>,
     ) -> Result<Option<Loaded>, DriverError> {
         let key = self.checked_key(id)?;
-        let touch = touch.map(|t| self.exptime(Some(t)));
+        let touch = touch
+            .filter(|_| self.inner.refresh_ttl_on_read)
+            .map(|t| self.exptime(Some(t)));
         let Some(fetched) = self
             .inner
             .handle

@@ -85,7 +85,10 @@ async fn item_ttl_follows_idle_expiry_and_over_30_days_is_absolute() {
 async fn a_read_only_request_is_one_round_trip_that_also_slides_the_ttl() {
     let server = MemcachedServer::start();
     let c = client(&server, Duration::from_secs(2)).await;
-    let driver = MemcacheDriver::new(c.clone());
+    let driver = MemcacheDriver::builder(c.clone())
+        .refresh_ttl_on_read(true)
+        .build()
+        .unwrap();
     let store = SessionStore::builder(driver.clone())
         .default_expire(1800)
         .build();
@@ -114,6 +117,42 @@ async fn a_read_only_request_is_one_round_trip_that_also_slides_the_ttl() {
     assert_eq!(counter(&server, "cmd_set"), sets_before, "no rewrite");
     let ttl = ttl_left(&c, &key).await;
     assert!(ttl > 1800, "the read refreshed the TTL: {ttl}");
+}
+
+/// By default a read leaves the TTL alone (another program may own the item's lifetime); a
+/// session read after half its timeout is written back, which slides it.
+#[tokio::test]
+async fn by_default_a_read_leaves_the_ttl_alone_and_a_half_used_session_is_written_back() {
+    let server = MemcachedServer::start();
+    let c = client(&server, Duration::from_secs(2)).await;
+    let clock = cgi_session_core::ManualClock::new(1_800_000_000);
+    let driver = MemcacheDriver::new(c.clone());
+    let store = SessionStore::builder(driver.clone())
+        .default_expire(1800)
+        .clock(clock.clone())
+        .build();
+    let mut s = store.new_session(None, None).await.unwrap();
+    s.set("greet_en", "Hi !").unwrap();
+    s.flush().await.unwrap();
+    let id = s.id().unwrap().as_str().to_owned();
+    let key = driver.key_for(s.id().unwrap());
+    c.touch(&key, 100).await.unwrap();
+
+    let touches_before = counter(&server, "cmd_touch");
+    let sets_before = counter(&server, "cmd_set");
+    let mut s = store.new_session(Some(&id), None).await.unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(counter(&server, "cmd_touch"), touches_before, "no touch");
+    assert_eq!(counter(&server, "cmd_set"), sets_before, "no rewrite");
+    let ttl = ttl_left(&c, &key).await;
+    assert!(ttl <= 100, "the read left the TTL alone: {ttl}");
+
+    // Past half the idle timeout, the read is written back with the full lifetime.
+    clock.advance(901);
+    let mut s = store.new_session(Some(&id), None).await.unwrap();
+    s.flush().await.unwrap();
+    let ttl = ttl_left(&c, &key).await;
+    assert!(ttl > 1800, "the write-back refreshed the TTL: {ttl}");
 }
 
 #[tokio::test]

@@ -1,0 +1,291 @@
+//! What a Rust service does to sessions a Perl CGI::Session application owns, against the real
+//! CGI::Session in one real memcached:
+//!
+//! - a read never changes an item's lifetime (a Perl session without expiry keeps no TTL; an
+//!   item Rust cannot decode keeps its bytes and its TTL); a write gives the documented one;
+//! - values Rust did not change come back to Perl byte-identical (`length`, `utf8::is_utf8`,
+//!   the bytes, the class of an object), whatever form Perl stored them in;
+//! - a map from Rust with a `__perl_bless__` key never becomes a Perl object of a class Perl
+//!   did not store.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use cgi_session::memcache::client::{Client, ClientConfig, GetOptions};
+use cgi_session::{builder_from_dsn, DriverArgs, SessionStore, Undecodable};
+use memcached_harness::MemcachedServer;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// CGI::Session 4.48 over Cache::Memcached with the seed's memcache driver (from
+/// `tests/perl`), storing the kinds of strings a real Perl app stores.
+const PERL: &str = r#"
+use strict; use warnings;
+use CGI::Session; use Cache::Memcached; use JSON::PP;
+my ($server, $serializer, $cmd, $id) = @ARGV;
+my $memd = Cache::Memcached->new({ servers => [$server] });
+die "memcached not running\n" unless $memd->stats()->{total};
+my $dsn = "driver:memcache;serializer:$serializer";
+if ($cmd eq 'create') {
+    my $s = CGI::Session->new($dsn, undef, { Handle => $memd }) or die CGI::Session->errstr;
+    $s->param('bytes', "caf\xc3\xa9");                  # CGI.pm without -utf8: UTF-8 bytes
+    my $latin = "caf\x{e9}"; utf8::upgrade($latin);     # decoded text in the Latin-1 range
+    $s->param('latin', $latin);
+    $s->param('wide', "\x{263a} ok");                   # decoded text above U+00FF
+    $s->param('binary', "\xff\x00\xfe");                # not text at all
+    $s->param('cart', bless({ items => [1, 2] }, 'My::Cart'));
+    $s->param('visits', 1);
+    $s->expire($ENV{EXPIRE}) if $ENV{EXPIRE};
+    $s->flush or die $s->errstr;
+    print $s->id;
+}
+elsif ($cmd eq 'inspect') {
+    my $s = CGI::Session->load($dsn, $id, { Handle => $memd }) or die CGI::Session->errstr;
+    die "session $id is empty\n" if $s->is_empty;
+    my %out;
+    for my $k ($s->param) {
+        my $v = $s->param($k);
+        if (ref $v) {
+            $out{$k} = { ref => ref($v), blessed => (ref($v) =~ /^(HASH|ARRAY|SCALAR)$/ ? 0 : 1) };
+        } else {
+            my $octets = $v;
+            utf8::encode($octets) if utf8::is_utf8($octets);
+            $out{$k} = { length => length($v), utf8 => (utf8::is_utf8($v) ? 1 : 0),
+                         hex => unpack('H*', $octets) };
+        }
+    }
+    print JSON::PP->new->canonical->encode(\%out);
+}
+else { die "unknown command $cmd\n" }
+"#;
+
+fn perl(server: &MemcachedServer, serializer: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/perl");
+    let mut cmd = Command::new("perl");
+    cmd.arg("-I")
+        .arg(lib)
+        .arg("-e")
+        .arg(PERL)
+        .arg(server.addr().to_string())
+        .arg(serializer)
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .expect("perl must be installed (scripts/test.sh installs what the tests need)");
+    assert!(
+        out.status.success(),
+        "perl {args:?} failed: {}\n(needs libcgi-session-perl and libcache-memcached-perl: run scripts/test.sh)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("perl printed UTF-8")
+}
+
+fn perl_create(server: &MemcachedServer, serializer: &str, expire: Option<&str>) -> String {
+    let env: Vec<(&str, &str)> = expire.map(|e| ("EXPIRE", e)).into_iter().collect();
+    perl(server, serializer, &["create"], &env)
+}
+
+fn perl_inspect(server: &MemcachedServer, id: &str) -> Value {
+    serde_json::from_str(&perl(server, "default", &["inspect", id], &[])).expect("JSON")
+}
+
+async fn client(server: &MemcachedServer) -> Client {
+    Client::connect(ClientConfig::new(server.addr().to_string()))
+        .await
+        .unwrap()
+}
+
+/// The Rust side as a migrating team configures it (the README's Perl-sharing DSN), with the
+/// demo's idle timeout.
+fn rust_store(client: &Client) -> SessionStore {
+    builder_from_dsn(
+        "driver:memcache;serializer:default",
+        &DriverArgs::new().handle(client.clone()),
+    )
+    .unwrap()
+    .default_expire(1800)
+    .build()
+}
+
+/// The item's remaining TTL in seconds (-1: none) and its bytes.
+async fn item(client: &Client, id: &str) -> (i64, Vec<u8>) {
+    let got = client
+        .get(
+            &format!("sessions:{id}"),
+            GetOptions::new().ttl_remaining(true),
+        )
+        .await
+        .unwrap()
+        .expect("the item is stored");
+    (got.ttl_remaining.expect("ttl reported"), got.value.to_vec())
+}
+
+#[tokio::test]
+async fn a_rust_read_leaves_a_perl_sessions_lifetime_alone_and_a_write_gives_the_documented_one() {
+    let server = MemcachedServer::start();
+    let c = client(&server).await;
+    let store = rust_store(&c);
+    for expire in [None, Some("+2s")] {
+        let id = perl_create(&server, "default", expire);
+        let (ttl, bytes) = item(&c, &id).await;
+        assert_eq!(ttl, -1, "Perl's driver sets no TTL");
+
+        // A read-only Rust request (the demo's GET).
+        let mut s = store.new_session(Some(&id), None).await.unwrap();
+        assert_eq!(s.get::<i64>("visits").unwrap(), Some(1), "{expire:?}");
+        s.flush().await.unwrap();
+        assert_eq!(
+            item(&c, &id).await,
+            (-1, bytes),
+            "{expire:?}: a read changes neither the TTL nor the bytes"
+        );
+
+        // A Rust write: the session's own timeout plus grace, or one day without one.
+        s.set("visits", &2).unwrap();
+        s.flush().await.unwrap();
+        let (ttl, _) = item(&c, &id).await;
+        match expire {
+            None => assert!((86_390..=86_400).contains(&ttl), "one day: {ttl}"),
+            Some(_) => assert!((2..=12).contains(&ttl), "2 s + grace: {ttl}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_item_rust_cannot_decode_is_left_untouched_ttl_included() {
+    let server = MemcachedServer::start();
+    let c = client(&server).await;
+    let store = rust_store(&c);
+    // A Perl app on `serializer:storable`: not Data::Dumper text.
+    let id = perl_create(&server, "storable", None);
+    c.touch(&format!("sessions:{id}"), 5000).await.unwrap();
+    let before = item(&c, &id).await;
+
+    let err = store.load(Some(&id), None).await.unwrap_err();
+    assert!(
+        matches!(err, cgi_session::Error::Corrupt { .. }),
+        "a clear error: {err}"
+    );
+    // What the web adapters call: with a Perl format the session is not replaced either.
+    assert_eq!(store.undecodable(), Undecodable::Fail);
+    let err = store.new_session(Some(&id), None).await.unwrap_err();
+    assert!(matches!(err, cgi_session::Error::Corrupt { .. }), "{err}");
+    // Through HTTP (the demo app on that store): a 500 with a text body, and no new cookie
+    // (a new one would log the user out of the Perl pages that can read the session).
+    let app = cgi_session_demo::app(store.clone());
+    let res = app
+        .oneshot(
+            axum::http::Request::get("/")
+                .header("cookie", format!("CGISESSID={id}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert!(res.headers().get("set-cookie").is_none(), "{res:?}");
+    let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    assert!(!body.is_empty(), "a text body");
+    // A store that opts into replacing issues a new session and still leaves the item alone.
+    let replacing = builder_from_dsn(
+        "driver:memcache;serializer:default",
+        &DriverArgs::new().handle(c.clone()),
+    )
+    .unwrap()
+    .on_undecodable(Undecodable::StartNew)
+    .build();
+    let s = replacing.new_session(Some(&id), None).await.unwrap();
+    assert_ne!(s.id().unwrap().as_str(), id);
+    let after = item(&c, &id).await;
+    assert_eq!(after.1, before.1, "bytes untouched");
+    assert!(
+        (before.0 - 2..=before.0).contains(&after.0),
+        "TTL untouched: {} then {}",
+        before.0,
+        after.0
+    );
+}
+
+#[tokio::test]
+async fn values_rust_did_not_change_come_back_to_perl_byte_identical() {
+    let server = MemcachedServer::start();
+    let c = client(&server).await;
+    let store = rust_store(&c);
+    let id = perl_create(&server, "default", None);
+    let before = perl_inspect(&server, &id);
+    // What Perl itself reads back: the byte string is 5 bytes, the Latin-1 text 4 (as bytes:
+    // Data::Dumper wrote its raw Latin-1 byte), the wide text 4 characters, the object blessed.
+    assert_eq!(
+        before["bytes"],
+        json!({"length": 5, "utf8": 0, "hex": "636166c3a9"})
+    );
+    assert_eq!(before["latin"]["length"], 4);
+    assert_eq!(before["wide"]["length"], 4);
+    assert_eq!(before["wide"]["utf8"], 1);
+    assert_eq!(
+        before["binary"],
+        json!({"length": 3, "utf8": 0, "hex": "ff00fe"})
+    );
+    assert_eq!(before["cart"], json!({"ref": "My::Cart", "blessed": 1}));
+
+    // Rust reads them as text, and changes only the counter (and adds a value).
+    let mut s = store.new_session(Some(&id), None).await.unwrap();
+    assert_eq!(s.get::<String>("bytes").unwrap().as_deref(), Some("café"));
+    assert_eq!(s.get::<String>("wide").unwrap().as_deref(), Some("☺ ok"));
+    s.update(|s| {
+        let n = s.get::<i64>("visits")?.unwrap_or(0);
+        s.set("visits", &(n + 1))
+    })
+    .await
+    .unwrap();
+    s.set("from_rust", "naïve").unwrap();
+    s.flush().await.unwrap();
+
+    let after = perl_inspect(&server, &id);
+    for key in ["bytes", "latin", "wide", "binary", "cart"] {
+        assert_eq!(after[key], before[key], "{key} is what Perl stored");
+    }
+    assert_eq!(after["visits"]["length"], 1);
+    assert_eq!(after["visits"]["hex"], "32", "visits = 2");
+    // A value set from Rust reaches Perl as characters: 5 of them, `ï` one character (Perl
+    // keeps text in the Latin-1 range without its utf8 flag).
+    assert_eq!(
+        after["from_rust"],
+        json!({"length": 5, "utf8": 0, "hex": "6e61ef7665"}),
+    );
+}
+
+#[tokio::test]
+async fn a_map_with_a_bless_key_from_rust_is_a_plain_hash_in_perl() {
+    let server = MemcachedServer::start();
+    let c = client(&server).await;
+    let store = rust_store(&c);
+    // A new Rust session holding data from outside that names a Perl class.
+    let mut s = store.new_session(None, None).await.unwrap();
+    s.set_value(
+        "profile",
+        json!({"__perl_bless__": "File::Temp", "value": {"UNLINK": 1}}),
+    )
+    .unwrap();
+    s.flush().await.unwrap();
+    let id = s.id().unwrap().as_str().to_owned();
+    assert_eq!(perl_inspect(&server, &id)["profile"]["ref"], "HASH");
+
+    // The same on a Perl session with an object of its own: only Perl's own class is blessed.
+    let id = perl_create(&server, "default", None);
+    let mut s = store.new_session(Some(&id), None).await.unwrap();
+    s.set_value(
+        "profile",
+        json!({"__perl_bless__": "File::Temp", "value": {"UNLINK": 1}}),
+    )
+    .unwrap();
+    s.flush().await.unwrap();
+    let seen = perl_inspect(&server, &id);
+    assert_eq!(seen["profile"]["ref"], "HASH");
+    assert_eq!(seen["cart"], json!({"ref": "My::Cart", "blessed": 1}));
+}
