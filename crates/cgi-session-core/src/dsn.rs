@@ -2,12 +2,18 @@
 
 use crate::error::DsnError;
 
-/// A parsed DSN: the names of the driver, serializer and id generator.
+/// A parsed DSN: the names of the driver, serializer and id generator, and (an addition to
+/// CGI::Session's DSN) how Perl's serializers write strings set from Rust.
 ///
-/// Keys may be abbreviated to any unique prefix (`d`, `dr`, `se`, `i`...), keys and values are
-/// case-insensitive (lowercased), values are word characters. Parts left out take the
-/// defaults: `driver:file`, `serializer:json`, `id:random`. Whether a name exists is checked
-/// when the DSN is resolved against the available implementations (the `cgi-session` crate).
+/// Keys may be abbreviated to a prefix (`d`, `dr`, `se`, `i`, `st`...; `s` is `serializer`),
+/// keys and values are case-insensitive (lowercased), values are word characters. Parts left
+/// out take the defaults: `driver:file`, `serializer:json`, `id:random`, and no `strings`
+/// (the serializer's own default). Whether a name exists is checked when the DSN is resolved
+/// against the available implementations (the `cgi-session` crate).
+///
+/// `strings:bytes` suits a Perl application that never decodes its input (CGI.pm without
+/// `-utf8`): text set from Rust reaches it as UTF-8 bytes, as its own values are;
+/// `strings:characters` suits one that decodes (`-utf8`, `Encode::decode`).
 ///
 /// ```
 /// use cgi_session_core::Dsn;
@@ -16,9 +22,13 @@ use crate::error::DsnError;
 /// assert_eq!(dsn.driver, "memcache");
 /// assert_eq!(dsn.serializer, "json");
 /// assert_eq!(dsn.id, "random");
+/// assert_eq!(dsn.strings, None);
+/// let perl = Dsn::parse("driver:memcache;serializer:default;strings:bytes").unwrap();
+/// assert_eq!(perl.strings.as_deref(), Some("bytes"));
 /// assert!(Dsn::parse("colour:blue").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Dsn {
     /// Driver name.
     pub driver: String,
@@ -26,6 +36,8 @@ pub struct Dsn {
     pub serializer: String,
     /// Id generator name.
     pub id: String,
+    /// How Perl's serializers write strings set from Rust (`bytes` or `characters`), if given.
+    pub strings: Option<String>,
 }
 
 impl Default for Dsn {
@@ -34,6 +46,7 @@ impl Default for Dsn {
             driver: "file".into(),
             serializer: "json".into(),
             id: "random".into(),
+            strings: None,
         }
     }
 }
@@ -46,7 +59,8 @@ impl Dsn {
     /// with characters other than letters, digits and `_`.
     pub fn parse(input: &str) -> Result<Self, DsnError> {
         let mut dsn = Self::default();
-        let mut seen = [false; 3];
+        const KEYS: [&str; 4] = ["driver", "serializer", "id", "strings"];
+        let mut seen = [false; 4];
         for part in input.split(';') {
             let part = part.trim();
             if part.is_empty() {
@@ -57,7 +71,7 @@ impl Dsn {
             })?;
             let key = key.trim().to_ascii_lowercase();
             let value = value.trim().to_ascii_lowercase();
-            let which = ["driver", "serializer", "id"]
+            let which = KEYS
                 .iter()
                 .position(|full| !key.is_empty() && full.starts_with(&key))
                 .ok_or(DsnError::UnknownKey { key: key.clone() })?;
@@ -69,14 +83,13 @@ impl Dsn {
                 return Err(DsnError::Value { value });
             }
             if std::mem::replace(&mut seen[which], true) {
-                return Err(DsnError::Duplicate {
-                    key: ["driver", "serializer", "id"][which],
-                });
+                return Err(DsnError::Duplicate { key: KEYS[which] });
             }
             match which {
                 0 => dsn.driver = value,
                 1 => dsn.serializer = value,
-                _ => dsn.id = value,
+                2 => dsn.id = value,
+                _ => dsn.strings = Some(value),
             }
         }
         Ok(dsn)
@@ -96,7 +109,11 @@ impl std::fmt::Display for Dsn {
             f,
             "driver:{};serializer:{};id:{}",
             self.driver, self.serializer, self.id
-        )
+        )?;
+        if let Some(strings) = &self.strings {
+            write!(f, ";strings:{strings}")?;
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +166,9 @@ mod tests {
     #[test]
     fn display_round_trips() {
         let dsn = Dsn::parse("d:memory;i:incr").unwrap();
+        assert_eq!(Dsn::parse(&dsn.to_string()).unwrap(), dsn);
+        let dsn = Dsn::parse("d:memcache;se:default;st:Bytes").unwrap();
+        assert_eq!(dsn.strings.as_deref(), Some("bytes"));
         assert_eq!(Dsn::parse(&dsn.to_string()).unwrap(), dsn);
     }
 }

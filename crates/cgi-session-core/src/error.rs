@@ -355,8 +355,8 @@ pub enum DsnError {
         /// The offending part.
         part: String,
     },
-    /// The key is not a prefix of driver, serializer or id (or is ambiguous).
-    #[error("unknown DSN key {key:?}: valid keys are driver, serializer, id (or a prefix: d, dr, se, i)")]
+    /// The key is not a prefix of driver, serializer, id or strings.
+    #[error("unknown DSN key {key:?}: valid keys are driver, serializer, id, strings (or a prefix: d, dr, se, i, st)")]
     UnknownKey {
         /// The offending key.
         key: String,

@@ -91,6 +91,7 @@ mod error;
 mod expire;
 mod id;
 mod lock;
+mod perl_scalar;
 pub mod record;
 mod serializer;
 mod session;

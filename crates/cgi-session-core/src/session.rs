@@ -395,6 +395,42 @@ impl Session {
         }
     }
 
+    /// A parameter decoded into `T` with Perl's scalar rules, for sessions a Perl application
+    /// writes: a string holding a number reads as that number (`'visits' => '7'` is 7), a
+    /// number reads as its text where a string is asked for, `undef` is "no value"
+    /// (`Ok(None)`), a `bool` is Perl's truth (`undef`, `""`, `"0"` and 0 are false); the
+    /// same inside structs, vectors and maps. A string that is not entirely a number is
+    /// still an error where a number is asked for.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_core::{MemoryDriver, SessionStore};
+    /// use serde_json::json;
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new()).build();
+    /// let mut s = store.new_session(None, None).await?;
+    /// // What a Perl page stores: `$s->param(visits => '7'); $s->param(nick => undef);`
+    /// s.set_value("visits", json!("7"))?;
+    /// s.set_value("nick", json!(null))?;
+    /// assert!(s.get::<i64>("visits").is_err(), "strict: a string is not an i64");
+    /// assert_eq!(s.get_perl::<i64>("visits")?, Some(7));
+    /// assert_eq!(s.get_perl::<String>("nick")?, None);
+    /// # Ok::<(), cgi_session_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ParamType`] when the stored value is not a `T` even with Perl's rules.
+    pub fn get_perl<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
+        match self.record.params.get(name) {
+            None => Ok(None),
+            Some(v) => crate::perl_scalar::read(v).map_err(|source| Error::ParamType {
+                name: name.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// A parameter as a raw JSON-model value.
     pub fn get_value(&self, name: &str) -> Option<&Value> {
         self.record.params.get(name)

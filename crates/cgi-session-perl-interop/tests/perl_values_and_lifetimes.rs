@@ -6,7 +6,8 @@
 //! - values Rust did not change come back to Perl byte-identical (`length`, `utf8::is_utf8`,
 //!   the bytes, the class of an object), whatever form Perl stored them in;
 //! - a map from Rust with a `__perl_bless__` key never becomes a Perl object of a class Perl
-//!   did not store.
+//!   did not store;
+//! - Perl's untyped scalars read with Perl's rules where the app asks (`get_perl`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -35,6 +36,8 @@ if ($cmd eq 'create') {
     $s->param('binary', "\xff\x00\xfe");                # not text at all
     $s->param('cart', bless({ items => [1, 2] }, 'My::Cart'));
     $s->param('visits', 1);
+    $s->param('count_str', '7');                        # numbers are strings half the time
+    $s->param('nick', undef);
     $s->expire($ENV{EXPIRE}) if $ENV{EXPIRE};
     $s->flush or die $s->errstr;
     print $s->id;
@@ -288,4 +291,23 @@ async fn a_map_with_a_bless_key_from_rust_is_a_plain_hash_in_perl() {
     let seen = perl_inspect(&server, &id);
     assert_eq!(seen["profile"]["ref"], "HASH");
     assert_eq!(seen["cart"], json!({"ref": "My::Cart", "blessed": 1}));
+}
+
+#[tokio::test]
+async fn perl_scalars_read_with_perl_rules_where_the_app_asks() {
+    let server = MemcachedServer::start();
+    let c = client(&server).await;
+    let store = rust_store(&c);
+    let id = perl_create(&server, "default", None);
+    let s = store.load(Some(&id), None).await.unwrap();
+    // Strict reads keep their types...
+    assert_eq!(s.get_value("count_str"), Some(&json!("7")));
+    assert!(s.get::<i64>("count_str").is_err());
+    assert!(s.get::<String>("nick").is_err(), "undef is not a String");
+    // ...Perl's rules read what the Perl page meant.
+    assert_eq!(s.get_perl::<i64>("count_str").unwrap(), Some(7));
+    assert_eq!(s.get_perl::<String>("nick").unwrap(), None);
+    assert_eq!(s.get_perl::<String>("visits").unwrap().as_deref(), Some("1"));
+    assert_eq!(s.get_perl::<bool>("visits").unwrap(), Some(true));
+    assert!(s.get_perl::<i64>("bytes").is_err(), "text is not a number");
 }
