@@ -93,10 +93,11 @@ pub const MAX_DEPTH: usize = 128;
 /// Key naming the class in the JSON form of a blessed object:
 /// `{"__perl_bless__": "Class", "value": ...}` is `bless( ..., 'Class' )`.
 ///
-/// Writing blesses such an object only into a class that Perl itself blessed in the stored
-/// copy being rewritten ([`Serializer::freeze_over`]); anywhere else (a new session, a class
-/// the stored copy does not have) it is written as a plain hash with these two keys. So data
-/// that reaches a session from outside can never make Perl build an object of a class it
+/// Writing blesses such an object only into a class that Perl itself blessed, under the same
+/// top-level key, in the stored copy being rewritten ([`Serializer::freeze_over`]); anywhere
+/// else (a new session, a key or class the stored copy does not have) it is written as a plain
+/// hash with these two keys. So data that reaches a session from outside can never make Perl
+/// build an object of a class it
 /// names; objects Perl stored come back to Perl as the same objects.
 ///
 /// ```

@@ -44,18 +44,19 @@ struct Parser<'a> {
     placeholders: Vec<(Vec<Seg>, usize)>,
     /// The top-level hash's entries: key and the byte range of `'key' => value`.
     top: Vec<(String, Range<usize>)>,
-    /// The classes named by a `bless( ..., 'Class' )` in the text.
-    blessed: BTreeSet<String>,
+    /// The classes named by a `bless( ..., 'Class' )` in the text, by top-level key.
+    blessed: HashMap<String, BTreeSet<String>>,
 }
 
 /// A stored dump as the base of a new version: its text, its top-level entries (each with the
-/// byte range of `'key' => value` and its value) and the classes Perl blessed in it.
+/// byte range of `'key' => value` and its value) and the classes Perl blessed in each.
 pub(crate) struct Previous<'a> {
     pub(crate) src: &'a [u8],
     /// Empty when entries cannot be copied on their own: the dump shares references between
     /// entries (back-references, `$D->... = ...` statements), which a copy would cut.
     pub(crate) entries: HashMap<String, (Range<usize>, Value)>,
-    pub(crate) blessed_classes: BTreeSet<String>,
+    /// The classes Perl blessed inside each top-level entry.
+    pub(crate) blessed_classes: HashMap<String, BTreeSet<String>>,
 }
 
 /// Parses `src` as the base of a new version; `None` when it does not parse.
@@ -123,7 +124,7 @@ impl<'a> Parser<'a> {
             statements: Vec::new(),
             placeholders: Vec::new(),
             top: Vec::new(),
-            blessed: BTreeSet::new(),
+            blessed: HashMap::new(),
         }
     }
 
@@ -493,7 +494,12 @@ impl<'a> Parser<'a> {
         };
         self.skip_ws();
         self.expect(b")", "`)` closing `bless(`")?;
-        self.blessed.insert(class.clone());
+        if let Some(Seg::Key(top)) = self.path.first() {
+            self.blessed
+                .entry(top.clone())
+                .or_default()
+                .insert(class.clone());
+        }
         let mut map = Map::new();
         map.insert(BLESS_TAG.to_owned(), Value::String(class));
         map.insert(BLESS_VALUE.to_owned(), inner);

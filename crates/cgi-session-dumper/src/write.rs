@@ -16,7 +16,8 @@ use crate::{StringStyle, BLESS_TAG, BLESS_VALUE, FORMAT, MAX_DEPTH, REF_TAG};
 pub(crate) struct Cx<'a> {
     pub(crate) style: StringStyle,
     /// The classes a `__perl_bless__` object may be blessed into: only classes that Perl
-    /// itself blessed in the stored copy. Any other such object is written as a plain hash, so
+    /// itself blessed in the stored copy, under the same top-level key. Any other such object
+    /// is written as a plain hash, so
     /// that data from outside (a form field, a JSON body) can never make a Perl object of a
     /// class it names.
     pub(crate) blessable: &'a BTreeSet<String>,
@@ -42,16 +43,13 @@ pub(crate) fn freeze(
 /// Writes `map` as a new version of `previous`: each top-level entry whose value is unchanged
 /// is copied byte for byte from it (so Perl reads exactly what it stored: byte strings stay
 /// byte strings, Latin-1 stays Latin-1, objects stay blessed); the others are written fresh,
-/// blessing only classes `previous` blessed.
+/// blessing only classes `previous` blessed under the same key.
 pub(crate) fn freeze_over(
     map: &Map<String, Value>,
     style: StringStyle,
     previous: &Previous<'_>,
 ) -> Result<Vec<u8>, SerializeError> {
-    let cx = Cx {
-        style,
-        blessable: &previous.blessed_classes,
-    };
+    let none = BTreeSet::new();
     let mut out: Vec<u8> = Vec::with_capacity(64 + previous.src.len());
     out.extend_from_slice(b"$D = {");
     let mut fresh = String::new();
@@ -65,6 +63,10 @@ pub(crate) fn freeze_over(
                 fresh.clear();
                 write_str(&mut fresh, key, style);
                 fresh.push_str(" => ");
+                let cx = Cx {
+                    style,
+                    blessable: previous.blessed_classes.get(key.as_str()).unwrap_or(&none),
+                };
                 write_value(&mut fresh, value, 1, cx)?;
                 out.extend_from_slice(fresh.as_bytes());
             }

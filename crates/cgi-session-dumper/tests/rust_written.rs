@@ -70,9 +70,36 @@ fn as_perl_sees_it(v: &Value) -> Value {
     }
 }
 
-/// A stored session in which Perl blessed the classes the samples use.
-const PERL_OBJECTS: &[u8] =
-    b"$D = {'objects' => [bless( {}, 'Foo::Bar' ),bless( [], 'S' ),bless( {}, 'My::Class' )]};;$D";
+/// A stored session in which Perl blessed, under each key of `map`, the classes `map` uses
+/// there (with other contents, so nothing is copied from it).
+fn perl_objects_for(map: &Map<String, Value>) -> String {
+    fn classes(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Array(a) => a.iter().for_each(|v| classes(v, out)),
+            Value::Object(m) => {
+                if let Some(Value::String(c)) = m.get("__perl_bless__") {
+                    out.push(c.clone());
+                }
+                m.values().for_each(|v| classes(v, out));
+            }
+            _ => {}
+        }
+    }
+    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let entries: Vec<String> = map
+        .iter()
+        .map(|(k, v)| {
+            let mut found = Vec::new();
+            classes(v, &mut found);
+            let objects: Vec<String> = found
+                .iter()
+                .map(|c| format!("bless( {{'previous' => 1}}, {} )", quote(c)))
+                .collect();
+            format!("{} => [{}]", quote(k), objects.join(","))
+        })
+        .collect();
+    format!("$D = {{{}}};;$D", entries.join(","))
+}
 
 #[test]
 fn output_matches_goldens_and_perl_reads_it_back() {
@@ -84,9 +111,11 @@ fn output_matches_goldens_and_perl_reads_it_back() {
         let s = DataDumperSerializer::new().with_string_style(style);
         for (name, map) in samples() {
             let map = map.as_object().unwrap();
-            // Written over a stored copy in which Perl blessed the samples' classes: objects
-            // are blessed only into classes Perl itself stored (see `BLESS_TAG`).
-            let text = s.freeze_over(map, Some(PERL_OBJECTS)).unwrap();
+            // Written over a stored copy in which Perl blessed the samples' classes under the
+            // same keys: objects are blessed only into classes Perl itself stored there (see
+            // `BLESS_TAG`).
+            let previous = perl_objects_for(map);
+            let text = s.freeze_over(map, Some(previous.as_bytes())).unwrap();
             let golden = dir().join(format!("{name}{suffix}.dump"));
             if bless {
                 std::fs::write(&golden, &text).unwrap();
