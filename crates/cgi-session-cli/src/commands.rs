@@ -6,12 +6,18 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use cgi_session::memcache::client::GetOptions;
+use cgi_session::memcache::decode_replica;
 use cgi_session::record::Record;
 use cgi_session::{Driver, Loaded, SessionId, StoreMode, StoreOutcome};
 use serde_json::{json, Map, Value};
 
-use crate::target::{connect, file_driver, memcache_driver, target, Store, Target};
-use crate::util::{decode, fmt_bytes, fmt_secs, fmt_time, fmt_when, now, print_out, show_id};
+use crate::target::{connect, file_driver, memcache_driver, target, Memcache, Store, Target};
+use crate::util::{
+    decode, escape, escape_json, fmt_bytes, fmt_secs, fmt_time, fmt_when, now, print_out, show_id,
+};
 use crate::{Cli, CliError, Command, Global, LsArgs, PurgeArgs, ShowArgs, StatsArgs};
 
 /// memcached keys of the driver's health probe (deleted right after; never a session).
@@ -335,12 +341,21 @@ impl Progress {
     }
 }
 
-async fn list(store: &Store, progress: &Progress) -> Result<Vec<Listed>, CliError> {
+/// What `list` found: the sessions, and how many id-shaped keys of a bare-id store hold no
+/// session of that id (another application's keys).
+struct Listing {
+    sessions: Vec<Listed>,
+    foreign: usize,
+}
+
+async fn list(store: &Store, progress: &Progress) -> Result<Listing, CliError> {
     let started = Instant::now();
+    let mut foreign = 0;
     let listed = match store {
-        Store::Memcache(driver, server) => {
+        Store::Memcache(m) => {
+            let driver = &m.driver;
             let spinner = progress.on.then(|| {
-                let server = server.clone();
+                let server = m.servers.clone();
                 tokio::spawn(async move {
                     let started = Instant::now();
                     loop {
@@ -363,10 +378,16 @@ async fn list(store: &Store, progress: &Progress) -> Result<Vec<Listed>, CliErro
             }
             let keys = keys.map_err(failed)?;
             let prefix_len = driver.key_for(&probe_id()).len() - probe_id().as_str().len();
-            keys.into_iter()
+            // A key is listed once even when several servers hold a copy of it.
+            let mut seen = std::collections::BTreeSet::new();
+            let candidates: Vec<Listed> = keys
+                .into_iter()
                 .filter_map(|k| {
                     let id = k.key.get(prefix_len..)?.to_owned();
-                    if id.starts_with(PROBE_MARKER) || SessionId::parse(&id).is_err() {
+                    if id.starts_with(PROBE_MARKER)
+                        || SessionId::parse(&id).is_err()
+                        || !seen.insert(id.clone())
+                    {
                         return None;
                     }
                     Some(Listed {
@@ -377,7 +398,34 @@ async fn list(store: &Store, progress: &Progress) -> Result<Vec<Listed>, CliErro
                         problem: None,
                     })
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            if m.bare_ids || m.replicated.is_some() {
+                // Bare ids share the server with other applications' keys: keep the keys
+                // that hold a session stored under that id. Replicated keys may hold a
+                // tombstone (a removed session): keep the live ones.
+                let total = candidates.len();
+                let mut kept = Vec::with_capacity(total);
+                for (i, item) in candidates.into_iter().enumerate() {
+                    if i % 100 == 0 {
+                        progress.update(&format!("reading sessions: {i}/{total}"));
+                    }
+                    let id = SessionId::parse(&item.id)
+                        .unwrap_or_else(|_| unreachable!("checked above"));
+                    match driver.load(&id, None).await {
+                        Ok(Some(loaded)) if m.bare_ids => match decode(&loaded.data) {
+                            Ok((_, record)) if record.id == item.id => kept.push(item),
+                            _ => foreign += 1,
+                        },
+                        Ok(Some(_)) => kept.push(item),
+                        Ok(None) => {} // removed meanwhile, or a tombstone
+                        Err(_) if m.bare_ids => foreign += 1,
+                        Err(e) => return Err(failed(e)),
+                    }
+                }
+                kept
+            } else {
+                candidates
+            }
         }
         Store::File(driver) => {
             let dir = driver.dir().to_owned();
@@ -435,7 +483,10 @@ async fn list(store: &Store, progress: &Progress) -> Result<Vec<Listed>, CliErro
         store.describe(),
         started.elapsed().as_secs_f64()
     ));
-    Ok(listed)
+    Ok(Listing {
+        sessions: listed,
+        foreign,
+    })
 }
 
 fn probe_id() -> SessionId {
@@ -456,7 +507,10 @@ async fn ls(g: &Global, args: &LsArgs) -> Result<(), CliError> {
     let progress = Progress {
         on: args.progress || std::io::stderr().is_terminal(),
     };
-    let mut sessions = list(&store, &progress).await?;
+    let Listing {
+        mut sessions,
+        foreign,
+    } = list(&store, &progress).await?;
     sessions.sort_by(|a, b| b.last_access.cmp(&a.last_access).then(a.id.cmp(&b.id)));
     let now = now();
     if args.json {
@@ -475,7 +529,7 @@ async fn ls(g: &Global, args: &LsArgs) -> Result<(), CliError> {
             .collect();
         let mut text = serde_json::to_string_pretty(&Value::Array(items)).unwrap_or_default();
         text.push('\n');
-        print_out(&text);
+        print_out(&escape_json(&text));
         return Ok(());
     }
     let mut out = String::new();
@@ -523,6 +577,12 @@ async fn ls(g: &Global, args: &LsArgs) -> Result<(), CliError> {
             String::new()
         }
     );
+    if foreign > 0 {
+        let _ = writeln!(
+            out,
+            "{foreign} other key(s) that look like session ids hold nothing this tool reads as a session stored under that id (other applications' keys, as driver:memcached shares the server's key space) and were left out"
+        );
+    }
     print_out(&out);
     Ok(())
 }
@@ -542,8 +602,19 @@ async fn resolve(
         ))
     })?;
     let driver = store.driver();
-    if let Some(loaded) = driver.load(&id, None).await.map_err(failed)? {
-        return Ok((id, Some(loaded)));
+    match driver.load(&id, None).await {
+        Ok(Some(loaded)) => return Ok((id, Some(loaded))),
+        Ok(None) => {}
+        Err(e) => {
+            // A replicated copy read over the plain pool: its envelope hides the gzip a
+            // compressed session has, so only the replicated driver reads it.
+            if let Store::Memcache(m) = store {
+                if m.replicated.is_none() && replicas(m, &id).await?.is_some() {
+                    return Ok((id, None));
+                }
+            }
+            return Err(failed(e));
+        }
     }
     let missing = || CliError::Failed(format!("no session {shown} on {}", store.describe()));
     if g.hashed_keys {
@@ -552,7 +623,8 @@ async fn resolve(
     let mut matches = Vec::new();
     match driver
         .traverse(&mut |candidate| {
-            if candidate.as_str().starts_with(input) {
+            // A key several servers hold (replicas) is listed once per server.
+            if candidate.as_str().starts_with(input) && !matches.contains(&candidate) {
                 matches.push(candidate);
             }
             ControlFlow::Continue(())
@@ -576,10 +648,103 @@ async fn resolve(
     }
 }
 
+/// The copies of a replicated session: how many the servers hold, where, and the driver that
+/// reads and removes all of them.
+struct Replicas {
+    driver: Arc<dyn Driver>,
+    copies: usize,
+    servers: Vec<String>,
+}
+
+/// Whether session `id` is replicated (`--replicas`, or found in the replica envelope on a
+/// server of the pool), and if so how. Without `--replicas`, every server is asked for the key
+/// (read only); the number of copies is the fewest that, placed as the application's
+/// `ReplicatedHandle` places them, cover every server that holds one.
+async fn replicas(m: &Memcache, id: &SessionId) -> Result<Option<Replicas>, CliError> {
+    let key = m.driver.key_for(id);
+    let names = m.client.servers();
+    let describe = |at: &[usize]| at.iter().map(|&i| names[i].clone()).collect::<Vec<_>>();
+    if let Some(handle) = &m.replicated {
+        let at = handle.servers_for(&key);
+        return Ok(Some(Replicas {
+            driver: Arc::new(m.driver.clone()),
+            copies: at.len(),
+            servers: describe(&at),
+        }));
+    }
+    let mut holders = Vec::new();
+    let mut enveloped = false;
+    for (server, name) in names.iter().enumerate() {
+        match m.client.get_on(server, &key, GetOptions::new()).await {
+            Ok(Some(item)) => {
+                enveloped |= decode_replica(&item.value).is_some();
+                holders.push(server);
+            }
+            Ok(None) => {}
+            // A server that is down holds no copy we could read or remove now; the
+            // application's next read repairs it from the others.
+            Err(e) if e.is_unavailable() => {
+                eprintln!(
+                    "warning: {name} did not answer: {}",
+                    crate::util::escape_message(&e.to_string())
+                );
+            }
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    if !enveloped {
+        return Ok(None);
+    }
+    let copies = (1..=names.len())
+        .find(|&k| {
+            let at = m.client.placement(&key, k);
+            holders.iter().all(|h| at.contains(h))
+        })
+        .unwrap_or(names.len());
+    let (driver, handle) = m.replicated_driver(copies)?;
+    Ok(Some(Replicas {
+        driver: Arc::new(driver),
+        copies,
+        servers: describe(&handle.servers_for(&key)),
+    }))
+}
+
+/// The driver that reads and removes session `id` whole: the store's, or for a replicated
+/// session one that works on all of its copies.
+async fn session_driver(
+    store: &Store,
+    id: &SessionId,
+) -> Result<(Arc<dyn Driver>, Option<Replicas>), CliError> {
+    match store {
+        Store::Memcache(m) => match replicas(m, id).await? {
+            Some(r) => Ok((r.driver.clone(), Some(r))),
+            None => Ok((store.driver(), None)),
+        },
+        Store::File(_) => Ok((store.driver(), None)),
+    }
+}
+
 async fn show(g: &Global, args: &ShowArgs) -> Result<(), CliError> {
     let store = Store::open(g).await?;
     let (id, loaded) = resolve(g, &store, &args.id).await?;
     let shown = show_id(id.as_str(), g.full_ids);
+    let (driver, replicas) = session_driver(&store, &id).await?;
+    let loaded = match &replicas {
+        // The newest copy, unwrapped from its envelope; none when it is a tombstone.
+        Some(_) => Some(
+            driver
+                .load(&id, None)
+                .await
+                .map_err(failed)?
+                .ok_or_else(|| {
+                    CliError::Failed(format!(
+                        "no session {shown} on {} (removed: its newest copy is a tombstone)",
+                        store.describe()
+                    ))
+                })?,
+        ),
+        None => loaded,
+    };
     let loaded = loaded.ok_or_else(|| {
         CliError::Failed(format!(
             "session {shown} disappeared while it was read (removed or expired)"
@@ -618,10 +783,15 @@ async fn show(g: &Global, args: &ShowArgs) -> Result<(), CliError> {
             "expire_list": expire_list,
             "params": record.params,
             "reserved_extra": record.extra,
+            "replicas": replicas.as_ref().map(|r| json!({
+                "copies": r.copies,
+                "servers": r.servers,
+                "version": loaded.version,
+            })),
         });
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
-        print_out(&text);
+        print_out(&escape_json(&text));
         return Ok(());
     }
     let mut out = String::new();
@@ -632,6 +802,16 @@ async fn show(g: &Global, args: &ShowArgs) -> Result<(), CliError> {
         loaded.data.len(),
         store.describe()
     );
+    if let Some(r) = &replicas {
+        let _ = writeln!(
+            out,
+            "replicated   {} cop{} (version {}) on {}",
+            r.copies,
+            if r.copies == 1 { "y" } else { "ies" },
+            loaded.version.unwrap_or(0),
+            r.servers.join(", ")
+        );
+    }
     let _ = writeln!(out, "created      {}", fmt_when(record.ctime, now));
     let _ = writeln!(out, "accessed     {}", fmt_when(last, now));
     let expiry = match (record.etime, expires_at) {
@@ -648,26 +828,34 @@ async fn show(g: &Global, args: &ShowArgs) -> Result<(), CliError> {
     };
     let _ = writeln!(out, "expires      {expiry}");
     let remote = if record.remote_addr.is_empty() {
-        "unknown"
+        "unknown".to_owned()
     } else {
-        record.remote_addr.as_str()
+        escape(&record.remote_addr)
     };
     let _ = writeln!(out, "remote addr  {remote}");
+    // Names and addresses come from the store as they are: escaped like the values (which
+    // are JSON), so no escape sequence or CR reaches the terminal.
     for (name, secs) in &expire_list {
         let _ = writeln!(
             out,
-            "param expiry {name}: {} idle",
+            "param expiry {}: {} idle",
+            escape(name),
             fmt_secs(secs.as_i64().unwrap_or(0))
         );
     }
     for (name, value) in &record.extra {
-        let _ = writeln!(out, "reserved     {name} = {value}");
+        let _ = writeln!(
+            out,
+            "reserved     {} = {}",
+            escape(name),
+            escape_json(&value.to_string())
+        );
     }
     let _ = writeln!(out, "params ({}):", record.params.len());
     for (name, value) in &record.params {
         let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
-        let pretty = pretty.replace('\n', "\n    ");
-        let _ = writeln!(out, "  {name} = {pretty}");
+        let pretty = escape_json(&pretty).replace('\n', "\n    ");
+        let _ = writeln!(out, "  {} = {pretty}", escape(name));
     }
     print_out(&out);
     Ok(())
@@ -677,9 +865,33 @@ async fn rm(g: &Global, input: &str) -> Result<(), CliError> {
     let store = Store::open(g).await?;
     let (id, _) = resolve(g, &store, input).await?;
     let shown = show_id(id.as_str(), g.full_ids);
-    if store.driver().remove(&id).await.map_err(failed)? {
+    let (driver, replicas) = session_driver(&store, &id).await?;
+    if matches!(&store, Store::Memcache(m) if m.bare_ids) {
+        // Bare-id keys share the server with other applications: remove only a session
+        // stored under this id.
+        let is_session = match driver.load(&id, None).await.map_err(failed)? {
+            Some(loaded) => decode(&loaded.data).is_ok_and(|(_, r)| r.id == id.as_str()),
+            None => true, // nothing there: the removal below reports it
+        };
+        if !is_session {
+            return Err(CliError::Failed(format!(
+                "the key {shown} on {} holds no session stored under that id that this tool can read (driver:memcached shares the server's key space with other applications); not removed",
+                store.describe()
+            )));
+        }
+    }
+    if driver.remove(&id).await.map_err(failed)? {
+        let copies = match &replicas {
+            Some(r) => format!(
+                ": replicated, all {} cop{} (on {}) replaced by a tombstone, so none comes back",
+                r.copies,
+                if r.copies == 1 { "y" } else { "ies" },
+                r.servers.join(", ")
+            ),
+            None => String::new(),
+        };
         print_out(&format!(
-            "removed session {shown} from {}\n",
+            "removed session {shown} from {}{copies}\n",
             store.describe()
         ));
         Ok(())

@@ -7,11 +7,15 @@
 //! cgi-session --dsn driver:file --dir /var/lib/myapp/sessions show 5ee0c1d2
 //! cgi-session --dsn driver:file --dir /var/lib/myapp/sessions rm 5ee0c1d2
 //! cgi-session --dsn driver:file --dir /var/lib/myapp/sessions purge --expired
+//! cgi-session --dsn driver:memcached show 5ee0c1d2        # Debian's driver: bare-id keys
+//! cgi-session --dsn driver:memcache --servers a:11211,b:11211 --replicas 1 rm 5ee0c1d2
 //! ```
 //!
 //! Exit status: 0 when everything worked, 1 for an operational failure (a dead server, a
 //! missing session), 2 for a usage error. Session ids are shown shortened (`5ee0c1d2…`)
-//! unless `--full-ids` is given; `show` and `rm` accept any unique prefix of an id.
+//! unless `--full-ids` is given; `show` and `rm` accept any unique prefix of an id. Text from
+//! the store (parameter names, addresses) and from the command line (a mistyped id) is printed
+//! with control characters escaped (`\u{1b}`, `\r`), as values are.
 #![forbid(unsafe_code)]
 
 mod commands;
@@ -37,8 +41,11 @@ pub(crate) struct Cli {
 /// Options shared by every subcommand.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The store, as a CGI::Session DSN: driver:file or driver:memcache (serializer and id
-    /// parts are accepted; `show` detects json and Perl's default format by itself).
+    /// The store, as a CGI::Session DSN: driver:file, driver:memcache (keys `<prefix><id>`) or
+    /// driver:memcached (keys are the bare ids, as Debian's Perl
+    /// CGI::Session::Driver::memcached stores them; they share the server with every other
+    /// key, so `ls` and `rm` check that a key holds a session of that id). Serializer and id
+    /// parts are accepted; `show` detects json and Perl's default format by itself.
     #[arg(long, global = true, default_value = "driver:file")]
     pub(crate) dsn: String,
     /// Directory of the file driver (default: the system's temp directory).
@@ -59,9 +66,15 @@ pub(crate) struct Global {
     /// modula (Perl's Cache::Memcached). Must match the application's client.
     #[arg(long, global = true, default_value = "ketama", value_parser = ["ketama", "modula"])]
     pub(crate) distribution: String,
-    /// Key prefix of the memcache driver.
-    #[arg(long, global = true, default_value = "sessions:")]
-    pub(crate) prefix: String,
+    /// Key prefix of driver:memcache (default `sessions:`); driver:memcached has none.
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub(crate) prefix: Option<String>,
+    /// The application keeps each session on N more servers of the pool
+    /// (`ReplicatedHandle::new(pool, N)`): ls, show and rm then read and remove every copy as
+    /// the application does. Without it, show and rm still recognise a replicated session by
+    /// its envelope and work on all of its copies.
+    #[arg(long, global = true, value_name = "N")]
+    pub(crate) replicas: Option<usize>,
     /// The memcache driver stores sessions under SHA-256 digests of their ids (`ls` then
     /// lists digests; `show` and `rm` need the session id itself).
     #[arg(long, global = true)]
@@ -195,7 +208,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", util::escape_message(&e.to_string()));
             e.exit_code()
         }
     }

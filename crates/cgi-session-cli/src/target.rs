@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cgi_session::memcache::client::{Client, ClientConfig, Distribution, TlsConfig};
-use cgi_session::memcache::MemcacheDriver;
+use cgi_session::memcache::{MemcacheDriver, ReplicatedHandle};
 use cgi_session::{Driver, Dsn, FileDriver};
 
 use crate::{CliError, Global};
@@ -13,8 +13,22 @@ use crate::{CliError, Global};
 pub(crate) enum Target {
     /// `driver:file` in this directory.
     File(PathBuf),
-    /// `driver:memcache` on these servers.
+    /// `driver:memcache` or `driver:memcached` on these servers.
     Memcache(Vec<String>),
+}
+
+/// The key prefix the DSN and `--prefix` give: `sessions:` for driver:memcache unless
+/// `--prefix` says otherwise, none for driver:memcached (bare ids), which refuses one.
+pub(crate) fn key_prefix(global: &Global) -> Result<String, CliError> {
+    let dsn = Dsn::parse(&global.dsn).map_err(|e| CliError::Usage(e.to_string()))?;
+    match (dsn.driver.as_str(), &global.prefix) {
+        ("memcached", Some(p)) if !p.is_empty() => Err(CliError::Usage(
+            "driver:memcached keeps sessions under their bare ids and has no key prefix; drop --prefix, or use driver:memcache".into(),
+        )),
+        ("memcached", _) => Ok(String::new()),
+        (_, Some(p)) => Ok(p.clone()),
+        (_, None) => Ok(cgi_session::memcache::DEFAULT_PREFIX.to_owned()),
+    }
 }
 
 /// Resolves the DSN and the options naming the store.
@@ -24,7 +38,8 @@ pub(crate) fn target(global: &Global) -> Result<Target, CliError> {
         "file" => Ok(Target::File(
             global.dir.clone().unwrap_or_else(std::env::temp_dir),
         )),
-        "memcache" => {
+        "memcache" | "memcached" => {
+            key_prefix(global)?;
             let servers: Vec<String> = global
                 .servers
                 .iter()
@@ -39,10 +54,10 @@ pub(crate) fn target(global: &Global) -> Result<Target, CliError> {
             Ok(Target::Memcache(servers))
         }
         "memory" => Err(CliError::Usage(
-            "driver:memory keeps sessions inside one process, out of this tool's reach; use driver:file or driver:memcache".into(),
+            "driver:memory keeps sessions inside one process, out of this tool's reach; use driver:file, driver:memcache or driver:memcached".into(),
         )),
         other => Err(CliError::Usage(format!(
-            "unknown driver {other:?}; this tool works with driver:file and driver:memcache"
+            "unknown driver {other:?}; this tool works with driver:file, driver:memcache and driver:memcached"
         ))),
     }
 }
@@ -94,11 +109,52 @@ pub(crate) async fn memcache_driver(
     global: &Global,
     servers: &[String],
 ) -> Result<MemcacheDriver, CliError> {
-    MemcacheDriver::builder(connect(global, servers).await?)
-        .prefix(global.prefix.clone())
+    let client = connect(global, servers).await?;
+    driver_over(global, MemcacheDriver::builder(client))
+}
+
+fn driver_over(
+    global: &Global,
+    builder: cgi_session::memcache::MemcacheDriverBuilder,
+) -> Result<MemcacheDriver, CliError> {
+    builder
+        .prefix(key_prefix(global)?)
         .hashed_keys(global.hashed_keys)
         .build()
         .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// The sessions in memcached: the driver the commands use, and what they need besides.
+pub(crate) struct Memcache {
+    /// Through a [`ReplicatedHandle`] with `--replicas`, else over the plain client.
+    pub(crate) driver: MemcacheDriver,
+    /// The pool, for reading single servers.
+    pub(crate) client: Client,
+    /// `--replicas`' handle.
+    pub(crate) replicated: Option<ReplicatedHandle>,
+    /// `host:port,host:port`, for messages.
+    pub(crate) servers: String,
+    /// Keys are bare ids (driver:memcached): they share the server with other applications.
+    pub(crate) bare_ids: bool,
+    global_prefix: String,
+    hashed: bool,
+}
+
+impl Memcache {
+    /// A driver with this store's key scheme over a [`ReplicatedHandle`] keeping `copies`
+    /// copies of each session, and the handle.
+    pub(crate) fn replicated_driver(
+        &self,
+        copies: usize,
+    ) -> Result<(MemcacheDriver, ReplicatedHandle), CliError> {
+        let handle = ReplicatedHandle::new(self.client.clone(), copies.saturating_sub(1));
+        let driver = MemcacheDriver::builder(handle.clone())
+            .prefix(self.global_prefix.clone())
+            .hashed_keys(self.hashed)
+            .build()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok((driver, handle))
+    }
 }
 
 /// The file driver over the directory.
@@ -109,7 +165,7 @@ pub(crate) fn file_driver(dir: &std::path::Path) -> Result<FileDriver, CliError>
 /// The store the session commands (ls, show, rm, purge) work on.
 pub(crate) enum Store {
     File(FileDriver),
-    Memcache(MemcacheDriver, String),
+    Memcache(Box<Memcache>),
 }
 
 impl Store {
@@ -117,8 +173,24 @@ impl Store {
         match target(global)? {
             Target::File(dir) => Ok(Store::File(file_driver(&dir)?)),
             Target::Memcache(servers) => {
-                let driver = memcache_driver(global, &servers).await?;
-                Ok(Store::Memcache(driver, servers.join(",")))
+                let client = connect(global, &servers).await?;
+                let replicated = global
+                    .replicas
+                    .map(|n| ReplicatedHandle::new(client.clone(), n));
+                let driver = match &replicated {
+                    Some(handle) => driver_over(global, MemcacheDriver::builder(handle.clone()))?,
+                    None => driver_over(global, MemcacheDriver::builder(client.clone()))?,
+                };
+                let global_prefix = key_prefix(global)?;
+                Ok(Store::Memcache(Box::new(Memcache {
+                    driver,
+                    client,
+                    replicated,
+                    servers: servers.join(","),
+                    bare_ids: global_prefix.is_empty(),
+                    global_prefix,
+                    hashed: global.hashed_keys,
+                })))
             }
         }
     }
@@ -126,7 +198,7 @@ impl Store {
     pub(crate) fn driver(&self) -> Arc<dyn Driver> {
         match self {
             Store::File(d) => Arc::new(d.clone()),
-            Store::Memcache(d, _) => Arc::new(d.clone()),
+            Store::Memcache(m) => Arc::new(m.driver.clone()),
         }
     }
 
@@ -134,7 +206,7 @@ impl Store {
     pub(crate) fn describe(&self) -> String {
         match self {
             Store::File(d) => format!("directory {}", d.dir().display()),
-            Store::Memcache(_, server) => format!("memcached {server}"),
+            Store::Memcache(m) => format!("memcached {}", m.servers),
         }
     }
 }

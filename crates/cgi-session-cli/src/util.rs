@@ -1,5 +1,6 @@
 //! Formatting and decoding helpers.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ fn serializers() -> Vec<Box<dyn Serializer>> {
     vec![
         Box::new(JsonSerializer),
         Box::new(DataDumperSerializer::new()),
+        Box::new(cgi_session::StorableSerializer::new()),
     ]
 }
 
@@ -94,15 +96,76 @@ pub(crate) fn fmt_bytes(n: u64) -> String {
 /// An id as it may be shown: whole with `--full-ids`, otherwise 8 characters and `…`.
 pub(crate) fn show_id(raw: &str, full: bool) -> String {
     if full {
-        return raw.to_owned();
+        return escape(raw);
     }
     match SessionId::parse(raw) {
         Ok(id) => id.redacted(),
         Err(_) => {
             let prefix: String = raw.chars().take(8).collect();
-            format!("{prefix}…")
+            format!("{}…", escape(&prefix))
         }
     }
+}
+
+/// Characters that must not reach a terminal as they are: control characters (C0, DEL, C1:
+/// ESC starts escape sequences, CR overwrites the line, U+009B is a one-character CSI) and
+/// Unicode's bidirectional controls, which reorder what the operator sees.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Text from a store or the command line (parameter names, ids, addresses), as it may be
+/// printed: characters a terminal would act on become Rust-style escapes (`\r`, `\n`, `\t`,
+/// `\u{1b}`), and `\` becomes `\\` so an escape cannot be faked.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An error message for the terminal: control characters escaped (a last line of defence;
+/// the parts that come from the store or the command line are escaped where they are put in),
+/// backslashes left as they are (paths).
+pub(crate) fn escape_message(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if needs_escape(c) {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// JSON text from `serde_json` made safe for a terminal, still valid JSON that decodes to the
+/// same strings: serde_json escapes C0 controls, this escapes the rest (DEL, C1, bidirectional
+/// controls) as `\uXXXX`.
+pub(crate) fn escape_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if needs_escape(c) && c != '\n' {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Writes to standard output, ignoring a closed pipe (`cgi-session ls | head`).
@@ -129,6 +192,25 @@ mod tests {
         assert_eq!(show_id("0123456789abcdef", false), "01234567…");
         assert_eq!(show_id("0123456789abcdef", true), "0123456789abcdef");
         assert_eq!(show_id("../../etc/passwd", false), "../../et…");
+    }
+
+    #[test]
+    fn escapes_what_a_terminal_would_act_on() {
+        assert_eq!(escape("plain name é"), "plain name é");
+        assert_eq!(escape("a\x1b[31mb\r\n\t"), "a\\u{1b}[31mb\\r\\n\\t");
+        assert_eq!(
+            escape("\u{9b}2J\u{7f}\u{202e}"),
+            "\\u{9b}2J\\u{7f}\\u{202e}"
+        );
+        assert_eq!(escape("back\\slash"), "back\\\\slash");
+        assert_eq!(show_id("ab\x1bcd", true), "ab\\u{1b}cd");
+        assert_eq!(show_id("\x1b[2J\rxxxxxxx", false), "\\u{1b}[2J\\rxxx…");
+
+        let json = serde_json::to_string(&serde_json::json!({"k\u{9b}": "v\u{202e}\x1b"})).unwrap();
+        let safe = escape_json(&json);
+        assert!(!safe.chars().any(needs_escape), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, serde_json::json!({"k\u{9b}": "v\u{202e}\x1b"}));
     }
 
     #[test]

@@ -696,3 +696,326 @@ fn check_over_tls_and_with_authentication() {
         .code(2)
         .stderr(predicate::str::contains("MEMCACHED_PASSWORD"));
 }
+
+/// Text from the store and from the command line reaches the terminal escaped: a parameter
+/// name with ESC and CR (in `show`'s parameters and per-parameter expiry), the remote
+/// address, and a mistyped id with control characters in the error.
+#[test]
+fn names_and_mistyped_ids_are_printed_escaped() {
+    let server = MemcachedServer::start();
+    let rt = rt();
+    let client = rt
+        .block_on(Client::connect(ClientConfig::new(
+            server.addr().to_string(),
+        )))
+        .unwrap();
+    let id = "0123456789abcdef0123456789abcdef";
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // As another program may store it: the name is the application's (or an attacker's).
+    let stored = serde_json::json!({
+        "_SESSION_ID": id,
+        "_SESSION_CTIME": now,
+        "_SESSION_ATIME": now,
+        "_SESSION_REMOTE_ADDR": "192.0.2.7\u{1b}[8m",
+        "_SESSION_EXPIRE_LIST": {"evil\u{1b}[2J\rname": 60},
+        "evil\u{1b}[2J\rname": "v\u{1b}[0m",
+        "csi\u{9b}2J": 1,
+    });
+    rt.block_on(client.set(
+        format!("sessions:{id}"),
+        serde_json::to_vec(&stored).unwrap(),
+        SetOptions::new(),
+    ))
+    .unwrap();
+
+    let raw_controls = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        text.chars()
+            .any(|c| c != '\n' && (c.is_control() || c == '\u{9b}'))
+    };
+    let out = cli()
+        .args(mc(&server))
+        .args(["show", &id[..12]])
+        .assert()
+        .success();
+    let stdout = &out.get_output().stdout;
+    assert!(!raw_controls(stdout), "{}", String::from_utf8_lossy(stdout));
+    let text = String::from_utf8_lossy(stdout);
+    assert!(
+        text.contains(r#"  evil\u{1b}[2J\rname = "v\u001b[0m""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r"param expiry evil\u{1b}[2J\rname: 1m idle"),
+        "{text}"
+    );
+    assert!(text.contains(r"csi\u{9b}2J = 1"), "{text}");
+    assert!(text.contains(r"remote addr  192.0.2.7\u{1b}[8m"), "{text}");
+
+    // --json stays valid JSON with the same names, and has no raw control characters either.
+    let out = cli()
+        .args(mc(&server))
+        .args(["show", &id[..12], "--json"])
+        .assert()
+        .success();
+    assert!(!raw_controls(&out.get_output().stdout));
+    let json = stdout_json(&out);
+    assert_eq!(json["params"]["evil\u{1b}[2J\rname"], "v\u{1b}[0m");
+    assert_eq!(json["params"]["csi\u{9b}2J"], 1);
+
+    // A mistyped id: the error shows it escaped, with and without --full-ids.
+    for full in [false, true] {
+        let mut cmd = cli();
+        cmd.args(mc(&server));
+        if full {
+            cmd.arg("--full-ids");
+        }
+        let out = cmd.args(["show", "ab\u{1b}[2J\rcd"]).assert().code(2);
+        let stderr = &out.get_output().stderr;
+        assert!(!raw_controls(stderr), "{}", String::from_utf8_lossy(stderr));
+        let stderr = String::from_utf8_lossy(stderr);
+        assert!(stderr.contains(r"ab\u{1b}[2J\r"), "{stderr}");
+        assert!(stderr.contains("is not a session id"), "{stderr}");
+    }
+}
+
+/// Sessions kept by `ReplicatedHandle` (one replica over two servers): `show` decodes the
+/// replica envelope, `rm` removes every copy (tombstones, so the application's next read
+/// cannot bring the session back from the other server), with or without `--replicas`.
+#[test]
+fn replicated_sessions_are_shown_decoded_and_removed_from_every_copy() {
+    use cgi_session::memcache::client::GetOptions;
+    use cgi_session::memcache::{decode_replica, MemcacheDriver, ReplicatedHandle};
+
+    let (a, b) = (MemcachedServer::start(), MemcachedServer::start());
+    let servers = format!("{},{}", a.addr(), b.addr());
+    let rt = rt();
+    let client = rt
+        .block_on(Client::connect(ClientConfig::pool([
+            a.addr().to_string(),
+            b.addr().to_string(),
+        ])))
+        .unwrap();
+    let store = SessionStore::builder(MemcacheDriver::new(ReplicatedHandle::new(
+        client.clone(),
+        1,
+    )))
+    .build();
+    let first = rt.block_on(make_session(&store, &[("user", "ann".into())], 600));
+    let second = rt.block_on(make_session(&store, &[("user", "bob".into())], 600));
+    let copies = |id: &str| -> Vec<Option<bool>> {
+        (0..2)
+            .map(|server| {
+                rt.block_on(client.get_on(server, format!("sessions:{id}"), GetOptions::new()))
+                    .unwrap()
+                    .map(|item| {
+                        decode_replica(&item.value)
+                            .expect("in the replica envelope")
+                            .tombstone
+                    })
+            })
+            .collect()
+    };
+    assert_eq!(
+        copies(&first),
+        [Some(false), Some(false)],
+        "two live copies"
+    );
+    let args = ["--dsn", "driver:memcache", "--servers", &servers];
+
+    // show, without and with --replicas: decoded, and where the copies are.
+    cli()
+        .args(args)
+        .args(["show", &first[..12]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("user = \"ann\""))
+        .stdout(predicate::str::contains(
+            "replicated   2 copies (version 1) on ",
+        ))
+        .stdout(predicate::str::contains(a.addr().to_string()))
+        .stdout(predicate::str::contains(b.addr().to_string()))
+        .stdout(predicate::str::contains(first.as_str()).not());
+    let json = stdout_json(
+        &cli()
+            .args(args)
+            .args(["--replicas", "1", "show", &first[..12], "--json"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(json["params"]["user"], "ann");
+    assert_eq!(json["replicas"]["copies"], 2);
+
+    // ls with --replicas: each session once.
+    let listed = stdout_json(
+        &cli()
+            .args(args)
+            .args(["--replicas", "1", "ls", "--json", "--full-ids"])
+            .assert()
+            .success(),
+    );
+    let mut ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = [first.as_str(), second.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+
+    // rm without --replicas: every copy, said so.
+    cli()
+        .args(args)
+        .args(["rm", &first[..12]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("all 2 copies (on 127.0.0.1:"))
+        .stdout(predicate::str::contains(
+            "replaced by a tombstone, so none comes back",
+        ));
+    assert_eq!(
+        copies(&first),
+        [Some(true), Some(true)],
+        "no live copy left"
+    );
+    for _ in 0..2 {
+        let s = rt.block_on(store.load(Some(&first), None)).unwrap();
+        assert!(s.is_empty(), "the session did not come back");
+    }
+    cli()
+        .args(args)
+        .args(["--full-ids", "show", &first])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no session"));
+
+    // rm with --replicas, and ls then leaves the tombstones out.
+    cli()
+        .args(args)
+        .args(["--replicas", "1", "rm", &second[..12]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("all 2 copies"));
+    assert_eq!(copies(&second), [Some(true), Some(true)]);
+    assert!(rt
+        .block_on(store.load(Some(&second), None))
+        .unwrap()
+        .is_empty());
+    let listed = stdout_json(
+        &cli()
+            .args(args)
+            .args(["--replicas", "1", "ls", "--json"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
+
+    // A compressed session in the envelope (the plain driver cannot gunzip it).
+    let compressed = SessionStore::builder(
+        MemcacheDriver::builder(ReplicatedHandle::new(client.clone(), 1))
+            .compress_above(16)
+            .build()
+            .unwrap(),
+    )
+    .build();
+    let third = rt.block_on(make_session(&compressed, &[("user", "cyd".into())], 600));
+    cli()
+        .args(args)
+        .args(["--full-ids", "show", &third])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("user = \"cyd\""));
+    cli()
+        .args(args)
+        .args(["--full-ids", "rm", &third])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("all 2 copies"));
+    assert_eq!(copies(&third), [Some(true), Some(true)]);
+}
+
+/// `driver:memcached` (Debian's Perl driver's scheme): sessions under their bare ids, among
+/// other applications' keys, which `ls` leaves out and `rm` refuses to remove.
+#[test]
+fn driver_memcached_keys_are_bare_ids_among_other_keys() {
+    let server = MemcachedServer::start();
+    let rt = rt();
+    let client = rt
+        .block_on(Client::connect(ClientConfig::new(
+            server.addr().to_string(),
+        )))
+        .unwrap();
+    let store = store_from_dsn(
+        "driver:memcached;serializer:default",
+        &DriverArgs::new().memcached(client.clone()),
+    )
+    .unwrap();
+    let id = rt.block_on(make_session(&store, &[("user", "ann".into())], 600));
+    for (key, value) in [
+        ("42", &b"7"[..]),
+        ("user_7", br#"{"name":"x"}"#),
+        ("cache:page", b"<html>"),
+    ] {
+        rt.block_on(client.set(key, value, SetOptions::new()))
+            .unwrap();
+    }
+    let args = [
+        "--dsn",
+        "driver:memcached",
+        "--servers",
+        &server.addr().to_string(),
+    ]
+    .map(|s| s.to_owned());
+
+    let listed = stdout_json(
+        &cli()
+            .args(&args)
+            .args(["ls", "--json", "--full-ids"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    cli()
+        .args(&args)
+        .arg("ls")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 session(s)"))
+        .stdout(predicate::str::contains("2 other key(s)"));
+    cli()
+        .args(&args)
+        .args(["show", &id[..12]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("format       default"))
+        .stdout(predicate::str::contains("user = \"ann\""));
+
+    cli()
+        .args(&args)
+        .args(["rm", "user_7"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not removed"));
+    assert!(rt
+        .block_on(client.get("user_7", Default::default()))
+        .unwrap()
+        .is_some());
+    cli().args(&args).args(["rm", &id[..12]]).assert().success();
+    assert!(rt
+        .block_on(client.get(id.as_str(), Default::default()))
+        .unwrap()
+        .is_none());
+
+    cli()
+        .args(&args)
+        .args(["--prefix", "myapp:", "ls"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bare ids"));
+}

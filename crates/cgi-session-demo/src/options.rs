@@ -40,12 +40,13 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// CGI::Session DSN: driver:file (default), driver:memory or driver:memcache, optionally
-    /// with ;serializer:json;id:random.
+    /// CGI::Session DSN: driver:file (default), driver:memory, driver:memcache (keys
+    /// `sessions:<id>`) or driver:memcached (keys are the bare ids, as Debian's Perl
+    /// CGI::Session::Driver::memcached stores them), optionally with ;serializer:json;id:random.
     #[arg(long)]
     pub dsn: Option<String>,
 
-    /// memcached servers for driver:memcache, host:port, comma-separated (default
+    /// memcached servers for driver:memcache or driver:memcached, host:port, comma-separated (default
     /// 127.0.0.1:11211; several form a pool, keys spread with ketama). Giving it implies
     /// driver:memcache when --dsn is not given.
     #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
@@ -153,11 +154,11 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
     let expire = parse_expire(&args.expire)?;
     let mut temp_dir = None;
     let (driver_args, description) = match dsn.driver.as_str() {
-        "memcache" => {
+        driver @ ("memcache" | "memcached") => {
             if args.dir.is_some() {
-                return Err(DemoError::Usage(
-                    "--dir is for driver:file; driver:memcache keeps sessions in memcached".into(),
-                ));
+                return Err(DemoError::Usage(format!(
+                    "--dir is for driver:file; driver:{driver} keeps sessions in memcached"
+                )));
             }
             let servers: Vec<String> = args
                 .servers
@@ -173,15 +174,21 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
                 ));
             }
             let client = connect_memcached(&servers).await?;
+            let keys = if driver == "memcached" {
+                "keys: the bare session ids"
+            } else {
+                "keys: sessions:<id>"
+            };
             (
+                // {Handle => $memd} and {Memcached => $memd} are the same argument.
                 DriverArgs::new().handle(client),
-                format!("memcached at {}", servers.join(", ")),
+                format!("memcached at {} ({keys})", servers.join(", ")),
             )
         }
         other => {
             if args.servers.is_some() {
                 return Err(DemoError::Usage(format!(
-                    "--servers is for driver:memcache, but the DSN names driver:{other}"
+                    "--servers is for driver:memcache or driver:memcached, but the DSN names driver:{other}"
                 )));
             }
             if other == "file" {

@@ -359,6 +359,40 @@ fn the_binary_runs_on_memcached() {
     assert_eq!(server.stats()["curr_items"], "1");
 }
 
+/// `driver:memcached` (Debian's Perl driver's key scheme): the session is stored under the
+/// bare id the cookie carries.
+#[test]
+fn the_binary_runs_on_driver_memcached_with_bare_id_keys() {
+    let server = MemcachedServer::start();
+    let addr = server.addr().to_string();
+    let demo = start_binary(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--dsn",
+        "driver:memcached",
+        "--servers",
+        &addr,
+    ])
+    .unwrap();
+    assert!(demo.banner.contains("keys: the bare session ids"));
+    let (status, cookie, _) = http_get(demo.addr, "/", None);
+    assert_eq!(status, 200);
+    let cookie = cookie.unwrap();
+    let (_, _, body) = http_get(demo.addr, "/", Some(&cookie));
+    assert_eq!(counter(&body), 2);
+    let id = cookie.split_once('=').unwrap().1;
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    write!(stream, "get {id}\r\nget sessions:{id}\r\nquit\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert_eq!(
+        raw.matches("VALUE ").count(),
+        1,
+        "one item, under the bare id"
+    );
+    assert!(raw.starts_with(&format!("VALUE {id} ")));
+}
+
 #[test]
 fn the_binary_says_clearly_when_memcached_is_dead() {
     let port = {

@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 use cgi_session::record::Record;
-use cgi_session::{DataDumperSerializer, Dsn, JsonSerializer, Serializer, SessionId};
+use cgi_session::{
+    DataDumperSerializer, Dsn, JsonSerializer, Serializer, SessionId, StorableSerializer,
+};
 use cgi_session_memcache_client::proto::{parse_reply, Parsed, ReplyKind};
 
 /// A fuzz target's body.
@@ -18,6 +20,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("json_session", json_session),
     ("perl_session", perl_session),
+    ("storable_session", storable_session),
     ("dsn", dsn),
     ("cookie_and_id", cookie_and_id),
     ("meta_reply", meta_reply),
@@ -55,6 +58,32 @@ pub fn perl_session(data: &[u8]) {
         .expect("read again");
     assert_eq!(once, twice);
     let _ = Record::from_map(once);
+}
+
+/// The Perl Storable reader (`serializer:storable`); anything accepted is written fresh and
+/// read back stably (Perl's immortal yes/no come back as 1 and ""), and written over its own
+/// image it reads back as the same map.
+pub fn storable_session(data: &[u8]) {
+    let storable = StorableSerializer::new();
+    let Ok(map) = storable.thaw(data) else {
+        return;
+    };
+    let written = storable
+        .freeze(&map)
+        .expect("an accepted map can be written");
+    let once = storable.thaw(&written).expect("our own output reads back");
+    let twice = storable
+        .thaw(&storable.freeze(&once).expect("written again"))
+        .expect("read again");
+    assert_eq!(once, twice);
+    let over = storable
+        .freeze_over(&map, Some(data))
+        .expect("an accepted map can be written over its image");
+    assert_eq!(
+        storable.thaw(&over).expect("rewritten output reads back"),
+        map
+    );
+    let _ = Record::from_map(map);
 }
 
 /// The DSN parser; anything accepted prints to a DSN that parses to the same value.

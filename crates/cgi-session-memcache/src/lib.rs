@@ -46,7 +46,9 @@ pub use handle::{
     DeleteIfOutcome, Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode,
     WriteOutcome,
 };
-pub use replicated::{ReplicatedHandle, DEFAULT_TOMBSTONE_TTL, ENVELOPE_LEN};
+pub use replicated::{
+    decode_replica, ReplicaEnvelope, ReplicatedHandle, DEFAULT_TOMBSTONE_TTL, ENVELOPE_LEN,
+};
 
 /// The bundled client, re-exported.
 pub use cgi_session_memcache_client as client;

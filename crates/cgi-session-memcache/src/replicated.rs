@@ -43,6 +43,56 @@ fn envelope(version: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A value as [`ReplicatedHandle`] stores it, taken apart: the session's version, whether it
+/// is a tombstone (the session was deleted), and the bytes the driver wrote (the serialized
+/// session, gzip-compressed when the item's client flags say
+/// [`FLAG_COMPRESSED`](crate::FLAG_COMPRESSED)).
+///
+/// For tools that read items directly (an operator's `show`), not for applications, which
+/// read through a [`ReplicatedHandle`].
+///
+/// ```
+/// use cgi_session_memcache::decode_replica;
+///
+/// let mut stored = b"RPL1".to_vec();
+/// stored.extend_from_slice(&7u64.to_be_bytes());
+/// stored.push(0); // data, not a tombstone
+/// stored.extend_from_slice(br#"{"_SESSION_ID":"abc"}"#);
+/// let copy = decode_replica(&stored).unwrap();
+/// assert_eq!((copy.version, copy.tombstone), (7, false));
+/// assert_eq!(copy.payload, br#"{"_SESSION_ID":"abc"}"#);
+///
+/// // A value written without replication is no envelope.
+/// assert!(decode_replica(br#"{"_SESSION_ID":"abc"}"#).is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaEnvelope<'a> {
+    /// The session's version (each write adds one; a delete too).
+    pub version: u64,
+    /// The copy marks a deleted session.
+    pub tombstone: bool,
+    /// What the driver stored (empty for a tombstone).
+    pub payload: &'a [u8],
+}
+
+/// Takes apart a value written by a [`ReplicatedHandle`] (the `RPL1` envelope); `None` when
+/// `value` is not in that envelope (written without replication).
+///
+/// See [`ReplicaEnvelope`] for an example.
+pub fn decode_replica(value: &[u8]) -> Option<ReplicaEnvelope<'_>> {
+    if value.len() < ENVELOPE_LEN || &value[..4] != MAGIC || value[12] > KIND_TOMBSTONE {
+        return None;
+    }
+    let mut version = [0u8; 8];
+    version.copy_from_slice(&value[4..12]);
+    Some(ReplicaEnvelope {
+        version: u64::from_be_bytes(version),
+        tombstone: value[12] == KIND_TOMBSTONE,
+        payload: &value[ENVELOPE_LEN..],
+    })
+}
+
 /// One copy as read from one server.
 #[derive(Debug, Clone)]
 struct Replica {
@@ -56,21 +106,12 @@ struct Replica {
 
 impl Replica {
     fn parse(item: Item) -> Replica {
-        let v = &item.value;
-        let (version, tombstone, payload) =
-            if v.len() >= ENVELOPE_LEN && &v[..4] == MAGIC && v[12] <= KIND_TOMBSTONE {
-                let mut ver = [0u8; 8];
-                ver.copy_from_slice(&v[4..12]);
-                (
-                    u64::from_be_bytes(ver),
-                    v[12] == KIND_TOMBSTONE,
-                    v[13..].to_vec(),
-                )
-            } else {
-                // Written without replication (e.g. before replicas were turned on):
-                // the oldest possible version.
-                (0, false, v.to_vec())
-            };
+        let (version, tombstone, payload) = match decode_replica(&item.value) {
+            Some(e) => (e.version, e.tombstone, e.payload.to_vec()),
+            // Written without replication (e.g. before replicas were turned on): the oldest
+            // possible version.
+            None => (0, false, item.value.to_vec()),
+        };
         Replica {
             version,
             tombstone,

@@ -307,7 +307,43 @@ async fn perl_scalars_read_with_perl_rules_where_the_app_asks() {
     // ...Perl's rules read what the Perl page meant.
     assert_eq!(s.get_perl::<i64>("count_str").unwrap(), Some(7));
     assert_eq!(s.get_perl::<String>("nick").unwrap(), None);
-    assert_eq!(s.get_perl::<String>("visits").unwrap().as_deref(), Some("1"));
+    assert_eq!(
+        s.get_perl::<String>("visits").unwrap().as_deref(),
+        Some("1")
+    );
     assert_eq!(s.get_perl::<bool>("visits").unwrap(), Some(true));
     assert!(s.get_perl::<i64>("bytes").is_err(), "text is not a number");
+}
+
+/// A Perl app on CGI.pm without `-utf8` handles text as UTF-8 bytes: with `strings:bytes` in
+/// the DSN, text set from Rust reaches it the same way (and a page printing it raw shows it
+/// right); without, it reaches it as characters.
+#[tokio::test]
+async fn strings_bytes_in_the_dsn_gives_a_bytes_app_utf8_bytes() {
+    let server = MemcachedServer::start();
+    let c = client(&server).await;
+    for (dsn, want) in [
+        (
+            "driver:memcache;serializer:default;strings:bytes",
+            json!({"length": 5, "utf8": 0, "hex": "636166c3a9"}),
+        ),
+        (
+            "driver:memcache;serializer:default",
+            json!({"length": 4, "utf8": 0, "hex": "636166e9"}),
+        ),
+    ] {
+        let store = builder_from_dsn(dsn, &DriverArgs::new().handle(c.clone()))
+            .unwrap()
+            .build();
+        let id = perl_create(&server, "default", None);
+        let mut s = store.new_session(Some(&id), None).await.unwrap();
+        s.set("from_rust", "café").unwrap();
+        s.flush().await.unwrap();
+        let seen = perl_inspect(&server, &id);
+        assert_eq!(seen["from_rust"], want, "{dsn}");
+        assert_eq!(
+            seen["bytes"]["length"], 5,
+            "{dsn}: Perl's own value unchanged"
+        );
+    }
 }

@@ -32,18 +32,25 @@ pub use cgi_session_core::*;
 #[cfg(feature = "memcache")]
 pub use cgi_session_memcache as memcache;
 
-/// The drivers a DSN can name.
+/// The drivers a DSN can name: `memcache` keeps sessions under `sessions:<id>` (the seed's
+/// `CGI::Session::Driver::memcache`), `memcached` under the bare id (Debian's
+/// `CGI::Session::Driver::memcached`).
 #[cfg(feature = "memcache")]
-pub const DRIVERS: &[&str] = &["file", "memory", "memcache"];
+pub const DRIVERS: &[&str] = &["file", "memory", "memcache", "memcached"];
 /// The drivers a DSN can name.
 #[cfg(not(feature = "memcache"))]
 pub const DRIVERS: &[&str] = &["file", "memory"];
-/// The serializers a DSN can name: `json`, and `default`, CGI::Session's own format
-/// (Data::Dumper), for sessions shared with Perl.
-pub const SERIALIZERS: &[&str] = &["json", "default"];
+/// The serializers a DSN can name: `json`, and for sessions shared with Perl
+/// CGI::Session's own `default` (Data::Dumper) and `storable` (Storable's `freeze`).
+pub const SERIALIZERS: &[&str] = &["json", "default", "storable"];
 
 /// CGI::Session's default serializer (Data::Dumper's format), re-exported.
 pub use cgi_session_dumper::DataDumperSerializer;
+/// How Perl's serializers write strings set from Rust (the DSN's `strings:bytes` /
+/// `strings:characters`), re-exported.
+pub use cgi_session_dumper::StringStyle;
+/// CGI::Session's Storable serializer (`serializer:storable`), re-exported.
+pub use cgi_session_storable::StorableSerializer;
 /// The id generators a DSN can name (`md5` and `random` are the same secure generator).
 pub const ID_GENERATORS: &[&str] = &["random", "md5", "incr", "static"];
 
@@ -107,7 +114,31 @@ impl DriverArgs {
         self
     }
 
-    /// Key prefix of the `memcache` driver (`sessions:` by default, the seed's).
+    /// `Memcached` of the `memcached` driver (Debian's `{Memcached => $memd}`): the same
+    /// argument as [`handle`](Self::handle), under the name that driver gives it. Either
+    /// name works for either memcached driver.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use cgi_session::memcache::client::{Client, ClientConfig};
+    /// use cgi_session::{store_from_dsn, DriverArgs};
+    ///
+    /// // my $memd = Cache::Memcached->new({servers => ['127.0.0.1:11211']});
+    /// let memd = Client::connect(ClientConfig::new("127.0.0.1:11211")).await?;
+    /// // CGI::Session->new("driver:memcached;serializer:default", $sid, {Memcached => $memd})
+    /// let store = store_from_dsn(
+    ///     "driver:memcached;serializer:default",
+    ///     &DriverArgs::new().memcached(memd),
+    /// )?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "memcache")]
+    pub fn memcached(self, handle: impl memcache::MemcacheHandle) -> Self {
+        self.handle(handle)
+    }
+
+    /// Key prefix of the `memcache` driver (`sessions:` by default, the seed's). The
+    /// `memcached` driver has none (its keys are the bare ids) and refuses one.
     #[cfg(feature = "memcache")]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
@@ -205,6 +236,29 @@ pub fn driver_by_name(name: &str, args: &DriverArgs) -> Result<Arc<dyn Driver>, 
             }
             Ok(Arc::new(builder.build()?))
         }
+        // Debian's CGI::Session::Driver::memcached: the same driver, keys are the bare ids
+        // (they share the key space with everything else in that memcached; see
+        // `MemcacheDriverBuilder::prefix`).
+        #[cfg(feature = "memcache")]
+        "memcached" => {
+            let handle = args.handle.clone().ok_or_else(|| {
+                DsnError::Argument(
+                    "driver:memcached needs a memcached client: pass it with DriverArgs::memcached(client) (Perl's {Memcached => $memd})"
+                        .to_owned(),
+                )
+            })?;
+            if args.prefix.as_deref().is_some_and(|p| !p.is_empty()) {
+                return Err(DsnError::Argument(
+                    "driver:memcached stores sessions under their bare ids and takes no key prefix; use driver:memcache for prefixed keys"
+                        .to_owned(),
+                )
+                .into());
+            }
+            let builder = memcache::MemcacheDriver::builder_dyn(handle)
+                .prefix("")
+                .hashed_keys(args.hashed_keys);
+            Ok(Arc::new(builder.build()?))
+        }
         other => Err(unknown("driver", other, DRIVERS).into()),
     }
 }
@@ -217,6 +271,46 @@ pub fn serializer_by_name(name: &str) -> Result<Arc<dyn Serializer>, DsnError> {
     match name {
         "json" => Ok(Arc::new(JsonSerializer)),
         "default" => Ok(Arc::new(DataDumperSerializer::new())),
+        "storable" => Ok(Arc::new(StorableSerializer::new())),
+        other => Err(unknown("serializer", other, SERIALIZERS)),
+    }
+}
+
+/// The string styles a DSN's `strings:` can name (for Perl's serializers).
+pub const STRING_STYLES: &[&str] = &["bytes", "characters"];
+
+/// The serializer a parsed DSN names, with its `strings:` style.
+///
+/// ```
+/// use cgi_session::{serializer_for, Dsn};
+///
+/// let s = serializer_for(&Dsn::parse("serializer:default;strings:bytes")?)?;
+/// assert_eq!(s.name(), "default");
+/// assert!(serializer_for(&Dsn::parse("serializer:json;strings:bytes")?).is_err());
+/// # Ok::<(), cgi_session::DsnError>(())
+/// ```
+///
+/// # Errors
+/// [`DsnError::UnknownName`] for an unknown serializer or style; [`DsnError::Argument`] for a
+/// style given to `json` (it has only one way to write text).
+pub fn serializer_for(dsn: &Dsn) -> Result<Arc<dyn Serializer>, DsnError> {
+    let Some(strings) = dsn.strings.as_deref() else {
+        return serializer_by_name(&dsn.serializer);
+    };
+    let style = match strings {
+        "bytes" => StringStyle::Utf8Bytes,
+        "characters" => StringStyle::Characters,
+        other => return Err(unknown("strings", other, STRING_STYLES)),
+    };
+    match dsn.serializer.as_str() {
+        "default" => Ok(Arc::new(
+            DataDumperSerializer::new().with_string_style(style),
+        )),
+        "storable" => Ok(Arc::new(StorableSerializer::new().with_string_style(style))),
+        "json" => Err(DsnError::Argument(
+            "`strings:` applies to Perl's serializers (default, storable); JSON writes text one way: remove `strings:` or choose serializer:default"
+                .to_owned(),
+        )),
         other => Err(unknown("serializer", other, SERIALIZERS)),
     }
 }
@@ -266,7 +360,7 @@ pub fn id_generator_by_name(
 /// See [`OpenError`].
 pub fn builder_from_dsn(dsn: &str, args: &DriverArgs) -> Result<SessionStoreBuilder, OpenError> {
     let dsn = Dsn::parse(dsn)?;
-    let serializer = serializer_by_name(&dsn.serializer)?;
+    let serializer = serializer_for(&dsn)?;
     let ids = id_generator_by_name(&dsn.id, args)?;
     let driver = driver_by_name(&dsn.driver, args)?;
     Ok(SessionStore::builder_dyn(driver)
@@ -291,7 +385,7 @@ mod tests {
     fn unknown_names_list_the_valid_choices() {
         let cases = [
             ("driver:mysql", "file, memory"),
-            ("driver:memcached", "file, memory"),
+            ("driver:memcachedb", "file, memory"),
             ("serializer:yaml", "json, default"),
             ("id:uuid", "random, md5, incr, static"),
         ];

@@ -76,3 +76,108 @@ async fn prefix_and_hashed_keys_through_driver_args() {
         Err(OpenError::Driver(_))
     ));
 }
+
+/// Debian's `driver:memcached`: the same driver with the bare id as the key, its argument
+/// under the name `Memcached`; listing sessions skips every other key of the server.
+#[tokio::test]
+async fn driver_memcached_keys_sessions_by_the_bare_id() {
+    let server = MemcachedServer::start();
+    let memd = Client::connect(ClientConfig::new(server.addr().to_string()))
+        .await
+        .unwrap();
+    // CGI::Session->new("driver:memcached", $sid, {Memcached => $memd})
+    let store = store_from_dsn(
+        "driver:memcached;serializer:default",
+        &DriverArgs::new().memcached(memd.clone()),
+    )
+    .unwrap();
+    let mut s = store.new_session(None, None).await.unwrap();
+    s.set("greet_en", "Hi !").unwrap();
+    s.flush().await.unwrap();
+    let id = s.id().unwrap().as_str().to_owned();
+    let raw = memd
+        .get(&id, Default::default())
+        .await
+        .unwrap()
+        .expect("stored under the bare id");
+    assert!(raw.value.starts_with(b"$D = {"), "serializer:default");
+    assert!(memd
+        .get(format!("sessions:{id}"), Default::default())
+        .await
+        .unwrap()
+        .is_none());
+    let back = store.new_session(Some(&id), None).await.unwrap();
+    assert_eq!(
+        back.get::<String>("greet_en").unwrap().as_deref(),
+        Some("Hi !")
+    );
+
+    // Another application's keys in the same memcached: id-shaped ones included.
+    for (key, value) in [
+        ("42", &b"7"[..]),
+        ("user_7", br#"{"name":"x"}"#),
+        ("abcdef", br#"$D = {'_SESSION_ID' => 'someone_else'};;$D"#),
+        ("cache:page:/", b"<html>"),
+    ] {
+        let opts = cgi_session::memcache::client::SetOptions::new();
+        memd.set(key, value, opts).await.unwrap();
+    }
+    // A driver:memcache session in the same server.
+    let prefixed =
+        store_from_dsn("driver:memcache", &DriverArgs::new().handle(memd.clone())).unwrap();
+    let mut other = prefixed.new_session(None, None).await.unwrap();
+    other.flush().await.unwrap();
+
+    let mut found = Vec::new();
+    store
+        .find(|s| {
+            found.push(s.id().unwrap().as_str().to_owned());
+            async { std::ops::ControlFlow::Continue(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, [id.as_str()], "only the session, no foreign key");
+
+    // A foreign key is never taken for a session of that id.
+    let foreign = store.load(Some("user_7"), None).await;
+    assert!(
+        foreign.as_ref().map_or(true, |s| s.is_empty()),
+        "{foreign:?}"
+    );
+
+    // Session locks: `lock:<id>`, outside the ids.
+    let driver = MemcacheDriver::builder(memd.clone())
+        .prefix("")
+        .build()
+        .unwrap();
+    let sid = cgi_session::SessionId::parse(&id).unwrap();
+    assert_eq!(driver.lock_key_for(&sid), format!("lock:{id}"));
+
+    let mut s = store.new_session(Some(&id), None).await.unwrap();
+    s.delete();
+    s.flush().await.unwrap();
+    assert!(memd.get(&id, Default::default()).await.unwrap().is_none());
+    assert!(memd
+        .get("user_7", Default::default())
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn driver_memcached_refuses_a_prefix_and_names_its_argument() {
+    let err = store_from_dsn("d:memcached", &DriverArgs::new()).unwrap_err();
+    assert!(err.to_string().contains("DriverArgs::memcached"), "{err}");
+    assert!(err.to_string().contains("Memcached =>"), "{err}");
+    let memd = Client::connect(ClientConfig::new("127.0.0.1:1").lazy(true))
+        .await
+        .unwrap();
+    let err = store_from_dsn(
+        "driver:memcached",
+        &DriverArgs::new().memcached(memd.clone()).prefix("myapp:"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("bare ids"), "{err}");
+    // The seed's name for the argument works too.
+    assert!(store_from_dsn("driver:memcached", &DriverArgs::new().handle(memd)).is_ok());
+}
