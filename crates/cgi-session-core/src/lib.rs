@@ -99,7 +99,7 @@ mod shared_read;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use driver::file::FileDriver;
+pub use driver::file::{FileDriver, DEFAULT_MAX_SESSION_SIZE};
 pub use driver::memory::MemoryDriver;
 pub use driver::{Driver, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version};
 pub use dsn::Dsn;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::commit::{self, Base, Committed, Delta, Job};
 use crate::driver::{StoreMode, StoreOutcome, Version};
-use crate::error::{Error, SerializeError};
+use crate::error::{DriverError, Error, SerializeError};
 use crate::expire::parse_expire;
 use crate::id::SessionId;
 use crate::record::{self, Record};
@@ -66,11 +66,15 @@ impl Changes {
 
 impl Changes {
     fn any(&self) -> bool {
+        self.any_but_atime() || self.atime
+    }
+
+    /// Changes the application made (not only the access-time write-back).
+    fn any_but_atime(&self) -> bool {
         !self.set.is_empty()
             || !self.removed.is_empty()
             || self.etime
             || !self.expire_list.is_empty()
-            || self.atime
     }
 }
 
@@ -657,7 +661,18 @@ impl Session {
             return Ok(());
         }
         let delta = self.changes.delta(&self.record);
-        self.commit(id, Some(delta), None).await
+        let only_atime = !self.changes.any_but_atime();
+        match self.commit(id, Some(delta), None).await {
+            // A session that no longer fits the store (its limit was lowered, or another
+            // program grew it) still serves reads: skipping the access-time write-back costs
+            // only the sliding of a stored timestamp, failing would fail every request.
+            Err(Error::Driver(e @ DriverError::TooLarge { .. })) if only_atime => {
+                tracing::warn!(error = %e, "access-time write-back skipped: the session is larger than the store accepts");
+                self.changes = Changes::default();
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Hands this request's changes (and an update closure) to the group commit, starting

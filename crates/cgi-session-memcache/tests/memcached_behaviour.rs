@@ -410,3 +410,53 @@ async fn a_foreign_item_under_the_prefix_is_an_error_not_a_session() {
     // new_session does not treat a store error as absence: the request fails clearly.
     assert!(store.new_session(Some(id), None).await.is_err());
 }
+
+/// A session that no longer fits (another program grew it, or the limit is lower than when it
+/// was written) still loads and serves read-only requests; a change is refused at save time
+/// with a clear error, and the stored copy is left as it was.
+#[tokio::test]
+async fn a_session_over_the_item_limit_serves_reads_and_refuses_changes_clearly() {
+    let server = MemcachedServer::start();
+    let c = client(&server, Duration::from_secs(2)).await;
+    let clock = cgi_session_core::ManualClock::new(1_800_000_000);
+    let roomy = SessionStore::builder(MemcacheDriver::new(c.clone()))
+        .default_expire(1800)
+        .clock(clock.clone())
+        .build();
+    let mut s = roomy.new_session(None, None).await.unwrap();
+    s.set("blob", &"x".repeat(20_000)).unwrap();
+    s.flush().await.unwrap();
+    let id = s.id().unwrap().as_str().to_owned();
+
+    let tight_driver = MemcacheDriver::builder(c.clone())
+        .item_size_max(10_000)
+        .build()
+        .unwrap();
+    let tight = SessionStore::builder(tight_driver)
+        .default_expire(1800)
+        .clock(clock.clone())
+        .build();
+    // Past half the timeout a read wants to write the access time back: that write does not
+    // fit, and the request still succeeds.
+    clock.advance(1000);
+    for _ in 0..3 {
+        let mut s = tight.new_session(Some(&id), None).await.unwrap();
+        assert_eq!(
+            s.get::<String>("blob").unwrap().map(|b| b.len()),
+            Some(20_000)
+        );
+        s.flush().await.unwrap();
+    }
+    // A change fails at save time with an error that says what to do.
+    let mut s = tight.new_session(Some(&id), None).await.unwrap();
+    s.set("more", "y").unwrap();
+    let err = s.flush().await.unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+    s.discard();
+    let s = roomy.load(Some(&id), None).await.unwrap();
+    assert_eq!(
+        s.get::<String>("more").unwrap(),
+        None,
+        "nothing half-written"
+    );
+}

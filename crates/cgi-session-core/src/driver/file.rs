@@ -102,6 +102,10 @@ use crate::error::DriverError;
 use crate::SessionId;
 
 const DRIVER: &str = "file";
+
+/// Default of [`FileDriver::max_session_size`]: 1 MiB, memcached's default item size limit, so
+/// that a session that works on files also fits memcached.
+pub const DEFAULT_MAX_SESSION_SIZE: u64 = 1024 * 1024;
 /// Session files are named `cgisess_<id>`, as CGI::Session names them.
 const PREFIX: &str = "cgisess_";
 /// Temporary files are named `.cgisess_<id>.tmp.<hex>`: the leading dot keeps them apart.
@@ -160,6 +164,7 @@ const MAX_LOCK_ATTEMPTS: u32 = 64;
 #[derive(Debug, Clone)]
 pub struct FileDriver {
     dir: Arc<PathBuf>,
+    max_size: u64,
 }
 
 impl FileDriver {
@@ -186,7 +191,10 @@ impl FileDriver {
             message,
         };
         match fs::metadata(&dir) {
-            Ok(meta) if meta.is_dir() => Ok(Self { dir: Arc::new(dir) }),
+            Ok(meta) if meta.is_dir() => Ok(Self {
+                dir: Arc::new(dir),
+                max_size: DEFAULT_MAX_SESSION_SIZE,
+            }),
             Ok(_) => Err(config(format!(
                 "session directory {} is not a directory; pass the directory that should hold \
                  the cgisess_<id> files",
@@ -226,6 +234,36 @@ impl FileDriver {
     /// The directory holding the session files.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The largest session stored or read, in bytes ([`DEFAULT_MAX_SESSION_SIZE`] unless
+    /// set). A larger save fails with [`DriverError::TooLarge`] before anything is written; a
+    /// larger file (written by another program) is refused the same way without being read,
+    /// so one oversized session cannot make every request that carries its cookie slow.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cgi_session_core::{Driver, DriverError, FileDriver, SessionId, StoreMode};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let driver = FileDriver::new(dir.path()).unwrap().max_session_size(16);
+    /// let id = SessionId::parse("abc123").unwrap();
+    /// let err = driver.store(&id, &[b'x'; 17], StoreMode::Create, None).await.unwrap_err();
+    /// assert!(matches!(err, DriverError::TooLarge { size: 17, limit: 16, .. }));
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn max_session_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    fn too_large(&self, size: u64) -> DriverError {
+        DriverError::TooLarge {
+            driver: DRIVER,
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit: usize::try_from(self.max_size).unwrap_or(usize::MAX),
+        }
     }
 
     /// Removes temporary files that crashed writers left behind (`.cgisess_<id>.tmp.<hex>`
@@ -551,24 +589,40 @@ fn replace_blocking(
     Ok(StoreOutcome::Stored(Some(fnv1a64(data))))
 }
 
-fn load_blocking(path: &Path, touch: bool) -> io::Result<Option<Loaded>> {
-    let Some(mut file) = open_session(path)? else {
-        return Ok(None);
+/// What a file holds: a session, or its size when that is over the limit (not read).
+enum FileRead {
+    Loaded(Option<Loaded>),
+    TooLarge(u64),
+}
+
+fn load_blocking(path: &Path, touch: bool, max_size: u64) -> io::Result<FileRead> {
+    let Some(file) = open_session(path)? else {
+        return Ok(FileRead::Loaded(None));
     };
     file.lock_shared()?;
-    let last_access = unix_secs(file.metadata()?.modified()?);
+    let meta = file.metadata()?;
+    if meta.len() > max_size {
+        return Ok(FileRead::TooLarge(meta.len()));
+    }
+    let last_access = unix_secs(meta.modified()?);
     let mut data = Vec::new();
-    file.read_to_end(&mut data)?;
+    // Bounded even if the file grows meanwhile (another program writing without the lock).
+    (&file)
+        .take(max_size.saturating_add(1))
+        .read_to_end(&mut data)?;
+    if data.len() as u64 > max_size {
+        return Ok(FileRead::TooLarge(data.len() as u64));
+    }
     if touch {
         // After reading, so that this load reports the previous access and the next one sees
         // this access.
         file.set_modified(SystemTime::now())?;
     }
-    Ok(Some(Loaded {
+    Ok(FileRead::Loaded(Some(Loaded {
         version: Some(fnv1a64(&data)),
         data,
         last_access: Some(last_access),
-    }))
+    })))
 }
 
 fn remove_blocking(path: &Path) -> io::Result<bool> {
@@ -901,10 +955,16 @@ impl Driver for FileDriver {
         touch: Option<Duration>,
     ) -> Result<Option<Loaded>, DriverError> {
         let path = self.session_path(id)?;
-        self.run("reading a session file", move || {
-            load_blocking(&path, touch.is_some())
-        })
-        .await
+        let max_size = self.max_size;
+        match self
+            .run("reading a session file", move || {
+                load_blocking(&path, touch.is_some(), max_size)
+            })
+            .await?
+        {
+            FileRead::Loaded(found) => Ok(found),
+            FileRead::TooLarge(size) => Err(self.too_large(size)),
+        }
     }
 
     /// Writes atomically (temporary file, then link or rename); `ttl` is ignored.
@@ -916,6 +976,9 @@ impl Driver for FileDriver {
         _ttl: Option<Duration>,
     ) -> Result<StoreOutcome, DriverError> {
         let path = self.session_path(id)?;
+        if data.len() as u64 > self.max_size {
+            return Err(self.too_large(data.len() as u64));
+        }
         let dir = Arc::clone(&self.dir);
         let id = id.as_str().to_owned();
         let data = data.to_vec();
