@@ -53,8 +53,8 @@ fn main() -> ExitCode {
     match run(lock_mode) {
         Ok(()) => {}
         Err(e) => {
-            // The client gets the status; the web server's error log gets the details.
-            eprintln!("greet-cgi: {e}");
+            // The visitor gets the status and a sentence; the details (e.g. the memcached
+            // server's address) go to the web server's error log.
             print!("{}", e.response());
         }
     }

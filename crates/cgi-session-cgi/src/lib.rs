@@ -6,9 +6,15 @@
 //!   `QUERY_STRING`, `REMOTE_ADDR`, and for an `application/x-www-form-urlencoded` POST the
 //!   body on standard input (at most [`DEFAULT_MAX_BODY`] bytes unless told otherwise). Parsing
 //!   never panics: malformed cookies are skipped, malformed percent-encoding is kept as is.
+//!   `HTTP_COOKIE` is read as bytes by the `Cookie` parser every adapter shares
+//!   ([`cgi_session::cookie_header`]), so a non-UTF-8 byte in another cookie hides nothing.
 //! * [`CgiSession::new`] picks the session id as CGI::Session does: the `CGISESSID` cookie
-//!   first, then the query-string or form parameter of the same name; `REMOTE_ADDR` feeds ip
-//!   matching. An unknown or malformed id gives a fresh session.
+//!   first (the first one, when there are several), then the query-string or form parameter
+//!   of the same name; `REMOTE_ADDR` feeds ip matching. An unknown or malformed id gives a
+//!   fresh session.
+//! * Warnings and errors are logged on standard error, the web server's error log, one line
+//!   each prefixed with the program's name ([`StderrLog`]; `CGI_SESSION_LOG=off` turns it
+//!   off). [`CgiError::response`] answers the visitor in plain words and logs the details.
 //! * [`CgiSession::header`] is CGI::Session's `header()`: the `Set-Cookie` and `Content-Type`
 //!   lines, CRLF-terminated, ready to print.
 //!
@@ -50,8 +56,8 @@
 //! * call [`CgiSession::flush`] (or [`CgiSession::close`]) before printing the header, so
 //!   that a failing store can still turn into a `503` response;
 //! * as a safety net, dropping a [`CgiSession`] with unsaved changes flushes it, blocking (a
-//!   CGI program is synchronous, so blocking in `Drop` is fine), and writes any error to
-//!   standard error, which the web server puts in its error log. Errors there cannot reach
+//!   CGI program is synchronous, so blocking in `Drop` is fine), and logs any error (on
+//!   standard error, which the web server puts in its error log). Errors there cannot reach
 //!   the response any more, which is why the explicit call is preferred. A process that
 //!   exits with [`std::process::exit`] runs no destructors and so does not flush.
 //!
@@ -68,10 +74,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use cgi_session::cookie_header::{self, SessionCookie};
+
 pub use cgi_session::memcache::client::{Client, ClientConfig};
 pub use cgi_session::{
     DriverArgs, LockMode, Session, SessionId, SessionLock, SessionStore, DEFAULT_COOKIE_NAME,
 };
+
+mod log;
+pub use log::{StderrLog, LOG_ENV};
+/// `tracing`'s levels, re-exported for [`StderrLog::level`].
+pub use tracing::Level;
 
 /// Largest request body [`CgiRequest::from_env`] reads: 1 MiB. Larger bodies are refused with
 /// [`CgiError::BodyTooLarge`] before anything is read.
@@ -80,7 +93,9 @@ pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 /// The media type of HTML forms, the only POST body this crate parses.
 pub const FORM_URLENCODED: &str = "application/x-www-form-urlencoded";
 
-/// Errors of the CGI adapter. [`CgiError::http_status`] says which response to send.
+/// Errors of the CGI adapter. [`CgiError::http_status`] says which response to send, and
+/// [`CgiError::response`] builds it: plain words for the visitor ([`CgiError::body`]), while
+/// the message (`Display`, with server addresses, parameter and type names) goes to the log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CgiError {
@@ -138,9 +153,8 @@ impl CgiError {
         match self {
             Self::BodyTooLarge { .. } => 413,
             Self::BadContentLength(_) | Self::TruncatedBody { .. } | Self::Body(_) => 400,
-            Self::Memcached(e) if e.is_unavailable() => 503,
-            Self::Session(cgi_session::Error::Driver(e)) if e.is_unavailable() => 503,
             Self::Session(e) if e.is_busy() => 503,
+            e if e.is_unavailable() => 503,
             _ => 500,
         }
     }
@@ -155,30 +169,95 @@ impl CgiError {
         }
     }
 
-    /// A complete CGI error response: `Status`, `Retry-After` when a retry can help (a busy
-    /// session, an unreachable store), `Content-Type: text/plain` and this error's message as
-    /// the body.
+    /// Whether the session store could not be reached (a 503 a retry can cure).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Memcached(e) => e.is_unavailable(),
+            Self::Session(cgi_session::Error::Driver(e)) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+
+    /// The `Retry-After` of the response, in seconds: for a busy session and an unreachable
+    /// store, `None` otherwise.
+    ///
+    /// ```
+    /// use cgi_session_cgi::CgiError;
+    /// assert_eq!(CgiError::BadContentLength("ten".into()).retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Session(e) => e.retry_after().map(|d| d.as_secs().max(1)),
+            Self::Memcached(e) if e.is_unavailable() => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
+    /// What happened, in words for the visitor: no server address, parameter name, type or
+    /// other internals (those are in [`CgiError`]'s `Display`, for the log).
+    ///
+    /// ```
+    /// use cgi_session_cgi::CgiError;
+    /// let e = CgiError::BodyTooLarge { length: 5_000_000, limit: 1_048_576 };
+    /// assert_eq!(e.body(), "The data sent is too large.");
+    /// ```
+    pub fn body(&self) -> &'static str {
+        match self {
+            Self::BodyTooLarge { .. } => "The data sent is too large.",
+            Self::BadContentLength(_) | Self::TruncatedBody { .. } | Self::Body(_) => {
+                "The request could not be read; please send it again."
+            }
+            Self::Session(e) if e.is_busy() => {
+                "This session is busy with other requests; please try again in a moment."
+            }
+            e if e.is_unavailable() => {
+                "The session store is unavailable; please try again shortly."
+            }
+            Self::Open(_) | Self::InsideAsyncRuntime => {
+                "Server misconfiguration: sessions are not set up correctly."
+            }
+            Self::Runtime(_) => "The server is out of resources; please try again shortly.",
+            _ => "The session could not be used.",
+        }
+    }
+
+    /// A complete CGI error response for the visitor: `Status`, `Retry-After` when a retry
+    /// can help (a busy session, an unreachable store), `Content-Type: text/plain`,
+    /// `Cache-Control: no-store` and [`CgiError::body`]. The details (this error's message,
+    /// with the server's address or the parameter and type involved) are logged, at error
+    /// level (warn for a client's mistake or a busy session): by default on standard error,
+    /// i.e. the web server's error log (see [`StderrLog`]). Call it once per error.
     ///
     /// ```
     /// use cgi_session_cgi::CgiError;
     /// let e = CgiError::BadContentLength("ten".into());
-    /// assert!(e.response().starts_with("Status: 400 Bad Request\r\nContent-Type: text/plain"));
+    /// let response = e.response();
+    /// assert!(response.starts_with("Status: 400 Bad Request\r\nContent-Type: text/plain"));
+    /// assert!(response.ends_with("\r\n\r\nThe request could not be read; please send it again.\n"));
+    /// assert!(!response.contains("CONTENT_LENGTH")); // the details are in the log
     /// ```
     pub fn response(&self) -> String {
-        let retry = match self {
-            Self::Session(e) => e.retry_after(),
-            _ => None,
-        };
-        let retry = retry
-            .map(|d| format!("Retry-After: {}\r\n", d.as_secs().max(1)))
+        log::ensure_installed();
+        let status = self.status_line();
+        if self.http_status() < 500 || matches!(self, Self::Session(e) if e.is_busy()) {
+            tracing::warn!(error = %self, "answered {status}");
+        } else {
+            tracing::error!(error = %self, "answered {status}");
+        }
+        let retry = self
+            .retry_after()
+            .map(|secs| format!("Retry-After: {secs}\r\n"))
             .unwrap_or_default();
         format!(
-            "Status: {}\r\n{retry}Content-Type: text/plain; charset=UTF-8\r\n\r\n{}\n",
-            self.status_line(),
-            self
+            "Status: {status}\r\n{retry}Content-Type: text/plain; charset=UTF-8\r\nCache-Control: no-store\r\n\r\n{}\n",
+            self.body()
         )
     }
 }
+
+/// `Retry-After` for a memcached server that could not be reached when connecting (the
+/// session layer's own value for an unreachable store).
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 // ----- the runtime ------------------------------------------------------------------------
 
@@ -228,6 +307,7 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output, CgiError> {
 /// # Errors
 /// [`CgiError::Memcached`] naming the server when it cannot be reached.
 pub fn connect_memcached(config: ClientConfig) -> Result<Client, CgiError> {
+    log::ensure_installed();
     Ok(block_on(Client::connect(config))??)
 }
 
@@ -259,6 +339,8 @@ pub fn connect_memcached(config: ClientConfig) -> Result<Client, CgiError> {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct CgiRequest {
     method: String,
+    /// `HTTP_COOKIE` as the server passed it (bytes: other cookies may not be UTF-8).
+    cookie_header: Vec<u8>,
     cookies: Vec<(String, String)>,
     query: Vec<(String, String)>,
     form: Vec<(String, String)>,
@@ -298,18 +380,33 @@ impl CgiRequest {
     /// # Errors
     /// As [`CgiRequest::from_env`].
     pub fn from_env_with_limit(max_body: u64) -> Result<Self, CgiError> {
-        let vars = std::env::vars_os().map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        });
+        log::ensure_installed();
+        // Values as bytes: `HTTP_COOKIE` may hold bytes that are not UTF-8 (a latin-1 `ç` in
+        // another cookie of the site), which must not spoil the session cookie.
+        let vars = std::env::vars_os()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.into_encoded_bytes()));
         Self::from_parts(vars, io::stdin().lock(), max_body)
     }
 
     /// Builds a request from CGI meta-variables and a body reader (what
     /// [`CgiRequest::from_env`] does with the real environment and standard input); for
     /// tests and for servers that hand over the variables another way.
+    ///
+    /// Values are text (`&str`, `String`) or bytes (`&[u8]`, `Vec<u8>`): `HTTP_COOKIE` is read
+    /// as bytes, so a cookie that is not UTF-8 is passed as the browser sent it; other
+    /// variables are read as text (invalid UTF-8 replaced by `U+FFFD`).
+    ///
+    /// ```
+    /// use cgi_session_cgi::CgiRequest;
+    ///
+    /// // A Perl page set `lang` in latin-1: the session cookie is still found.
+    /// let env: [(&str, &[u8]); 1] =
+    ///     [("HTTP_COOKIE", b"lang=fran\xe7ais; CGISESSID=5ee0c1d2a1b2c3d4e5f60718293a4b5c")];
+    /// let req = CgiRequest::from_parts(env, std::io::empty(), 0)?;
+    /// assert_eq!(req.session_id("CGISESSID"), Some("5ee0c1d2a1b2c3d4e5f60718293a4b5c"));
+    /// assert_eq!(req.cookie("lang"), Some("fran\u{FFFD}ais"));
+    /// # Ok::<(), cgi_session_cgi::CgiError>(())
+    /// ```
     ///
     /// # Errors
     /// As [`CgiRequest::from_env`].
@@ -321,17 +418,30 @@ impl CgiRequest {
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
-        V: AsRef<str>,
+        V: AsRef<[u8]>,
     {
         let mut req = CgiRequest::default();
         let mut content_type = String::new();
         let mut content_length = String::new();
         for (k, v) in vars {
+            let raw = v.as_ref();
+            if k.as_ref() == "HTTP_COOKIE" {
+                req.cookie_header = raw.to_vec();
+                req.cookies = cookie_header::pairs([raw])
+                    .map(|c| {
+                        (
+                            String::from_utf8_lossy(c.name).into_owned(),
+                            String::from_utf8_lossy(c.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                continue;
+            }
+            let v = String::from_utf8_lossy(raw);
             let v = v.as_ref();
             match k.as_ref() {
                 "REQUEST_METHOD" => req.method = v.trim().to_ascii_uppercase(),
-                "HTTP_COOKIE" => req.cookies = parse_cookies(v),
-                "QUERY_STRING" => req.query = parse_urlencoded(v.as_bytes()),
+                "QUERY_STRING" => req.query = parse_urlencoded(raw),
                 "REMOTE_ADDR" => {
                     req.remote_addr = Some(v.trim().to_owned()).filter(|a| !a.is_empty());
                 }
@@ -378,7 +488,10 @@ impl CgiRequest {
         &self.method
     }
 
-    /// The value of the first cookie named `name`, as sent (not percent-decoded).
+    /// The value of the first cookie named `name`, as sent (not percent-decoded; one pair of
+    /// surrounding double quotes removed; bytes that are not UTF-8 replaced by `U+FFFD`).
+    /// `HTTP_COOKIE` is parsed by the parser every adapter shares
+    /// ([`cgi_session::cookie_header`]).
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies
             .iter()
@@ -420,34 +533,36 @@ impl CgiRequest {
         self.remote_addr.as_deref()
     }
 
-    /// The session id the client claims, in CGI::Session's order: the cookie `name` when it
-    /// is non-empty (even a stale or malformed one), otherwise the parameter `name`.
+    /// The session id the client claims, in CGI::Session's order (`$cgi->cookie($name) ||
+    /// $cgi->param($name)`): the first cookie `name` when it is a well-formed id (stored or
+    /// not); no id at all (a fresh session) when that cookie is malformed; the parameter
+    /// `name` when no such cookie was sent or it is empty.
+    ///
+    /// The cookie is found by [`cgi_session::cookie_header::session_cookie`], the parser every
+    /// adapter shares: other cookies may hold any bytes, and when the session cookie appears
+    /// twice the first one counts, as in CGI.pm.
+    ///
+    /// ```
+    /// use cgi_session_cgi::CgiRequest;
+    ///
+    /// let env = [
+    ///     ("HTTP_COOKIE", "CGISESSID=; theme=dark"),
+    ///     ("QUERY_STRING", "CGISESSID=from-query"),
+    /// ];
+    /// let req = CgiRequest::from_parts(env, std::io::empty(), 0)?;
+    /// assert_eq!(req.session_id("CGISESSID"), Some("from-query")); // an empty cookie falls through
+    /// let env = [("HTTP_COOKIE", "CGISESSID=a/b"), ("QUERY_STRING", "CGISESSID=from-query")];
+    /// let req = CgiRequest::from_parts(env, std::io::empty(), 0)?;
+    /// assert_eq!(req.session_id("CGISESSID"), None); // a malformed cookie: a fresh session
+    /// # Ok::<(), cgi_session_cgi::CgiError>(())
+    /// ```
     pub fn session_id(&self, name: &str) -> Option<&str> {
-        self.cookie(name)
-            .filter(|v| !v.is_empty())
-            .or_else(|| self.param(name).filter(|v| !v.is_empty()))
+        match cookie_header::session_cookie([&self.cookie_header[..]], name) {
+            SessionCookie::Id(id) => Some(id),
+            SessionCookie::Malformed => None,
+            _ => self.param(name).filter(|v| !v.is_empty()),
+        }
     }
-}
-
-/// Parses a `Cookie` header leniently: pairs split on `;`, each at its first `=`; pairs
-/// without a name are skipped; surrounding double quotes are removed from values.
-fn parse_cookies(header: &str) -> Vec<(String, String)> {
-    header
-        .split(';')
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            let name = name.trim();
-            if name.is_empty() {
-                return None;
-            }
-            let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
-            Some((name.to_owned(), value.to_owned()))
-        })
-        .collect()
 }
 
 fn parse_urlencoded(bytes: &[u8]) -> Vec<(String, String)> {
@@ -537,6 +652,7 @@ impl CgiSession {
     /// # Errors
     /// [`CgiError::Session`] when the store fails.
     pub fn from_store(store: &SessionStore, request: &CgiRequest) -> Result<Self, CgiError> {
+        log::ensure_installed();
         let claimed = request.session_id(store.cookie_name());
         let remote = request.remote_addr();
         let (session, lock) = block_on(async {
@@ -628,6 +744,16 @@ impl CgiSession {
     /// [`CgiError::Session`] when the stored value is not a `T`.
     pub fn param<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, CgiError> {
         Ok(self.session.get(name)?)
+    }
+
+    /// A parameter read with Perl's scalar rules, for sessions a Perl page writes (`'7'` is 7
+    /// where a number is asked for, `undef` is `None`): see
+    /// [`Session::get_perl`](cgi_session::Session::get_perl).
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] when the stored value is not a `T` even with Perl's rules.
+    pub fn param_perl<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, CgiError> {
+        Ok(self.session.get_perl(name)?)
     }
 
     /// The parameter names (CGI::Session's `param()`).
@@ -777,12 +903,12 @@ impl CgiSession {
 }
 
 impl Drop for CgiSession {
-    /// Flushes a session with unsaved changes, blocking, and writes errors to standard error
-    /// (the web server's error log): CGI::Session's auto-flush on destruction.
+    /// Flushes a session with unsaved changes, blocking, and logs errors (by default on
+    /// standard error, the web server's error log): CGI::Session's auto-flush on destruction.
     fn drop(&mut self) {
         if !self.session.needs_flush() || std::thread::panicking() {
             if let Err(e) = self.release_lock() {
-                eprintln!("cgi-session: releasing the session lock failed ({e}); it is freed when its lease ends");
+                tracing::warn!(error = %e, "releasing the session lock failed; it is freed when its lease ends");
             }
             return;
         }
@@ -794,15 +920,15 @@ impl Drop for CgiSession {
         match block_on(self.session.flush()) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                eprintln!("cgi-session: flushing session {id} when it was dropped failed: {e}");
+                tracing::error!(session = %id, error = %e, "flushing the session when it was dropped failed; its changes are lost (call `flush` or `close` to answer with an error instead)");
             }
             Err(e) => {
-                eprintln!("cgi-session: session {id} was dropped with unsaved changes and could not be flushed: {e}");
+                tracing::error!(session = %id, error = %e, "the session was dropped with unsaved changes and could not be flushed; its changes are lost");
                 self.session.discard();
             }
         }
         if let Err(e) = self.release_lock() {
-            eprintln!("cgi-session: releasing the lock of session {id} failed ({e}); it is freed when its lease ends");
+            tracing::warn!(session = %id, error = %e, "releasing the session lock failed; it is freed when its lease ends");
         }
     }
 }
@@ -839,6 +965,19 @@ mod tests {
         assert_eq!(r.session_id("CGISESSID"), Some("fresh"));
         let r = req(&[], b"", 0).unwrap();
         assert_eq!(r.session_id("CGISESSID"), None);
+    }
+
+    #[test]
+    fn perl_scalars_read_with_perl_rules() {
+        let store = SessionStore::builder(cgi_session::MemoryDriver::new()).build();
+        let mut s = CgiSession::from_store(&store, &req(&[], b"", 0).unwrap()).unwrap();
+        // What a Perl page stores: numbers as strings, undef.
+        s.set_param("visits", "7").unwrap();
+        s.set_param("nick", &serde_json::Value::Null).unwrap();
+        assert!(s.param::<i64>("visits").is_err());
+        assert_eq!(s.param_perl::<i64>("visits").unwrap(), Some(7));
+        assert_eq!(s.param_perl::<String>("nick").unwrap(), None);
+        s.discard();
     }
 
     #[test]
@@ -990,6 +1129,141 @@ mod tests {
         let s = CgiSession::from_store(&store, &r).unwrap();
         assert!(s.is_new());
         s.close().unwrap();
+    }
+
+    const ID: &str = "5ee0c1d2a1b2c3d4e5f60718293a4b5c";
+
+    /// `HTTP_COOKIE` as raw bytes, as `from_env` passes it.
+    fn with_cookie(header: &[u8]) -> CgiRequest {
+        CgiRequest::from_parts([("HTTP_COOKIE", header)], std::io::empty(), 0).unwrap()
+    }
+
+    #[test]
+    fn cookie_headers_as_browsers_send_them_find_the_session() {
+        let cases: Vec<Vec<u8>> = vec![
+            // Chrome, with analytics cookies (dots, `=` padding) around the session cookie.
+            format!("_ga=GA1.1.1234567890.1700000000; CGISESSID={ID}; prefs=eyJhIjoxfQ==")
+                .into_bytes(),
+            // Firefox, with an empty cookie and one set without `=`.
+            format!("empty=; flag; CGISESSID={ID}").into_bytes(),
+            // A Perl page set `lang` in latin-1: the byte 0xE7 is not UTF-8.
+            [&b"lang=fran\xe7ais; CGISESSID="[..], ID.as_bytes()].concat(),
+            // Quoted (RFC 6265), and a second session cookie, which CGI.pm ignores.
+            format!("CGISESSID=\"{ID}\"; CGISESSID=0123456789abcdef").into_bytes(),
+        ];
+        for header in &cases {
+            let r = with_cookie(header);
+            assert_eq!(
+                r.session_id("CGISESSID"),
+                Some(ID),
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        let r = with_cookie(&cases[2]);
+        assert_eq!(r.cookie("lang"), Some("fran\u{FFFD}ais"));
+        let r = with_cookie(&cases[0]);
+        assert_eq!(r.cookie("prefs"), Some("eyJhIjoxfQ=="));
+        // The first session cookie counts: empty falls through to the parameter, malformed
+        // gives no id.
+        let r = CgiRequest::from_parts(
+            [
+                ("HTTP_COOKIE", format!("CGISESSID=; CGISESSID={ID}")),
+                ("QUERY_STRING", "CGISESSID=fromquery".to_owned()),
+            ],
+            std::io::empty(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.session_id("CGISESSID"), Some("fromquery"));
+        let r = with_cookie(format!("CGISESSID=a%2Fb; CGISESSID={ID}").as_bytes());
+        assert_eq!(r.session_id("CGISESSID"), None);
+    }
+
+    #[test]
+    fn a_latin1_cookie_next_to_the_session_cookie_keeps_the_session() {
+        let store = SessionStore::builder(cgi_session::MemoryDriver::new()).build();
+        let mut s = CgiSession::from_store(&store, &req(&[], b"", 0).unwrap()).unwrap();
+        s.set_param("greet_en", "Hi !").unwrap();
+        let id = s.id().unwrap().as_str().to_owned();
+        s.close().unwrap();
+        let header = [&b"lang=fran\xe7ais; CGISESSID="[..], id.as_bytes()].concat();
+        let s = CgiSession::from_store(&store, &with_cookie(&header)).unwrap();
+        assert!(!s.is_new());
+        assert_eq!(
+            s.param::<String>("greet_en").unwrap().as_deref(),
+            Some("Hi !")
+        );
+        s.close().unwrap();
+    }
+
+    #[test]
+    fn error_responses_say_what_happened_and_log_the_details() {
+        let store = SessionStore::builder(cgi_session::MemoryDriver::new()).build();
+        let mut s = CgiSession::from_store(&store, &req(&[], b"", 0).unwrap()).unwrap();
+        s.set_param("visits", "7").unwrap();
+        let type_error = s.param::<i64>("visits").unwrap_err();
+        s.discard();
+        let unavailable = || cgi_session::DriverError::Unavailable {
+            driver: "memcache",
+            source: "127.0.0.1:11211: connection refused".into(),
+        };
+        let cases = [
+            (
+                CgiError::Session(cgi_session::Error::Driver(unavailable())),
+                "503 Service Unavailable",
+                Some(5),
+                "The session store is unavailable; please try again shortly.",
+                "127.0.0.1:11211",
+            ),
+            (
+                type_error,
+                "500 Internal Server Error",
+                None,
+                "The session could not be used.",
+                "visits",
+            ),
+            (
+                CgiError::BodyTooLarge {
+                    length: 5_000_000,
+                    limit: 1_048_576,
+                },
+                "413 Content Too Large",
+                None,
+                "The data sent is too large.",
+                "5000000",
+            ),
+        ];
+        for (error, status, retry, body, detail) in cases {
+            let log = crate::log::tests::Buffer::default();
+            let sub = crate::log::subscriber("test".into(), tracing::Level::WARN, log.clone());
+            let response = tracing::subscriber::with_default(sub, || error.response());
+            let (head, text) = response.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with(&format!("Status: {status}\r\n")), "{head}");
+            assert_eq!(head.contains("Retry-After:"), retry.is_some(), "{head}");
+            if let Some(secs) = retry {
+                assert!(head.contains(&format!("Retry-After: {secs}\r\n")), "{head}");
+            }
+            assert!(head.contains("Cache-Control: no-store"), "{head}");
+            assert_eq!(text, format!("{body}\n"));
+            for internal in [
+                "127.0.0.1",
+                "11211",
+                "memcache",
+                "visits",
+                "i64",
+                "::",
+                "`",
+                "5000000",
+            ] {
+                assert!(!text.contains(internal), "{internal} in {text}");
+            }
+            let logged = log.text();
+            assert!(
+                logged.starts_with("test: ") && logged.contains(detail),
+                "the details are logged: {logged}"
+            );
+        }
     }
 
     #[tokio::test]

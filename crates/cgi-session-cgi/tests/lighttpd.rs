@@ -59,12 +59,14 @@ impl Lighttpd {
 server.bind = "127.0.0.1"
 server.port = {port}
 server.errorlog = "{log}"
+server.breakagelog = "{breakage}"
 server.modules = ("mod_cgi", "mod_setenv")
 setenv.add-environment = ({setenv})
 $HTTP["url"] =~ "^/cgi-bin/" {{ cgi.assign = ("" => "") }}
 "#,
             docroot = docroot.display(),
             log = dir.path().join("error.log").display(),
+            breakage = dir.path().join("cgi-stderr.log").display(),
             setenv = setenv.join(", "),
         );
         let conf_path = dir.path().join("lighttpd.conf");
@@ -103,8 +105,12 @@ $HTTP["url"] =~ "^/cgi-bin/" {{ cgi.assign = ("" => "") }}
         }
     }
 
+    /// lighttpd's error log, then the CGI programs' standard error (its `breakagelog`).
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name));
+        let mut log = read("error.log").unwrap_or_default();
+        log.push_str(&read("cgi-stderr.log").unwrap_or_default());
+        log
     }
 
     /// One HTTP/1.0 exchange that must succeed.
@@ -469,8 +475,78 @@ fn a_dead_memcached_is_a_503_not_an_empty_session() {
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
     assert!(raw.starts_with("HTTP/1.0 503"), "{raw}");
-    assert!(raw.contains(&addr), "the message names the server: {raw}");
+    assert!(raw.contains("\r\nRetry-After: 5\r\n"), "{raw}");
     assert!(!raw.contains("Set-Cookie"), "{raw}");
+    // The visitor reads what happened, without the server's address or any type name...
+    let body = raw.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(
+        body,
+        "The session store is unavailable; please try again shortly.\n"
+    );
+    let port = addr.rsplit(':').next().unwrap();
+    for internal in ["127.0.0.1", port, "::", "memcache", "Error"] {
+        assert!(!body.contains(internal), "{internal:?} in {body:?}");
+    }
+    // ... and the server's error log has the details, from the program's standard error.
+    let log = web.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("greet: ERROR") && l.contains(&addr)),
+        "the error log names the server: {log}"
+    );
+}
+
+/// A latin-1 byte in another cookie (what a Perl page that set `lang=français` leaves in every
+/// later request) does not hide the session cookie; a stored session that does not decode is
+/// reported in lighttpd's error log, prefixed with the program's name, its id shortened.
+#[test]
+fn non_utf8_cookies_keep_the_session_and_warnings_reach_the_error_log() {
+    let sessions = tempfile::tempdir().unwrap();
+    let dir = sessions.path().to_str().unwrap().to_owned();
+    let web = Lighttpd::start(&[("CGI_SESSION_DIR", &dir)]);
+    let id = web.get("/cgi-bin/greet", &[]).session_cookie();
+
+    for cookie in [
+        [&b"lang=fran\xe7ais; CGISESSID="[..], id.as_bytes()].concat(),
+        [
+            &b"_ga=GA1.1.1234567890.1700000000; CGISESSID=\""[..],
+            id.as_bytes(),
+            b"\"; x=\xff\xfe",
+        ]
+        .concat(),
+    ] {
+        let mut request = b"GET /cgi-bin/greet HTTP/1.0\r\nHost: 127.0.0.1\r\nCookie: ".to_vec();
+        request.extend_from_slice(&cookie);
+        request.extend_from_slice(b"\r\n\r\n");
+        let mut stream = TcpStream::connect(web.addr).unwrap();
+        stream.write_all(&request).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let raw = String::from_utf8_lossy(&raw);
+        assert!(raw.starts_with("HTTP/1.0 200"), "{raw}");
+        assert!(raw.contains("new session: false"), "logged out: {raw}");
+    }
+
+    let broken = "0000000000000000000000000000dddd";
+    std::fs::write(
+        Path::new(&dir).join(format!("cgisess_{broken}")),
+        b"{ not json",
+    )
+    .unwrap();
+    let r = web.get(
+        "/cgi-bin/greet",
+        &[("Cookie", &format!("CGISESSID={broken}"))],
+    );
+    assert!(r.is_new());
+    let log = web.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("does not decode"))
+        .unwrap_or_else(|| panic!("no warning in lighttpd's error log: {log}"));
+    // The prefix is the program's name as the server runs it (here the link `greet`).
+    assert!(line.contains("greet: WARN "), "{line}");
+    assert!(line.contains("00000000…"), "{line}");
+    assert!(!log.contains(broken), "the full id is never logged: {log}");
 }
 
 /// Hostile ids in cookies and query strings, an oversize cookie, and stored items that are

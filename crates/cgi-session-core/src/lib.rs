@@ -85,6 +85,7 @@
 
 mod clock;
 mod commit;
+pub mod cookie_header;
 pub mod driver;
 mod dsn;
 mod error;

@@ -313,6 +313,32 @@ async fn perl_scalars_read_with_perl_rules_where_the_app_asks() {
     );
     assert_eq!(s.get_perl::<bool>("visits").unwrap(), Some(true));
     assert!(s.get_perl::<i64>("bytes").is_err(), "text is not a number");
+
+    // The same where axum handlers read it.
+    async fn visits(
+        session: cgi_session_tower::SessionHandle,
+    ) -> Result<String, cgi_session_tower::SessionError> {
+        let n: Option<i64> = session.get_perl("count_str").await?;
+        let nick: Option<String> = session.get_perl("nick").await?;
+        Ok(format!("{n:?} {nick:?}"))
+    }
+    let app = axum::Router::new()
+        .route("/visits", axum::routing::get(visits))
+        .layer(cgi_session_tower::SessionLayer::new(store));
+    let res = app
+        .oneshot(
+            axum::http::Request::get("/visits")
+                .header("cookie", format!("CGISESSID={id}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"Some(7) None");
 }
 
 /// A Perl app on CGI.pm without `-utf8` handles text as UTF-8 bytes: with `strings:bytes` in

@@ -151,9 +151,49 @@ pub(crate) fn is_unavailable(e: &cgi_session::Error) -> bool {
     matches!(e, cgi_session::Error::Driver(d) if d.is_unavailable())
 }
 
+impl SessionError {
+    /// Whether `self` and `other` are copies of one error (the same store failure).
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Unavailable(a), Self::Unavailable(b))
+            | (Self::Busy(a), Self::Busy(b))
+            | (Self::Session(a), Self::Session(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Logs the details of an error a handler answered with (the client only gets
+    /// [`SessionError::body`]).
+    pub(crate) fn log_as_answer(&self) {
+        let status = self.status().as_u16();
+        if self.is_busy() {
+            tracing::warn!(error = %self, "a handler answered {status} with Retry-After: the session was busy");
+        } else {
+            tracing::error!(error = %self, "a handler answered {status} because of a session error");
+        }
+    }
+}
+
+/// Put in the extensions of the response made from a [`SessionError`], so that the layer can
+/// log the error's details (once: a store failure the layer logged already is not logged
+/// again).
+#[derive(Debug, Clone)]
+pub(crate) struct AnsweredWith(pub(crate) SessionError);
+
 impl IntoResponse for SessionError {
+    /// The status, `Content-Type: text/plain`, `Cache-Control: no-store`, `Retry-After` where
+    /// it applies and [`SessionError::body`]: words for the visitor, no internals. The details
+    /// (the store's address, the parameter and type involved) are logged at error level (warn
+    /// for a busy session) by the [`SessionLayer`](crate::SessionLayer) when the response
+    /// passes through it, or here for [`SessionError::MissingLayer`].
     fn into_response(self) -> Response {
         let (status, headers, body) = self.response_parts();
-        (status, headers, body).into_response()
+        if matches!(self, Self::MissingLayer) {
+            // No layer will see this response.
+            self.log_as_answer();
+        }
+        let mut response = (status, headers, body).into_response();
+        response.extensions_mut().insert(AnsweredWith(self));
+        response
     }
 }

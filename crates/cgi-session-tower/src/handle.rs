@@ -269,6 +269,22 @@ impl SessionHandle {
             .map_err(|e| SessionError::Session(Arc::new(e)))
     }
 
+    /// A parameter read with Perl's scalar rules, for sessions a Perl application writes
+    /// (`'7'` is 7 where a number is asked for, `undef` is `None`): see
+    /// [`Session::get_perl`](cgi_session::Session::get_perl).
+    ///
+    /// # Errors
+    /// As [`SessionHandle::get`].
+    pub async fn get_perl<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, SessionError> {
+        let session = self.loaded().await?;
+        session
+            .get_perl(name)
+            .map_err(|e| SessionError::Session(Arc::new(e)))
+    }
+
     /// Sets a parameter (CGI::Session's `param($name, $value)`); saved after the handler.
     ///
     /// # Errors

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
+use cgi_session::cookie_header::{self, SessionCookie};
 use cgi_session::{LockMode, Session, SessionId, SessionStore};
 use cookie::{Cookie, CookieJar, Key};
 use http::header::{COOKIE, SET_COOKIE};
@@ -15,7 +16,7 @@ use tokio::sync::Mutex;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::SessionError;
+use crate::error::{AnsweredWith, SessionError};
 use crate::handle::{SessionHandle, Shared, State};
 
 #[derive(Debug, Clone)]
@@ -33,7 +34,10 @@ struct Config {
 /// Per request:
 ///
 /// 1. The id is read from the session cookie (verified first when cookies are signed: a
-///    tampered or unsigned value counts as no id) and the client address from axum's
+///    tampered or unsigned value counts as no id) with the `Cookie` parser every adapter
+///    shares ([`cgi_session::cookie_header`]: raw bytes, so a non-UTF-8 byte in another
+///    cookie hides nothing; several `Cookie` headers; the first session cookie counts, as in
+///    CGI.pm), and the client address from axum's
 ///    [`ConnectInfo`] when present (for the store's ip matching). No store I/O yet.
 /// 2. The handler's first use of the [`SessionHandle`] loads the session
 ///    (`CGI::Session->new`: the stored session, or a new one with a fresh id).
@@ -192,34 +196,39 @@ where
 }
 
 /// The session id the request's cookie holds, and whether a session cookie was sent at all.
+///
+/// The header(s) are read with the one cookie parser every adapter shares
+/// ([`cgi_session::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not hide
+/// the session cookie), several `Cookie` headers, and the first session cookie counts, as in
+/// CGI.pm.
 fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool) {
-    let mut sent = false;
-    for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for cookie in Cookie::split_parse(text).flatten() {
-            if cookie.name() != config.cookie_name {
-                continue;
+    let cookies = headers
+        .get_all(COOKIE)
+        .into_iter()
+        .map(HeaderValue::as_bytes);
+    let Some(raw) = cookie_header::first_value(cookies, &config.cookie_name) else {
+        return (None, false);
+    };
+    let id = match &config.key {
+        None => SessionCookie::from_value(raw).id().map(str::to_owned),
+        Some(key) => {
+            let verified = std::str::from_utf8(raw).ok().and_then(|value| {
+                let cookie = Cookie::new(config.cookie_name.clone(), value.to_owned());
+                CookieJar::new().signed(key).verify(cookie)
+            });
+            if verified.is_none() {
+                tracing::debug!(
+                    "session cookie failed signature verification; treating the request as having no session"
+                );
             }
-            sent = true;
-            let value = match &config.key {
-                None => Some(cookie.value().to_owned()),
-                Some(key) => {
-                    let jar = CookieJar::new();
-                    let verified = jar.signed(key).verify(cookie.into_owned());
-                    if verified.is_none() {
-                        tracing::debug!(
-                            "session cookie failed signature verification; treating the request as having no session"
-                        );
-                    }
-                    verified.map(|c| c.value().to_owned())
-                }
-            };
-            if let Some(value) = value.filter(|v| SessionId::parse(v).is_ok()) {
-                return (Some(value), true);
-            }
+            verified.and_then(|c| {
+                SessionCookie::from_value(c.value().as_bytes())
+                    .id()
+                    .map(str::to_owned)
+            })
         }
-    }
-    (None, sent)
+    };
+    (id, true)
 }
 
 /// After the handler: save if needed, set or remove the cookie, or answer 503/500; then
@@ -235,7 +244,15 @@ async fn finish<B: From<String>>(config: &Config, shared: &Shared, response: &mu
 }
 
 async fn save<B: From<String>>(config: &Config, shared: &Shared, response: &mut Response<B>) {
+    let answered_with = response.extensions_mut().remove::<AnsweredWith>();
     let mut state = shared.state.lock().await;
+    if let Some(AnsweredWith(error)) = answered_with {
+        // The handler answered with a session error: its details go to the log (unless it is
+        // the store failure logged when it happened), the client got only words.
+        if !state.failure.as_ref().is_some_and(|f| f.same_as(&error)) {
+            error.log_as_answer();
+        }
+    }
     if let Some(failure) = state.failure.take() {
         if let Some(mut session) = state.session.take() {
             session.discard();

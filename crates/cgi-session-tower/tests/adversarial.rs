@@ -105,7 +105,9 @@ async fn hostile_cookies_get_fresh_sessions_and_reach_nothing() {
         "CGISESSID=".to_owned(),
         "CGISESSID".to_owned(),
         ";;;===;".to_owned(),
-        "CGISESSID=\"quoted\"".to_owned(),
+        // Quotes are removed (RFC 6265's quoted form): what they hold must be a valid id.
+        "CGISESSID=\"a b\"".to_owned(),
+        "CGISESSID=\"unbalanced".to_owned(),
     ];
     let gets_before = server.stats()["cmd_get"].clone();
     let mut issued = Vec::new();
