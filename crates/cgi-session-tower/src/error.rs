@@ -1,6 +1,8 @@
 //! [`SessionError`]: what a handler gets when the session cannot be used.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
@@ -135,16 +137,118 @@ impl From<cgi_session::Error> for SessionError {
 
 /// Classifies a store failure met while doing `what` (e.g. "saving the session") and logs it
 /// with the answer it gets: 503 with `Retry-After` (busy), 503 (unavailable) or 500.
-pub(crate) fn logged_store_failure(e: cgi_session::Error, what: &str) -> SessionError {
+///
+/// Outages and contention are logged at most once per [`LOG_INTERVAL`] for each kind of
+/// failure (see [`LogLimiter`]): a store that is down fails every request, and one line per
+/// request would bury everything else (17,597 lines in 12 s of a one-server outage before).
+pub(crate) fn logged_store_failure(
+    logs: &StoreLogs,
+    e: cgi_session::Error,
+    what: &str,
+) -> SessionError {
     let err = SessionError::from_store(e);
     if err.is_busy() {
-        tracing::warn!(error = %err, "session busy while {what}; answering 503 with Retry-After");
+        if let Some(more) = logs.busy.admit(&kind_of(&err), Instant::now()) {
+            tracing::warn!(error = %err, "session busy while {what}; answering 503 with Retry-After{}", more_text(more));
+        }
     } else if err.is_unavailable() {
-        tracing::error!(error = %err, "session store unavailable while {what}; answering 503");
+        if let Some(more) = logs.outage.admit(&kind_of(&err), Instant::now()) {
+            tracing::error!(error = %err, "session store unavailable while {what}; answering 503{}", more_text(more));
+        }
     } else {
         tracing::error!(error = %err, "session store failed while {what}; answering 500");
     }
     err
+}
+
+/// How often one kind of store outage (or busy session) is logged at most.
+pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A layer's rate limits for logging store failures (one per layer, shared by its requests).
+#[derive(Debug)]
+pub(crate) struct StoreLogs {
+    outage: LogLimiter,
+    busy: LogLimiter,
+}
+
+impl Default for StoreLogs {
+    fn default() -> Self {
+        Self {
+            outage: LogLimiter::new(LOG_INTERVAL),
+            busy: LogLimiter::new(LOG_INTERVAL),
+        }
+    }
+}
+
+/// The kind of a failure for rate limiting: its message without digits, so that counters and
+/// delays in it ("the next try is in 731 ms", a session id prefix) do not make every failure
+/// a kind of its own.
+fn kind_of(err: &SessionError) -> String {
+    err.to_string()
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .collect()
+}
+
+fn more_text(more: u64) -> String {
+    if more == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({more} more such answer(s) in the {} s before this one were not logged)",
+            LOG_INTERVAL.as_secs()
+        )
+    }
+}
+
+/// Lets one event of a kind through per interval and counts the others: the first event of a
+/// kind (its message without digits: the same failure) after a quiet interval is logged at
+/// once, the next ones only once the interval has passed, each with the number of events it
+/// stands for. At most [`LogLimiter::KINDS`] kinds are tracked; past that, events are logged.
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    interval: Duration,
+    state: std::sync::Mutex<Option<HashMap<String, (Instant, u64)>>>,
+}
+
+impl LogLimiter {
+    const KINDS: usize = 256;
+
+    pub(crate) const fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            state: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `Some(n)`: log this event, mentioning the `n` events of its kind not logged since the
+    /// last one; `None`: do not log it (it is counted).
+    pub(crate) fn admit(&self, kind: &str, now: Instant) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let kinds = state.get_or_insert_with(HashMap::new);
+        if let Some((last, skipped)) = kinds.get_mut(kind) {
+            if now.saturating_duration_since(*last) < self.interval {
+                *skipped += 1;
+                return None;
+            }
+            let more = *skipped;
+            *last = now;
+            *skipped = 0;
+            return Some(more);
+        }
+        if kinds.len() >= Self::KINDS {
+            let interval = self.interval;
+            kinds.retain(|_, (last, _)| now.saturating_duration_since(*last) < interval);
+            if kinds.len() >= Self::KINDS {
+                return Some(0);
+            }
+        }
+        kinds.insert(kind.to_owned(), (now, 0));
+        Some(0)
+    }
 }
 
 pub(crate) fn is_unavailable(e: &cgi_session::Error) -> bool {
@@ -195,5 +299,43 @@ impl IntoResponse for SessionError {
         let mut response = (status, headers, body).into_response();
         response.extensions_mut().insert(AnsweredWith(self));
         response
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_interval_and_kind_each_counting_the_ones_left_out() {
+        let limiter = LogLimiter::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(
+            limiter.admit("down", at(0)),
+            Some(0),
+            "the first failure at once"
+        );
+        assert_eq!(
+            limiter.admit("other server down", at(1)),
+            Some(0),
+            "another kind too"
+        );
+        let mut logged = Vec::new();
+        // A failing request every 10 ms for 60 s.
+        for ms in (10..60_000).step_by(10) {
+            if let Some(more) = limiter.admit("down", at(ms)) {
+                logged.push((ms, more));
+            }
+        }
+        assert_eq!(
+            logged,
+            [10_000, 20_000, 30_000, 40_000, 50_000].map(|ms| (ms, 999)),
+            "one line per 10 s of a 60-s outage, each counting the 999 left out before it"
+        );
+        // After a quiet interval the next failure is logged at once, with what was left.
+        assert_eq!(limiter.admit("down", at(80_000)), Some(999));
+        assert_eq!(limiter.admit("down", at(80_001)), None);
+        assert_eq!(limiter.admit("other server down", at(80_002)), Some(0));
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) remote_addr: Option<String>,
     /// When this request takes the session lock.
     pub(crate) lock_mode: LockMode,
+    /// The layer's rate limits for logging store failures.
+    pub(crate) logs: Arc<crate::error::StoreLogs>,
     pub(crate) state: Mutex<State>,
 }
 
@@ -106,6 +108,7 @@ impl SessionHandle {
                         Ok(lock) => state.store_lock = Some(lock),
                         Err(e) => {
                             return Err(record_failure(
+                                &self.0.logs,
                                 &mut state,
                                 e,
                                 "waiting for the session lock",
@@ -121,7 +124,14 @@ impl SessionHandle {
                 .await
             {
                 Ok(session) => state.session = Some(session),
-                Err(e) => return Err(record_failure(&mut state, e, "loading the session")),
+                Err(e) => {
+                    return Err(record_failure(
+                        &self.0.logs,
+                        &mut state,
+                        e,
+                        "loading the session",
+                    ))
+                }
             }
         }
         MutexGuard::try_map(state, |s| s.session.as_mut())
@@ -185,6 +195,7 @@ impl SessionHandle {
                     Ok(lock) => state.store_lock = Some(lock),
                     Err(e) => {
                         return Err(record_failure(
+                            &self.0.logs,
                             &mut state,
                             e,
                             "waiting for the session lock",
@@ -197,6 +208,7 @@ impl SessionHandle {
                 };
                 if let Err(e) = reloaded {
                     return Err(record_failure(
+                        &self.0.logs,
                         &mut state,
                         e,
                         "reloading the locked session",
@@ -250,9 +262,12 @@ impl SessionHandle {
         };
         match session.update(change).await {
             Ok(r) => Ok(r),
-            Err(e) if e.is_busy() || crate::error::is_unavailable(&e) => {
-                Err(record_failure(&mut state, e, "updating the session"))
-            }
+            Err(e) if e.is_busy() || crate::error::is_unavailable(&e) => Err(record_failure(
+                &self.0.logs,
+                &mut state,
+                e,
+                "updating the session",
+            )),
             Err(e) => Err(SessionError::Session(Arc::new(e))),
         }
     }
@@ -325,7 +340,12 @@ impl SessionHandle {
         };
         match session.regenerate_id().await {
             Ok(()) => Ok(()),
-            Err(e) => Err(record_failure(&mut state, e, "regenerating the session id")),
+            Err(e) => Err(record_failure(
+                &self.0.logs,
+                &mut state,
+                e,
+                "regenerating the session id",
+            )),
         }
     }
 
@@ -363,8 +383,13 @@ impl SessionHandle {
 
 /// Remembers a store failure so that the layer answers with 503/500, logs it, and returns the
 /// handler's error.
-fn record_failure(state: &mut State, e: cgi_session::Error, what: &str) -> SessionError {
-    let err = crate::error::logged_store_failure(e, what);
+fn record_failure(
+    logs: &crate::error::StoreLogs,
+    state: &mut State,
+    e: cgi_session::Error,
+    what: &str,
+) -> SessionError {
+    let err = crate::error::logged_store_failure(logs, e, what);
     state.failure = Some(err.clone());
     err
 }

@@ -26,6 +26,7 @@ struct Config {
     secure: Option<bool>,
     key: Option<Key>,
     lock_mode: Option<LockMode>,
+    logs: Arc<crate::error::StoreLogs>,
 }
 
 /// The tower [`Layer`] that gives every request a lazily loaded [`SessionHandle`] and saves
@@ -90,6 +91,7 @@ impl SessionLayer {
                 secure: None,
                 key: None,
                 lock_mode: None,
+                logs: Arc::default(),
             },
         }
     }
@@ -180,6 +182,7 @@ where
             cookie_sent,
             remote_addr,
             lock_mode: config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
+            logs: Arc::clone(&config.logs),
             state: Mutex::new(State::default()),
         });
         req.extensions_mut()
@@ -268,7 +271,7 @@ async fn save<B: From<String>>(config: &Config, shared: &Shared, response: &mut 
 
     let cookie = if session.is_deleted() {
         if let Err(e) = session.flush().await {
-            if flush_failed(response, &mut session, e) {
+            if flush_failed(&config.logs, response, &mut session, e) {
                 return;
             }
         }
@@ -281,7 +284,7 @@ async fn save<B: From<String>>(config: &Config, shared: &Shared, response: &mut 
     } else {
         if session.needs_flush() {
             if let Err(e) = session.flush().await {
-                if flush_failed(response, &mut session, e) {
+                if flush_failed(&config.logs, response, &mut session, e) {
                     return;
                 }
                 // The session is gone: drop the cookie.
@@ -303,6 +306,7 @@ async fn save<B: From<String>>(config: &Config, shared: &Shared, response: &mut 
 /// Handles a failed flush. Returns true when the response was replaced (503/500); false when
 /// the session was deleted meanwhile (the response stands).
 fn flush_failed<B: From<String>>(
+    logs: &crate::error::StoreLogs,
     response: &mut Response<B>,
     session: &mut Session,
     e: cgi_session::Error,
@@ -312,7 +316,7 @@ fn flush_failed<B: From<String>>(
         tracing::warn!(error = %e, "session changes not saved");
         return false;
     }
-    let err = crate::error::logged_store_failure(e, "saving the session");
+    let err = crate::error::logged_store_failure(logs, e, "saving the session");
     replace_with_error(response, &err);
     true
 }

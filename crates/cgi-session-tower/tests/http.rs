@@ -334,6 +334,47 @@ async fn a_store_that_is_down_is_a_plain_503_with_the_details_in_the_log() {
     );
 }
 
+/// An outage fails every request: the layer logs it once per 10 s, not once per request.
+#[tokio::test]
+async fn an_outage_is_logged_once_per_interval_not_once_per_request() {
+    let log = Captured::default();
+    let _guard = tracing::subscriber::set_default(log.subscriber());
+    let port = {
+        let mut server = MemcachedServer::start();
+        let port = server.port();
+        server.kill();
+        port
+    };
+    let client = Client::connect(
+        ClientConfig::new(format!("127.0.0.1:{port}"))
+            .lazy(true)
+            .timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let addr = serve(SessionLayer::new(
+        SessionStore::builder(MemcacheDriver::new(client)).build(),
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let r = get_with(
+            addr,
+            "/count",
+            &[b"CGISESSID=0123456789abcdef0123456789abcdef"],
+        )
+        .await;
+        assert_eq!(r.status, 503, "{r:?}");
+    }
+    let logged = log.text();
+    let lines = logged.matches("answering 503").count();
+    // 50 failures well within one 10-s interval (each is refused at once): one line. Should
+    // the machine be slow enough to cross an interval, one more.
+    let allowed = 1 + usize::from(started.elapsed() >= Duration::from_secs(10));
+    assert!((1..=allowed).contains(&lines), "{lines} lines: {logged}");
+}
+
 #[tokio::test]
 async fn a_handler_error_is_a_plain_500_with_the_details_in_the_log() {
     let log = Captured::default();
