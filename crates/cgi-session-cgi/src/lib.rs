@@ -210,6 +210,9 @@ impl CgiError {
             Self::Session(e) if e.is_busy() => {
                 "This session is busy with other requests; please try again in a moment."
             }
+            Self::Session(e) if e.outcome_unknown() => {
+                "The session store did not answer in time: your last change may or may not have been saved. Please check, and try again shortly if it is missing."
+            }
             e if e.is_unavailable() => {
                 "The session store is unavailable; please try again shortly."
             }
@@ -1214,6 +1217,18 @@ mod tests {
                 "503 Service Unavailable",
                 Some(5),
                 "The session store is unavailable; please try again shortly.",
+                "127.0.0.1:11211",
+            ),
+            (
+                CgiError::Session(cgi_session::Error::Driver(
+                    cgi_session::DriverError::OutcomeUnknown {
+                        driver: "memcache",
+                        source: "127.0.0.1:11211: no reply within 1 s".into(),
+                    },
+                )),
+                "503 Service Unavailable",
+                Some(5),
+                "The session store did not answer in time: your last change may or may not have been saved. Please check, and try again shortly if it is missing.",
                 "127.0.0.1:11211",
             ),
             (

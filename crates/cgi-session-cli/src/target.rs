@@ -7,7 +7,7 @@ use cgi_session::memcache::client::{Client, ClientConfig, Distribution, TlsConfi
 use cgi_session::memcache::{MemcacheDriver, ReplicatedHandle};
 use cgi_session::{Driver, Dsn, FileDriver};
 
-use crate::{CliError, Global};
+use crate::{util, CliError, Global};
 
 /// The store kind of the DSN.
 pub(crate) enum Target {
@@ -99,9 +99,34 @@ pub(crate) async fn connect(global: &Global, servers: &[String]) -> Result<Clien
     if let (Some(user), Some(password)) = (&global.auth_user, password(global)?) {
         config = config.auth(user.clone(), password);
     }
-    Client::connect(config)
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))
+    match Client::connect(config.clone()).await {
+        Ok(client) => Ok(client),
+        // Part of a pool down: say which, and work with the others (a session on a down
+        // server then fails with its name; listing keys needs every server).
+        Err(e) if e.is_unavailable() && servers.len() > 1 => {
+            let client = Client::connect(config.lazy(true))
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let answers = client.version_per_server().await;
+            let down: Vec<&(String, _)> = answers.iter().filter(|(_, a)| a.is_err()).collect();
+            if down.len() == servers.len() {
+                return Err(CliError::Failed(e.to_string()));
+            }
+            for (server, answer) in &down {
+                if let Err(e) = answer {
+                    eprintln!(
+                        "warning: memcached at {} is down ({}); going on with {} of {} servers",
+                        util::escape(server),
+                        util::escape_message(&e.to_string()),
+                        servers.len() - down.len(),
+                        servers.len()
+                    );
+                }
+            }
+            Ok(client)
+        }
+        Err(e) => Err(CliError::Failed(e.to_string())),
+    }
 }
 
 /// The memcache driver over `servers` with the command line's prefix and key scheme.

@@ -125,6 +125,14 @@ impl Error {
         }
     }
 
+    /// Whether a write was sent to the store and its answer never came
+    /// ([`DriverError::OutcomeUnknown`]): the change **may or may not have been saved**. Web
+    /// layers answer it with 503, `Retry-After`, and a text saying so (never "nothing was
+    /// saved").
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::Driver(d) if d.is_outcome_unknown())
+    }
+
     /// A copy of this error for each of several requests whose changes were saved together
     /// (a group commit reports its one failure to all of them). Sources that cannot be cloned
     /// are kept as their messages.
@@ -181,6 +189,20 @@ pub enum DriverError {
         #[source]
         source: BoxError,
     },
+    /// A write was sent and its answer never came (the server hung past the timeout, or the
+    /// connection was lost): the change **may or may not have been saved**, e.g. a memcached
+    /// server frozen mid-request executes what it had received when it resumes. Also an
+    /// outage: [`is_unavailable`](Self::is_unavailable) is true, so a layer that does not
+    /// tell the two apart still answers 503; [`is_outcome_unknown`](Self::is_outcome_unknown)
+    /// tells them apart.
+    #[error("session store `{driver}` did not confirm a write; the change may or may not have been saved: {source}")]
+    OutcomeUnknown {
+        /// The driver's name.
+        driver: &'static str,
+        /// The underlying cause (names the server where there is one).
+        #[source]
+        source: BoxError,
+    },
     /// The driver cannot do this operation (e.g. listing sessions).
     #[error("the `{driver}` driver does not support {operation}")]
     Unsupported {
@@ -219,9 +241,24 @@ pub enum DriverError {
 }
 
 impl DriverError {
-    /// Whether the backend could not be reached (down, hung, refused).
+    /// Whether the backend could not be reached (down, hung, refused), including a write whose
+    /// outcome is unknown ([`DriverError::OutcomeUnknown`]).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
+        matches!(self, Self::Unavailable { .. } | Self::OutcomeUnknown { .. })
+    }
+
+    /// Whether a write was sent and never confirmed, so that it may or may not have been
+    /// applied ([`DriverError::OutcomeUnknown`]).
+    ///
+    /// ```
+    /// use cgi_session_core::DriverError;
+    /// let e = DriverError::OutcomeUnknown { driver: "memcache", source: "no reply within 1s".into() };
+    /// assert!(e.is_outcome_unknown() && e.is_unavailable());
+    /// let down = DriverError::Unavailable { driver: "memcache", source: "connection refused".into() };
+    /// assert!(!down.is_outcome_unknown());
+    /// ```
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown { .. })
     }
 
     /// A copy with the same variant and message (sources kept as their messages).
@@ -238,6 +275,10 @@ impl DriverError {
         };
         match self {
             Self::Unavailable { driver, source } => Self::Unavailable {
+                driver,
+                source: text(source),
+            },
+            Self::OutcomeUnknown { driver, source } => Self::OutcomeUnknown {
                 driver,
                 source: text(source),
             },

@@ -32,7 +32,7 @@ pub fn is_reserved(name: &str) -> bool {
 /// A decoded session: the reserved fields, typed, and the user's parameters.
 ///
 /// [`Record::to_map`] and [`Record::from_map`] convert to and from CGI::Session's flat map, which
-/// is what a [`Serializer`](crate::Serializer) encodes. [`Record::decode`] and
+/// is what a [`Serializer`] encodes. [`Record::decode`] and
 /// [`Record::encode`] also remember the stored bytes the record was read from (or last written
 /// as), so that a serializer can write values nobody changed exactly as they were stored
 /// ([`Serializer::freeze_over`]); equality ignores them.

@@ -817,21 +817,44 @@ impl Session {
         Error::Gone { id }
     }
 
+    /// Writes a new session (add-only). A generated id that is taken, or whose store server
+    /// is down or hung ([`DriverError::is_unavailable`]: with several servers, another id
+    /// most likely lands on another one), is replaced by a fresh id and the write tried
+    /// again, up to `MAX_IDS` ids; failures that waited (a hung server's timeout) end the
+    /// retries after `MAX_SLOW_FAILURES`, so a store that is down as a whole answers within
+    /// about two timeouts. An id that was tried on a failing server is never used again (a
+    /// write whose outcome is unknown may still land under it), even when every attempt
+    /// fails. An adopted (client-chosen) id is never replaced.
     async fn create_stored(&mut self) -> Result<(), Error> {
-        const MAX_ATTEMPTS: u32 = 5;
+        /// Ids tried at most: with one of three servers down, 16 ids all landing on it has
+        /// a chance of 3^-16 (about 2e-8) per new session.
+        const MAX_IDS: u32 = 16;
+        /// Failures that took this long waited for a timeout rather than failing at once.
+        const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
+        const MAX_SLOW_FAILURES: u32 = 2;
         let ttl = self.store.ttl_for(self.record.etime);
-        for attempt in 1..=MAX_ATTEMPTS {
+        let mut unavailable: Option<DriverError> = None;
+        let mut slow_failures = 0;
+        for attempt in 1..=MAX_IDS {
             let Some(id) = self.id.clone() else {
                 return Err(Error::NoId);
             };
             let bytes = self.encode()?;
+            let started = tokio::time::Instant::now();
             match self
                 .store
                 .driver
                 .store(&id, &bytes, StoreMode::Create, ttl)
-                .await?
+                .await
             {
-                StoreOutcome::Stored(version) => {
+                Ok(StoreOutcome::Stored(version)) => {
+                    if attempt > 1 {
+                        tracing::info!(
+                            session = %id,
+                            attempts = attempt,
+                            "new session created under another id"
+                        );
+                    }
                     self.version = version;
                     self.synced_at = tokio::time::Instant::now();
                     self.stored = true;
@@ -839,23 +862,49 @@ impl Session {
                     self.changes = Changes::default();
                     return Ok(());
                 }
-                _ if self.adopted => {
+                Ok(_) if self.adopted => {
                     return Err(Error::Conflict {
                         id,
                         attempts: attempt,
                     })
                 }
-                _ => {
+                Ok(_) => {
                     tracing::warn!(session = %id, "generated id already in use; generating another");
-                    let fresh = self.store.generate_id().await?;
-                    self.record.id = fresh.as_str().to_owned();
-                    self.id = Some(fresh);
+                    self.fresh_id().await?;
                 }
+                Err(e) if e.is_unavailable() && !self.adopted => {
+                    // Never reuse this id: a fresh one is taken before anything else can
+                    // happen, even if this was the last attempt.
+                    self.fresh_id().await?;
+                    if e.is_outcome_unknown() || started.elapsed() >= SLOW {
+                        slow_failures += 1;
+                    }
+                    tracing::debug!(
+                        session = %id,
+                        attempt,
+                        error = %e,
+                        "the store cannot take a new session under this id; trying another"
+                    );
+                    unavailable = Some(e);
+                    if slow_failures >= MAX_SLOW_FAILURES {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::IdCollision {
-            attempts: MAX_ATTEMPTS,
+        Err(match unavailable {
+            Some(e) => Error::Driver(e),
+            None => Error::IdCollision { attempts: MAX_IDS },
         })
+    }
+
+    /// Replaces this (new, unstored) session's id with a freshly generated one.
+    async fn fresh_id(&mut self) -> Result<(), Error> {
+        let fresh = self.store.generate_id().await?;
+        self.record.id = fresh.as_str().to_owned();
+        self.id = Some(fresh);
+        Ok(())
     }
 
     /// Gives the session a new id, keeping its data, and removes the record under the old id

@@ -110,6 +110,8 @@ struct Request {
     bytes: Vec<u8>,
     kind: ReplyKind,
     check: Check,
+    /// A store or delete: once sent in full, a lost reply leaves its outcome unknown.
+    write: bool,
     deadline: Instant,
     reply: oneshot::Sender<Result<Reply>>,
     _inflight: InflightGuard,
@@ -119,6 +121,10 @@ struct Request {
 struct Pending {
     kind: ReplyKind,
     check: Check,
+    write: bool,
+    /// Offset in the connection's byte stream just past this request's bytes: once the
+    /// writer has taken that many bytes, the server may receive (and execute) it all.
+    end: u64,
     deadline: Instant,
     reply: oneshot::Sender<Result<Reply>>,
     _inflight: InflightGuard,
@@ -143,12 +149,46 @@ pub(crate) struct PoolSettings {
 }
 
 /// Failure bookkeeping of one server.
+///
+/// A server that fails `failure_limit` times in a row is marked down: its requests fail at
+/// once. When the retry delay has passed, the next request becomes the **probe**: it alone
+/// goes to the server, while the others keep failing at once; the server is marked up only
+/// when the probe gets an answer, and down for another retry delay when it fails. So a hung
+/// server costs one request's timeout per retry delay, not one per request.
 #[derive(Debug, Default)]
 struct Health {
     /// Consecutive failures (unavailable or timed out).
     failures: u32,
-    /// Marked down until then.
+    /// While marked down: when the next probe may go. Stays set (in the past) until a probe
+    /// succeeds.
     down_until: Option<Instant>,
+    /// A probe request is on its way to the server.
+    probing: bool,
+}
+
+/// What [`ServerPool::admit`] decided for one request.
+enum Admission {
+    /// The server is up: go.
+    Go,
+    /// The server is marked down and a probe is due: this request is the probe.
+    Probe,
+    /// The server is marked down: fail at once with this error.
+    Refuse(Error),
+}
+
+/// Clears the probing flag if the probe request is dropped before it finished (its caller
+/// gave up), so that the next request probes instead.
+struct ProbeGuard<'a> {
+    pool: &'a ServerPool,
+    finished: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.pool.lock_health().probing = false;
+        }
+    }
 }
 
 /// The connections to one server. The client keeps one `ServerPool` per
@@ -175,26 +215,63 @@ impl ServerPool {
         }
     }
 
-    /// How long the server stays marked down, if it is.
-    pub(crate) fn down_for(&self) -> Option<Duration> {
-        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        let until = health.down_until?;
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the server is marked down: it failed `failure_limit` times in a row and no
+    /// probe has succeeded since.
+    pub(crate) fn is_down(&self) -> bool {
+        self.lock_health().down_until.is_some()
+    }
+
+    /// Whether a request sent now would reach the server: it is up, or marked down with a
+    /// probe due and none under way (the request becomes the probe).
+    pub(crate) fn takes_requests(&self) -> bool {
+        let health = self.lock_health();
+        match health.down_until {
+            None => true,
+            Some(until) => until <= Instant::now() && !health.probing,
+        }
+    }
+
+    /// Decides whether a request goes to the server (see [`Health`]).
+    fn admit(&self) -> Admission {
+        let mut health = self.lock_health();
+        let Some(until) = health.down_until else {
+            return Admission::Go;
+        };
         let now = Instant::now();
-        (until > now).then(|| until - now)
+        if until > now {
+            return Admission::Refuse(Error::unavailable(
+                &self.settings.server,
+                format!(
+                    "marked down after {} failures in a row; the next try is in {} ms",
+                    health.failures,
+                    (until - now).as_millis()
+                ),
+            ));
+        }
+        if health.probing {
+            return Admission::Refuse(Error::unavailable(
+                &self.settings.server,
+                format!(
+                    "marked down after {} failures in a row; a probe request is testing it now",
+                    health.failures
+                ),
+            ));
+        }
+        health.probing = true;
+        Admission::Probe
     }
 
-    /// Consecutive failures so far.
-    pub(crate) fn failures(&self) -> u32 {
-        self.health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failures
-    }
-
-    fn record(&self, outcome: &Result<Reply>) {
+    fn record(&self, outcome: &Result<Reply>, probe: bool) {
         // A proxy reporting one unreachable backend is itself healthy.
         let failed = matches!(outcome, Err(e) if e.is_unavailable() && !is_proxy_report(e));
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let mut health = self.lock_health();
+        if probe {
+            health.probing = false;
+        }
         if !failed {
             if health.failures > 0 || health.down_until.is_some() {
                 if health.down_until.is_some() {
@@ -208,12 +285,18 @@ impl ServerPool {
         let limit = self.settings.failure_limit;
         if limit > 0 && health.failures >= limit {
             let now = Instant::now();
-            if health.down_until.is_none_or(|u| u <= now) {
+            if health.down_until.is_none() {
                 tracing::warn!(
                     server = %self.settings.server,
                     failures = health.failures,
                     retry_in = ?self.settings.retry_delay,
                     "memcached server marked down"
+                );
+            } else if probe {
+                tracing::debug!(
+                    server = %self.settings.server,
+                    retry_in = ?self.settings.retry_delay,
+                    "memcached server still down: the probe request failed"
                 );
             }
             health.down_until = Some(now + self.settings.retry_delay);
@@ -304,29 +387,58 @@ impl ServerPool {
 
     /// Sends one request and waits for its reply. `SERVER_ERROR`,
     /// `CLIENT_ERROR` and `ERROR` replies come back as errors. A server
-    /// marked down fails at once; availability failures are counted.
+    /// marked down fails at once (but for one probe request per retry delay);
+    /// availability failures are counted.
     pub(crate) async fn call(
         &self,
         bytes: Vec<u8>,
         kind: ReplyKind,
         check: Check,
     ) -> Result<Reply> {
-        if let Some(left) = self.down_for() {
-            return Err(Error::unavailable(
-                &self.settings.server,
-                format!(
-                    "marked down after {} failures in a row; the next try is in {} ms",
-                    self.failures(),
-                    left.as_millis()
-                ),
-            ));
+        self.call_as(bytes, kind, check, false).await
+    }
+
+    /// [`call`](Self::call) for a store or delete: a failure after the request was sent in
+    /// full is [`Error::OutcomeUnknown`].
+    pub(crate) async fn call_write(
+        &self,
+        bytes: Vec<u8>,
+        kind: ReplyKind,
+        check: Check,
+    ) -> Result<Reply> {
+        self.call_as(bytes, kind, check, true).await
+    }
+
+    async fn call_as(
+        &self,
+        bytes: Vec<u8>,
+        kind: ReplyKind,
+        check: Check,
+        write: bool,
+    ) -> Result<Reply> {
+        let probe = match self.admit() {
+            Admission::Refuse(e) => return Err(e),
+            Admission::Go => None,
+            Admission::Probe => Some(ProbeGuard {
+                pool: self,
+                finished: false,
+            }),
+        };
+        let outcome = self.call_inner(bytes, kind, check, write).await;
+        self.record(&outcome, probe.is_some());
+        if let Some(mut guard) = probe {
+            guard.finished = true;
         }
-        let outcome = self.call_inner(bytes, kind, check).await;
-        self.record(&outcome);
         outcome
     }
 
-    async fn call_inner(&self, bytes: Vec<u8>, kind: ReplyKind, check: Check) -> Result<Reply> {
+    async fn call_inner(
+        &self,
+        bytes: Vec<u8>,
+        kind: ReplyKind,
+        check: Check,
+        write: bool,
+    ) -> Result<Reply> {
         let deadline = Instant::now() + self.settings.timeout;
         let idx = self.pick();
         let guard = InflightGuard::new(&self.inflight[idx]);
@@ -339,6 +451,7 @@ impl ServerPool {
             bytes,
             kind,
             check,
+            write,
             deadline,
             reply: reply_tx,
             _inflight: guard,
@@ -359,14 +472,22 @@ impl ServerPool {
             Err(_) => {
                 // The task has not closed the connection yet (it is late, e.g. on a
                 // busy runtime): make sure it does, and that this slot's next request
-                // opens a new one, so the late reply cannot reach anybody.
+                // opens a new one, so the late reply cannot reach anybody. A write may
+                // have been sent meanwhile: its outcome is unknown.
                 conn.abort.request();
-                Err(self.timeout_error())
+                if write {
+                    Err(self.timeout_error().after_write())
+                } else {
+                    Err(self.timeout_error())
+                }
             }
-            Ok(Err(_)) => Err(Error::unavailable(
-                &self.settings.server,
-                "the connection closed before the reply arrived",
-            )),
+            Ok(Err(_)) => {
+                let err = Error::unavailable(
+                    &self.settings.server,
+                    "the connection closed before the reply arrived",
+                );
+                Err(if write { err.after_write() } else { err })
+            }
             Ok(Ok(result)) => result,
         }
     }
@@ -402,7 +523,13 @@ impl ConnTask {
     /// with an earlier deadline than those queued before it lowers theirs, so
     /// the connection closes as soon as any request on it times out (they all
     /// fail then anyway).
-    fn enqueue(&self, req: Request, out: &mut Vec<u8>, pending: &mut VecDeque<Pending>) {
+    fn enqueue(
+        &self,
+        req: Request,
+        out: &mut Vec<u8>,
+        queued: &mut u64,
+        pending: &mut VecDeque<Pending>,
+    ) {
         if req.reply.is_closed() {
             return;
         }
@@ -417,9 +544,12 @@ impl ConnTask {
             earlier.deadline = req.deadline;
         }
         out.extend_from_slice(&req.bytes);
+        *queued += req.bytes.len() as u64;
         pending.push_back(Pending {
             kind: req.kind,
             check: req.check,
+            write: req.write,
+            end: *queued,
             deadline: req.deadline,
             reply: req.reply,
             _inflight: req._inflight,
@@ -450,6 +580,9 @@ impl ConnTask {
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut out: Vec<u8> = Vec::new();
         let mut out_pos = 0usize;
+        // Bytes queued for writing, and taken by the writer, since the connection opened.
+        let mut queued = 0u64;
+        let mut sent = 0u64;
         let mut inbuf = BytesMut::with_capacity(16 * 1024);
         let mut rx_open = true;
 
@@ -488,6 +621,7 @@ impl ConnTask {
                         Ok(None) => unflushed = false,
                         Ok(Some(n)) => {
                             out_pos += n;
+                            sent += n as u64;
                             unflushed = flush;
                             if out_pos == out.len() {
                                 out.clear();
@@ -501,13 +635,13 @@ impl ConnTask {
                         rx_open = false;
                         continue;
                     };
-                    self.enqueue(req, &mut out, &mut pending);
+                    self.enqueue(req, &mut out, &mut queued, &mut pending);
                     // Take every request already queued, so that they leave in one write (one
                     // syscall, one TCP segment, one wake-up of memcached) instead of one each:
                     // under load this is most of the client's and the server's CPU per request.
                     while pending.len() < MAX_PENDING && out.len() < MAX_OUT {
                         match rx.try_recv() {
-                            Ok(req) => self.enqueue(req, &mut out, &mut pending),
+                            Ok(req) => self.enqueue(req, &mut out, &mut queued, &mut pending),
                             Err(mpsc::error::TryRecvError::Empty) => break,
                             Err(mpsc::error::TryRecvError::Disconnected) => {
                                 rx_open = false;
@@ -521,7 +655,13 @@ impl ConnTask {
 
         tracing::debug!(server = %self.server, error = %failure, in_flight = pending.len(), "memcached connection closed");
         for p in pending.drain(..) {
-            let _ = p.reply.send(Err(failure.clone()));
+            // A write the server may have received in full may also have been executed.
+            let err = if p.write && p.end <= sent {
+                failure.clone().after_write()
+            } else {
+                failure.clone()
+            };
+            let _ = p.reply.send(Err(err));
         }
         rx.close();
         while let Ok(req) = rx.try_recv() {
@@ -751,6 +891,7 @@ mod tests {
             bytes: bytes.to_vec(),
             kind: ReplyKind::Meta,
             check: Check::None,
+            write: false,
             deadline,
             reply: tx,
             _inflight: InflightGuard::new(&pool.inflight[0]),

@@ -41,6 +41,29 @@ pub enum Error {
         /// The timeout that expired.
         after: Duration,
     },
+    /// A write (store or delete) was sent in full, and then its reply did
+    /// not come: the server did not answer in time, or the connection was
+    /// lost. The write **may or may not have been applied**: memcached
+    /// executes every command it has read, even after the client gave up or
+    /// closed the connection (a hung server that resumes applies it then).
+    /// The connection was closed and is never reused, so a late reply cannot
+    /// reach another request.
+    ///
+    /// An availability failure ([`is_unavailable`](Error::is_unavailable) is
+    /// true; [`is_timeout`](Error::is_timeout) is true when it timed out);
+    /// [`is_outcome_unknown`](Error::is_outcome_unknown) tells it apart. A
+    /// write that failed before any of it was sent is an
+    /// [`Unavailable`](Error::Unavailable) or [`Timeout`](Error::Timeout)
+    /// error instead: it was not applied.
+    #[error("the outcome of a write to memcached at {server} is unknown (it may or may not have been applied): {reason}; the connection was closed; {CHECK_HINT}")]
+    OutcomeUnknown {
+        /// The server address as configured.
+        server: String,
+        /// What happened after the write was sent.
+        reason: String,
+        /// Whether the reply did not come in time (else the connection was lost).
+        timed_out: bool,
+    },
     /// The server sent something that is not valid meta-protocol. The
     /// connection was closed; the next request opens a new one.
     #[error("memcached at {server} sent an invalid reply: {detail}; the connection was closed and will be reopened (is this a memcached >= 1.6 server speaking the meta protocol?)")]
@@ -149,10 +172,26 @@ impl Error {
     /// );
     /// ```
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Unavailable { .. } | Error::Timeout { .. } | Error::OutcomeUnknown { .. }
+        )
     }
 
-    /// True for [`Error::Timeout`].
+    /// True for [`Error::OutcomeUnknown`]: a write was sent and its reply
+    /// never came, so it may or may not have been applied.
+    ///
+    /// ```
+    /// use cgi_session_memcache_client::Error;
+    /// let e = Error::Timeout { server: "a:1".into(), after: std::time::Duration::from_secs(1) };
+    /// assert!(!e.is_outcome_unknown());
+    /// ```
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::OutcomeUnknown { .. })
+    }
+
+    /// True for [`Error::Timeout`], and for an [`Error::OutcomeUnknown`]
+    /// whose reply did not come in time.
     ///
     /// ```
     /// use cgi_session_memcache_client::Error;
@@ -160,7 +199,33 @@ impl Error {
     /// assert!(e.is_timeout());
     /// ```
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Timeout { .. }
+                | Error::OutcomeUnknown {
+                    timed_out: true,
+                    ..
+                }
+        )
+    }
+
+    /// This error as the failure of a write that was sent in full: a
+    /// timeout or a lost connection becomes [`Error::OutcomeUnknown`];
+    /// other errors are returned as they are.
+    pub(crate) fn after_write(self) -> Error {
+        match self {
+            Error::Timeout { server, after } => Error::OutcomeUnknown {
+                server,
+                reason: format!("no reply within {after:?}"),
+                timed_out: true,
+            },
+            Error::Unavailable { server, reason, .. } => Error::OutcomeUnknown {
+                server,
+                reason,
+                timed_out: false,
+            },
+            other => other,
+        }
     }
 
     pub(crate) fn unavailable(server: &str, reason: impl Into<String>) -> Error {

@@ -248,11 +248,15 @@ pub struct ClientConfig {
     /// A server that fails (unreachable, connection lost, or timed out) this
     /// many times in a row is marked down for [`retry_delay`](Self::retry_delay);
     /// while down, its requests fail at once instead of waiting for a
-    /// timeout. `None` (the default) means 2 with several servers, and never
+    /// timeout. When the delay has passed, one request (the probe) goes to
+    /// the server while the others keep failing at once; the server is
+    /// marked up when the probe gets an answer, and down for another delay
+    /// when it fails, so a hung server costs one timeout per delay. `None` (the default) means 2 with several servers, and never
     /// for a single server (as before pools existed); `Some(0)` never marks
     /// a server down.
     pub failure_limit: Option<u32>,
-    /// How long a server stays marked down before it is tried again (default 2 s).
+    /// How long a server stays marked down before one probe request tries it
+    /// again (default 2 s).
     pub retry_delay: Duration,
     /// The protocol spoken to servers that do not set their own (default
     /// [`Protocol::Meta`]).
@@ -1127,7 +1131,7 @@ impl Client {
         match inner.policy {
             FailurePolicy::Failover => inner
                 .ring
-                .pick(key, |i| inner.pools[i].down_for().is_none())
+                .pick(key, |i| inner.pools[i].takes_requests())
                 .unwrap_or_else(|| inner.ring.primary(key)),
             _ => inner.ring.primary(key),
         }
@@ -1152,7 +1156,11 @@ impl Client {
     }
 
     /// Whether server `server` (an index into [`servers`](Self::servers)) is
-    /// marked down now.
+    /// marked down now: it failed [`ClientConfig::failure_limit`] times in a
+    /// row and no probe request has succeeded since. While it is, its
+    /// requests fail at once, except one probe request per
+    /// [`ClientConfig::retry_delay`]; the first probe that gets an answer
+    /// marks it up.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -1162,10 +1170,7 @@ impl Client {
     /// # });
     /// ```
     pub fn is_marked_down(&self, server: usize) -> bool {
-        self.inner
-            .pools
-            .get(server)
-            .is_some_and(|p| p.down_for().is_some())
+        self.inner.pools.get(server).is_some_and(|p| p.is_down())
     }
 
     /// The servers this client talks to, as configured (`host:port`).
@@ -1213,11 +1218,17 @@ impl Client {
             bytes.extend_from_slice(b"\r\n");
         }
         tracing::debug!(server = %pool.server(), cmd, key = %key::log_prefix(key), "memcached request");
-        pool.call(bytes, ReplyKind::Meta, Check::Opaque(opaque))
-            .await
+        if matches!(cmd, "ms" | "md") {
+            pool.call_write(bytes, ReplyKind::Meta, Check::Opaque(opaque))
+                .await
+        } else {
+            pool.call(bytes, ReplyKind::Meta, Check::Opaque(opaque))
+                .await
+        }
     }
 
-    /// Sends one classic text-protocol request.
+    /// Sends one classic text-protocol request (`write`: a store or delete, see
+    /// [`Error::OutcomeUnknown`]).
     async fn text(
         &self,
         pool: &ServerPool,
@@ -1225,6 +1236,7 @@ impl Client {
         key: &[u8],
         data: Option<&[u8]>,
         kind: ReplyKind,
+        write: bool,
     ) -> Result<Reply> {
         let mut bytes = line.into_bytes();
         bytes.extend_from_slice(b"\r\n");
@@ -1238,7 +1250,11 @@ impl Client {
         } else {
             Check::None
         };
-        pool.call(bytes, kind, check).await
+        if write {
+            pool.call_write(bytes, kind, check).await
+        } else {
+            pool.call(bytes, kind, check).await
+        }
     }
 
     /// Reads a key (`mg <key> v ...`). With [`GetOptions::touch_ttl`] it also
@@ -1352,12 +1368,20 @@ impl Client {
                     key,
                     None,
                     ReplyKind::TextGet,
+                    false,
                 )
                 .await?
             }
             Some(ttl) => {
                 // No gat (twemproxy): read and touch, pipelined.
-                let read = self.text(pool, format!("{cmd} {k}"), key, None, ReplyKind::TextGet);
+                let read = self.text(
+                    pool,
+                    format!("{cmd} {k}"),
+                    key,
+                    None,
+                    ReplyKind::TextGet,
+                    false,
+                );
                 let touch = self.touch_in(pool, key, ttl);
                 let (read, touched) = tokio::join!(read, touch);
                 let reply = read?;
@@ -1365,8 +1389,15 @@ impl Client {
                 reply
             }
             None => {
-                self.text(pool, format!("{cmd} {k}"), key, None, ReplyKind::TextGet)
-                    .await?
+                self.text(
+                    pool,
+                    format!("{cmd} {k}"),
+                    key,
+                    None,
+                    ReplyKind::TextGet,
+                    false,
+                )
+                .await?
             }
         };
         match reply {
@@ -1464,7 +1495,7 @@ impl Client {
             };
             let line = format!("{cmd} {k} {} {} {}{cas}", opts.flags, opts.ttl, value.len());
             let reply = self
-                .text(pool, line, key, Some(value), ReplyKind::TextStatus)
+                .text(pool, line, key, Some(value), ReplyKind::TextStatus, true)
                 .await?;
             return match reply {
                 Reply::Status(TextStatus::Stored) => Ok(StoreStatus::Stored {
@@ -1510,7 +1541,10 @@ impl Client {
         flags: u32,
     ) -> Option<u64> {
         let line = format!("gets {}", String::from_utf8_lossy(key));
-        match self.text(pool, line, key, None, ReplyKind::TextGet).await {
+        match self
+            .text(pool, line, key, None, ReplyKind::TextGet, false)
+            .await
+        {
             Ok(Reply::Value(Some(v))) if v.value == value && v.flags == flags => v.cas,
             _ => None,
         }
@@ -1574,7 +1608,7 @@ impl Client {
             }
             let line = format!("delete {}", String::from_utf8_lossy(key));
             return match self
-                .text(pool, line, key, None, ReplyKind::TextStatus)
+                .text(pool, line, key, None, ReplyKind::TextStatus, true)
                 .await?
             {
                 Reply::Status(TextStatus::Deleted) => Ok(DeleteStatus::Deleted),
@@ -1637,7 +1671,7 @@ impl Client {
         if pool.settings().protocol == Protocol::Text {
             let line = format!("touch {} {exptime}", String::from_utf8_lossy(key));
             return match self
-                .text(pool, line, key, None, ReplyKind::TextStatus)
+                .text(pool, line, key, None, ReplyKind::TextStatus, false)
                 .await?
             {
                 Reply::Status(TextStatus::Touched) => Ok(true),

@@ -72,7 +72,8 @@ const NO_CAS: &str = "session locks with this memcached server or client (it ret
 ///   every read slide the TTL in the same round trip (`mg <key> v c f T<ttl>`).
 /// - Creation uses `add`, saves use CAS, so concurrent updates are detected.
 /// - A dead or hung server is an error naming it ([`DriverError::Unavailable`]), never an
-///   empty session.
+///   empty session. A save or delete that was sent and then got no reply (timeout, lost
+///   connection) is [`DriverError::OutcomeUnknown`]: memcached may still have applied it.
 /// - Sessions larger than the server's item size limit get [`DriverError::TooLarge`] before
 ///   anything is sent; values above a threshold can be gzip-compressed.
 /// - Session locks ([`Driver::try_lock`]): an `add` of the lock item
@@ -396,6 +397,10 @@ impl MemcacheDriver {
     fn error(&self, e: HandleError) -> DriverError {
         match e {
             HandleError::Unavailable(source) => DriverError::Unavailable {
+                driver: NAME,
+                source,
+            },
+            HandleError::OutcomeUnknown(source) => DriverError::OutcomeUnknown {
                 driver: NAME,
                 source,
             },

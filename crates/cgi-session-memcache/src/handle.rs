@@ -86,6 +86,11 @@ pub enum HandleError {
     /// The server is down, hung or unreachable; the message names it.
     #[error("{0}")]
     Unavailable(#[source] BoxError),
+    /// A write was sent and its reply never came (timeout or lost connection): it may or may
+    /// not have been applied. The driver reports it as
+    /// [`DriverError::OutcomeUnknown`](cgi_session_core::DriverError::OutcomeUnknown).
+    #[error("{0}")]
+    OutcomeUnknown(#[source] BoxError),
     /// The client cannot do this.
     #[error("this memcached client does not support {0}")]
     Unsupported(&'static str),

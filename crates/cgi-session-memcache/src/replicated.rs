@@ -27,7 +27,9 @@ fn map_err(e: Error) -> HandleError {
     if let Error::Unsupported { what, .. } = e {
         return HandleError::Unsupported(what);
     }
-    if e.is_unavailable() {
+    if e.is_outcome_unknown() {
+        HandleError::OutcomeUnknown(Box::new(e))
+    } else if e.is_unavailable() {
         HandleError::Unavailable(Box::new(e))
     } else {
         HandleError::Other(Box::new(e))

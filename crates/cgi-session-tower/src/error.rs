@@ -90,6 +90,9 @@ impl SessionError {
     /// The text body the response carries: what happened, for a person, without internals.
     pub fn body(&self) -> &'static str {
         match self {
+            Self::Unavailable(e) if e.outcome_unknown() => {
+                "The session store did not answer in time: your last change may or may not have been saved. Please check, and try again shortly if it is missing.\n"
+            }
             Self::Unavailable(_) => "The session store is unavailable; please try again shortly.\n",
             Self::Busy(_) => {
                 "This session is busy with other requests; please try again in a moment.\n"
@@ -305,6 +308,24 @@ impl IntoResponse for SessionError {
 #[cfg(test)]
 mod limiter_tests {
     use super::*;
+
+    #[test]
+    fn a_write_with_an_unknown_outcome_says_so() {
+        let e = SessionError::from_store(cgi_session::Error::Driver(
+            cgi_session::DriverError::OutcomeUnknown {
+                driver: "memcache",
+                source: "127.0.0.1:11211: no reply within 1 s".into(),
+            },
+        ));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.retry_after().is_some());
+        assert!(
+            e.body().contains("may or may not have been saved"),
+            "{}",
+            e.body()
+        );
+        assert!(!e.body().contains("127.0.0.1"));
+    }
 
     #[test]
     fn one_line_per_interval_and_kind_each_counting_the_ones_left_out() {
