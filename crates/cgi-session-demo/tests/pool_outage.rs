@@ -158,3 +158,34 @@ fn one_dead_server_of_three_leaves_new_visitors_and_the_other_sessions_alone() {
         "{lines} log lines name the dead server:\n{log}"
     );
 }
+
+#[test]
+fn the_demo_starts_with_a_server_dead_from_the_start_and_serves_new_visitors() {
+    let mut servers: Vec<MemcachedServer> = (0..3).map(|_| MemcachedServer::start()).collect();
+    let dead_addr = servers[1].addr().to_string();
+    servers[1].kill();
+    let list = servers
+        .iter()
+        .map(|s| s.addr().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let demo = Demo::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--dsn",
+        "driver:memcache",
+        "--servers",
+        &list,
+    ]);
+    for _ in 0..300 {
+        let (status, cookie, body) = get(demo.addr, None);
+        assert_eq!(status, 200, "{body}");
+        let (status, _, _) = get(demo.addr, Some(&cookie.expect("a new session")));
+        assert_eq!(status, 200, "the new session works");
+    }
+    let log = demo.stop();
+    assert!(
+        log.lines().any(|l| l.contains(&dead_addr) && l.contains("WARN")),
+        "the start-up says which server is down:\n{log}"
+    );
+}
