@@ -210,6 +210,9 @@ impl CgiError {
             Self::Session(e) if e.is_busy() => {
                 "This session is busy with other requests; please try again in a moment."
             }
+            Self::Session(cgi_session::Error::Driver(cgi_session::DriverError::TooLarge {
+                ..
+            })) => "The session has grown too large to be stored; the last change was not saved.",
             Self::Session(e) if e.outcome_unknown() => {
                 "The session store did not answer in time: your last change may or may not have been saved. Please check, and try again shortly if it is missing."
             }

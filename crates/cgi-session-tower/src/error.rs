@@ -97,6 +97,9 @@ impl SessionError {
             Self::Busy(_) => {
                 "This session is busy with other requests; please try again in a moment.\n"
             }
+            Self::Session(e) if is_too_large(e) => {
+                "The session has grown too large to be stored; the last change was not saved.\n"
+            }
             Self::Session(_) => "The session could not be used.\n",
             Self::MissingLayer | Self::LockingOff => {
                 "Server misconfiguration: the session layer is not set up for this route.\n"
@@ -254,6 +257,13 @@ impl LogLimiter {
     }
 }
 
+fn is_too_large(e: &cgi_session::Error) -> bool {
+    matches!(
+        e,
+        cgi_session::Error::Driver(cgi_session::DriverError::TooLarge { .. })
+    )
+}
+
 pub(crate) fn is_unavailable(e: &cgi_session::Error) -> bool {
     matches!(e, cgi_session::Error::Driver(d) if d.is_unavailable())
 }
@@ -308,6 +318,19 @@ impl IntoResponse for SessionError {
 #[cfg(test)]
 mod limiter_tests {
     use super::*;
+
+    #[test]
+    fn a_session_too_large_to_save_says_so() {
+        let e = SessionError::from_store(cgi_session::Error::Driver(
+            cgi_session::DriverError::TooLarge {
+                driver: "memcache",
+                size: 2_000_000,
+                limit: 1_048_576,
+            },
+        ));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(e.body().contains("too large"), "{}", e.body());
+    }
 
     #[test]
     fn a_write_with_an_unknown_outcome_says_so() {
