@@ -849,7 +849,7 @@ impl Session {
             {
                 Ok(StoreOutcome::Stored(version)) => {
                     if attempt > 1 {
-                        tracing::info!(
+                        tracing::debug!(
                             session = %id,
                             attempts = attempt,
                             "new session created under another id"

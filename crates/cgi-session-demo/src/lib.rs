@@ -39,8 +39,7 @@
 
 mod html;
 mod options;
-
-use std::net::SocketAddr;
+mod server;
 
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -51,6 +50,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 pub use options::{open_store, run, Args, DemoError, OpenedStore};
+pub use server::{
+    default_max_connections, open_file_limit, serve_with, ServerLimits, FALLBACK_MAX_CONNECTIONS,
+};
 
 /// Longest `greet_en` and user name accepted, in characters.
 pub const MAX_FIELD_CHARS: usize = 200;
@@ -84,21 +86,17 @@ pub fn app_with_layer(layer: SessionLayer) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, giving handlers the client address
-/// (for the store's ip matching).
+/// (for the store's ip matching), under the default [`ServerLimits`] (header, body and idle
+/// timeouts, a connection limit, a shutdown deadline). [`serve_with`] takes other limits.
 ///
 /// # Errors
-/// When the server fails (accepting connections is retried by axum; this is rare).
+/// Not in practice: failed accepts are logged and retried.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with(listener, app, ServerLimits::default(), shutdown).await
 }
 
 /// What `GET /api/session` returns.

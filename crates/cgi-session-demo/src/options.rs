@@ -13,6 +13,8 @@ use cgi_session::{
 use cgi_session_tower::{Key, SessionLayer};
 use clap::Parser;
 
+use crate::server::{default_max_connections, open_file_limit, ServerLimits};
+
 /// The demo's command line.
 ///
 /// ```
@@ -85,6 +87,72 @@ pub struct Args {
     /// answering 503, e.g. 5s.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub save_deadline: Duration,
+
+    /// How long a client has to send a complete request header (from the connection's opening
+    /// for its first request, from the first byte for later ones); then the connection is
+    /// closed.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = positive_duration, help_heading = "Server limits")]
+    pub header_timeout: Duration,
+
+    /// How long a request body may take to arrive in full, from its header; then the request
+    /// is answered 408 and the connection closed.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = positive_duration, help_heading = "Server limits")]
+    pub body_timeout: Duration,
+
+    /// How long a keep-alive connection may stay silent between requests before it is closed.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = positive_duration, help_heading = "Server limits")]
+    pub idle_timeout: Duration,
+
+    /// Open connections at most. Past it a new connection gets a 503 (Retry-After: 1) and is
+    /// closed at once; refusals are logged as one summary line per --log-interval. Default:
+    /// half of (the open-file limit minus 32), at most 10000 (10000 when the limit is
+    /// unknown).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Server limits")]
+    pub max_connections: Option<u32>,
+
+    /// On SIGTERM or Ctrl-C: stop accepting, close idle connections, let requests in flight
+    /// finish for at most this long, then close what is left and exit.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Server limits")]
+    pub shutdown_deadline: Duration,
+
+    /// How often refused and timed-out connections are summarised in the log (one line per
+    /// kind, only when there were some).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = positive_duration, help_heading = "Server limits")]
+    pub log_interval: Duration,
+}
+
+impl Args {
+    /// The server limits the options give.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// let args = cgi_session_demo::Args::parse_from(["cgi-session-demo", "--max-connections", "4"]);
+    /// let limits = args.server_limits();
+    /// assert_eq!(limits.max_connections, 4);
+    /// assert_eq!(limits.body_timeout, std::time::Duration::from_secs(30));
+    /// ```
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self
+                .max_connections
+                .map_or_else(default_max_connections, |max| {
+                    usize::try_from(max).unwrap_or(usize::MAX)
+                }),
+            shutdown_deadline: self.shutdown_deadline,
+            log_interval: self.log_interval,
+        }
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_lock_mode(s: &str) -> Result<LockMode, String> {
@@ -228,36 +296,49 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
     })
 }
 
-/// Checks every server (version, then a set/get/delete probe) so that a dead one fails the
-/// start with its name, then connects a client over all of them (keys spread with ketama).
+/// Checks every server (version, then a set/get/delete probe), then connects a client over
+/// all of them (keys spread with ketama). Servers that fail the check are named in a warning
+/// and the demo starts without them: their sessions fail with 503 until they are back, new
+/// sessions go to the others. Only when every server fails does the start fail.
 async fn connect_memcached(servers: &[String]) -> Result<Client, DemoError> {
     let settings = |config: ClientConfig| {
         config
             .timeout(Duration::from_secs(1))
             .connect_timeout(Duration::from_secs(1))
     };
+    let mut down: Vec<(String, String)> = Vec::new();
     for server in servers {
-        let fail = |message: String| DemoError::Memcached {
-            server: server.clone(),
-            message,
+        let checked = match Client::connect(settings(ClientConfig::new(server.as_str()))).await {
+            Ok(one) => MemcacheDriver::new(one)
+                .check()
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
-        let one = Client::connect(settings(ClientConfig::new(server.as_str())))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let report = MemcacheDriver::new(one)
-            .check()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        tracing::info!(
-            version = %report.version,
-            item_size_max = report.item_size_max,
-            probe = ?report.probe_time,
-            "memcached at {server} is alive"
+        match checked {
+            Ok(report) => tracing::info!(
+                version = %report.version,
+                item_size_max = report.item_size_max,
+                probe = ?report.probe_time,
+                "memcached at {server} is alive"
+            ),
+            Err(message) => down.push((server.clone(), message)),
+        }
+    }
+    if down.len() == servers.len() {
+        let (server, message) = down.swap_remove(0);
+        return Err(DemoError::Memcached { server, message });
+    }
+    for (server, message) in &down {
+        tracing::warn!(
+            "memcached at {server} is down ({message}); starting with {} of {} servers: its sessions get 503 until it is back, new sessions go to the others",
+            servers.len() - down.len(),
+            servers.len()
         );
     }
-    Client::connect(settings(ClientConfig::pool(
-        servers.iter().map(String::as_str),
-    )))
+    Client::connect(
+        settings(ClientConfig::pool(servers.iter().map(String::as_str))).lazy(!down.is_empty()),
+    )
     .await
     .map_err(|e| DemoError::Memcached {
         server: servers.join(","),
@@ -266,7 +347,7 @@ async fn connect_memcached(servers: &[String]) -> Result<Client, DemoError> {
 }
 
 /// Runs the demo: opens the store, listens, prints where to point the browser, serves until
-/// Ctrl-C.
+/// Ctrl-C or SIGTERM (then drains for at most `--shutdown-deadline`).
 ///
 /// # Errors
 /// See [`DemoError`].
@@ -296,7 +377,32 @@ pub async fn run(args: Args) -> Result<(), DemoError> {
     writeln!(out, "Open http://{shown}/ in your browser (Ctrl-C to stop)")?;
     out.flush()?;
     drop(out);
-    crate::serve(listener, crate::app_with_layer(layer), shutdown_signal()).await?;
+    let limits = args.server_limits();
+    let files = open_file_limit();
+    tracing::info!(
+        "limits: header {}, body {}, idle {}, {} connections at most (open-file limit {}), shutdown deadline {}",
+        humantime::format_duration(limits.header_timeout),
+        humantime::format_duration(limits.body_timeout),
+        humantime::format_duration(limits.idle_timeout),
+        limits.max_connections,
+        files.map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+        humantime::format_duration(limits.shutdown_deadline),
+    );
+    if let Some(files) = files {
+        if limits.max_connections as u64 > files.saturating_sub(16) {
+            tracing::warn!(
+                "--max-connections {} does not fit the open-file limit of {files}: accepts will fail before the limit is reached (raise `ulimit -n` or lower --max-connections)",
+                limits.max_connections
+            );
+        }
+    }
+    crate::serve_with(
+        listener,
+        crate::app_with_layer(layer),
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     drop(opened);
     Ok(())
 }

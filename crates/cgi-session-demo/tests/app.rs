@@ -465,18 +465,16 @@ fn the_binary_spreads_sessions_over_a_pool_and_names_a_dead_member() {
         "keys spread over both servers"
     );
 
+    // With every server of the pool dead the demo refuses to start and names them (with part
+    // of the pool down it starts: `tests/pool_outage.rs`).
     let mut dead = MemcachedServer::start();
     let dead_addr = dead.addr().to_string();
     dead.kill();
     let output = Command::new(env!("CARGO_BIN_EXE_cgi-session-demo"))
-        .args(["--listen", "127.0.0.1:0", "--servers"])
-        .arg(format!("{},{dead_addr}", a.addr()))
+        .args(["--listen", "127.0.0.1:0", "--servers", &dead_addr])
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!("memcached at {dead_addr} is not usable")),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&dead_addr), "{stderr}");
 }

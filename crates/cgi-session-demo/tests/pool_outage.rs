@@ -185,7 +185,8 @@ fn the_demo_starts_with_a_server_dead_from_the_start_and_serves_new_visitors() {
     }
     let log = demo.stop();
     assert!(
-        log.lines().any(|l| l.contains(&dead_addr) && l.contains("WARN")),
+        log.lines()
+            .any(|l| l.contains(&dead_addr) && l.contains("WARN")),
         "the start-up says which server is down:\n{log}"
     );
 }
