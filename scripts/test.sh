@@ -41,4 +41,11 @@ echo "==> cargo doc (broken links and missing docs are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
 echo "==> cargo test"
 cargo test --workspace --all-features --locked
+# The crates meant for the registry (the others say `publish = false`): each must package and
+# build from its package alone, with versioned internal dependencies.
+echo "==> cargo package (published crates)"
+cargo package --locked --allow-dirty \
+  -p cgi-session-core -p cgi-session-dumper -p cgi-session-storable \
+  -p cgi-session-memcache-client -p cgi-session-memcache -p cgi-session \
+  -p cgi-session-tower -p cgi-session-cgi -p cgi-session-cli
 echo "==> all tests passed"

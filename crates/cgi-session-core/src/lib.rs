@@ -28,7 +28,7 @@
 //!
 //! | CGI::Session 4.48 | cgi-session |
 //! |---|---|
-//! | `CGI::Session->new($dsn, $query_or_id, \%args)` | [`SessionStore::new_session`] on a store built once from a DSN (`cgi_session::SessionStore::from_dsn`) or with [`SessionStore::builder`] |
+//! | `CGI::Session->new($dsn, $query_or_id, \%args)` | [`SessionStore::new_session`] on a store built once from a DSN (`cgi_session::store_from_dsn`) or with [`SessionStore::builder`] |
 //! | `CGI::Session->load(...)` | [`SessionStore::load`] |
 //! | `$s->new()` on an object | [`SessionStore::new_session`] with no id |
 //! | `$s->id` | [`Session::id`] |
