@@ -1,6 +1,7 @@
 //! Runs the Perl side of the cross-language tests: `tests/perl/session-tool.pl`, which drives
 //! the real CGI::Session 4.48 (Debian's `libcgi-session-perl`) through a memcache driver
-//! written from the seed's description, over Cache::Memcached.
+//! written from the seed's description, over Cache::Memcached, or another tool script of
+//! `tests/perl` ([`Perl::with_tool`]).
 //!
 //! The tests themselves are in `tests/`; this library only wraps the Perl program.
 #![forbid(unsafe_code)]
@@ -15,14 +16,21 @@ use serde_json::Value;
 pub struct Perl {
     server: String,
     time_offset: i64,
+    tool: &'static str,
 }
 
 impl Perl {
     /// CGI::Session over the memcached at `server` (`host:port`).
     pub fn new(server: impl Into<String>) -> Self {
+        Self::with_tool(server, "session-tool.pl")
+    }
+
+    /// Another tool of `tests/perl` (called as `TOOL SERVER ARGS...`), at `server`.
+    pub fn with_tool(server: impl Into<String>, tool: &'static str) -> Self {
         Self {
             server: server.into(),
             time_offset: 0,
+            tool,
         }
     }
 
@@ -35,14 +43,16 @@ impl Perl {
         }
     }
 
-    fn tool() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/perl/session-tool.pl")
+    fn tool(&self) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/perl")
+            .join(self.tool)
     }
 
     /// Runs the tool; panics with Perl's stderr and an install hint when it fails.
     pub fn run(&self, args: &[&str]) -> String {
         let out = Command::new("perl")
-            .arg(Self::tool())
+            .arg(self.tool())
             .arg(&self.server)
             .args(args)
             .env("PERL_TIME_OFFSET", self.time_offset.to_string())
@@ -50,7 +60,8 @@ impl Perl {
             .expect("perl must be installed (scripts/test.sh installs what the tests need)");
         assert!(
             out.status.success(),
-            "perl session-tool {args:?} failed: {}\n(needs libcgi-session-perl and libcache-memcached-perl: run scripts/test.sh)",
+            "perl {} {args:?} failed: {}\n(needs what scripts/test.sh installs: libcgi-session-perl, libcache-memcached-perl, libcgi-session-driver-memcached-perl)",
+            self.tool,
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout)

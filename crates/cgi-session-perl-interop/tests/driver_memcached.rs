@@ -3,32 +3,16 @@
 //! memcached, keyed by the bare session id: both directions, delete both ways, the key and the
 //! item's lifetime.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use cgi_session::memcache::client::{Client, ClientConfig, GetOptions};
 use cgi_session::memcache::DEFAULT_LIFETIME;
 use cgi_session::{builder_from_dsn, DriverArgs, SessionStore};
+use cgi_session_perl_interop::Perl;
 use memcached_harness::MemcachedServer;
 use serde_json::{json, Value};
 
 /// Runs `tests/perl/memcached-driver-tool.pl` against `server`.
 fn perl(server: &MemcachedServer, args: &[&str]) -> String {
-    let tool =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/perl/memcached-driver-tool.pl");
-    let out = Command::new("perl")
-        .arg(tool)
-        .arg(server.addr().to_string())
-        .args(args)
-        .output()
-        .expect("perl must be installed (scripts/test.sh installs what the tests need)");
-    assert!(
-        out.status.success(),
-        "perl memcached-driver-tool {:?} failed: {}\n(needs libcgi-session-perl, libcache-memcached-perl and libcgi-session-driver-memcached-perl: run scripts/test.sh)",
-        args.first(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    Perl::with_tool(server.addr().to_string(), "memcached-driver-tool.pl").run(args)
 }
 
 fn perl_read(server: &MemcachedServer, id: &str) -> Value {

@@ -9,90 +9,28 @@
 //!   did not store;
 //! - Perl's untyped scalars read with Perl's rules where the app asks (`get_perl`).
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use cgi_session::memcache::client::{Client, ClientConfig, GetOptions};
 use cgi_session::{builder_from_dsn, DriverArgs, SessionStore, Undecodable};
+use cgi_session_perl_interop::Perl;
 use memcached_harness::MemcachedServer;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-/// CGI::Session 4.48 over Cache::Memcached with the seed's memcache driver (from
-/// `tests/perl`), storing the kinds of strings a real Perl app stores.
-const PERL: &str = r#"
-use strict; use warnings;
-use CGI::Session; use Cache::Memcached; use JSON::PP;
-my ($server, $serializer, $cmd, $id) = @ARGV;
-my $memd = Cache::Memcached->new({ servers => [$server] });
-die "memcached not running\n" unless $memd->stats()->{total};
-my $dsn = "driver:memcache;serializer:$serializer";
-if ($cmd eq 'create') {
-    my $s = CGI::Session->new($dsn, undef, { Handle => $memd }) or die CGI::Session->errstr;
-    $s->param('bytes', "caf\xc3\xa9");                  # CGI.pm without -utf8: UTF-8 bytes
-    my $latin = "caf\x{e9}"; utf8::upgrade($latin);     # decoded text in the Latin-1 range
-    $s->param('latin', $latin);
-    $s->param('wide', "\x{263a} ok");                   # decoded text above U+00FF
-    $s->param('binary', "\xff\x00\xfe");                # not text at all
-    $s->param('cart', bless({ items => [1, 2] }, 'My::Cart'));
-    $s->param('visits', 1);
-    $s->param('count_str', '7');                        # numbers are strings half the time
-    $s->param('nick', undef);
-    $s->expire($ENV{EXPIRE}) if $ENV{EXPIRE};
-    $s->flush or die $s->errstr;
-    print $s->id;
-}
-elsif ($cmd eq 'inspect') {
-    my $s = CGI::Session->load($dsn, $id, { Handle => $memd }) or die CGI::Session->errstr;
-    die "session $id is empty\n" if $s->is_empty;
-    my %out;
-    for my $k ($s->param) {
-        my $v = $s->param($k);
-        if (ref $v) {
-            $out{$k} = { ref => ref($v), blessed => (ref($v) =~ /^(HASH|ARRAY|SCALAR)$/ ? 0 : 1) };
-        } else {
-            my $octets = $v;
-            utf8::encode($octets) if utf8::is_utf8($octets);
-            $out{$k} = { length => length($v), utf8 => (utf8::is_utf8($v) ? 1 : 0),
-                         hex => unpack('H*', $octets) };
-        }
-    }
-    print JSON::PP->new->canonical->encode(\%out);
-}
-else { die "unknown command $cmd\n" }
-"#;
-
-fn perl(server: &MemcachedServer, serializer: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/perl");
-    let mut cmd = Command::new("perl");
-    cmd.arg("-I")
-        .arg(lib)
-        .arg("-e")
-        .arg(PERL)
-        .arg(server.addr().to_string())
-        .arg(serializer)
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .output()
-        .expect("perl must be installed (scripts/test.sh installs what the tests need)");
-    assert!(
-        out.status.success(),
-        "perl {args:?} failed: {}\n(needs libcgi-session-perl and libcache-memcached-perl: run scripts/test.sh)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("perl printed UTF-8")
+/// Runs `tests/perl/values-tool.pl` with `serializer` against `server`.
+fn perl(server: &MemcachedServer, serializer: &str, args: &[&str]) -> String {
+    let mut all = vec![serializer];
+    all.extend_from_slice(args);
+    Perl::with_tool(server.addr().to_string(), "values-tool.pl").run(&all)
 }
 
 fn perl_create(server: &MemcachedServer, serializer: &str, expire: Option<&str>) -> String {
-    let env: Vec<(&str, &str)> = expire.map(|e| ("EXPIRE", e)).into_iter().collect();
-    perl(server, serializer, &["create"], &env)
+    let mut args = vec!["create"];
+    args.extend(expire);
+    perl(server, serializer, &args)
 }
 
 fn perl_inspect(server: &MemcachedServer, id: &str) -> Value {
-    serde_json::from_str(&perl(server, "default", &["inspect", id], &[])).expect("JSON")
+    serde_json::from_str(&perl(server, "default", &["inspect", id])).expect("JSON")
 }
 
 async fn client(server: &MemcachedServer) -> Client {

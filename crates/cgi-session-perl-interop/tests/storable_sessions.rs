@@ -4,11 +4,9 @@
 //! Perl byte-identical (`length`, `utf8::is_utf8`, the bytes, the class, the sharing); a map
 //! from Rust naming a class is a plain hash in Perl; an `nfreeze` image is read too.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use cgi_session::memcache::client::{Client, ClientConfig, GetOptions, SetOptions};
 use cgi_session::{builder_from_dsn, DriverArgs, Serializer, SessionStore, StorableSerializer};
+use cgi_session_perl_interop::Perl;
 use memcached_harness::MemcachedServer;
 use serde_json::{json, Value};
 
@@ -39,20 +37,7 @@ async fn fixture() -> Fixture {
 
 /// Runs `tests/perl/storable-tool.pl`; panics with Perl's stderr.
 fn perl(f: &Fixture, args: &[&str]) -> String {
-    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/perl/storable-tool.pl");
-    let out = Command::new("perl")
-        .arg(tool)
-        .arg(f.server.addr().to_string())
-        .args(args)
-        .output()
-        .expect("perl must be installed (scripts/test.sh installs what the tests need)");
-    assert!(
-        out.status.success(),
-        "storable-tool {:?} failed: {}\n(needs libcgi-session-perl and libcache-memcached-perl: run scripts/test.sh)",
-        args.first(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    Perl::with_tool(f.server.addr().to_string(), "storable-tool.pl").run(args)
 }
 
 /// Perl's description of the session (see `describe` in storable-tool.pl).
