@@ -14,6 +14,9 @@ use http::{Request, StatusCode};
 use memcached_harness::MemcachedServer;
 use tower::ServiceExt;
 
+mod common;
+use common::http_get;
+
 struct Reply {
     status: StatusCode,
     location: Option<String>,
@@ -267,31 +270,6 @@ fn start_binary(args: &[&str]) -> Result<Demo, String> {
             ))
         }
     }
-}
-
-/// A minimal HTTP/1.1 GET: status, Set-Cookie, body.
-fn http_get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> (u16, Option<String>, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let cookie = cookie
-        .map(|c| format!("Cookie: {c}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let set_cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
-        .map(|c| c.split(';').next().unwrap().to_owned());
-    (status, set_cookie, body.to_owned())
 }
 
 #[test]

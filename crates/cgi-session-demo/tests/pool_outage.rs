@@ -2,87 +2,16 @@
 //! still get sessions, sessions on the live servers keep working, sessions on the dead one
 //! get a 503 with a text body, and the log says so in a few lines, not one per request.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use memcached_harness::MemcachedServer;
 
-/// The running binary; killed when dropped.
-struct Demo {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Demo {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cgi-session-demo"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Open http://") {
-                    let _ = tx.send(rest.split('/').next().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the demo starts and prints its address")
-            .parse()
-            .unwrap();
-        Self { child, addr }
-    }
-
-    /// Stops the demo and returns what it logged.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let mut err = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut err);
-        }
-        err
-    }
-}
+mod common;
+use common::{http_get, Demo};
 
 /// `GET /`: status, the session cookie (`CGISESSID=<id>`) it set, body.
 fn get(addr: SocketAddr, cookie: Option<&str>) -> (u16, Option<String>, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let cookie = cookie
-        .map(|c| format!("Cookie: {c}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let set_cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
-        .map(|c| c.split(';').next().unwrap().to_owned());
-    (status, set_cookie, body.to_owned())
+    http_get(addr, "/", cookie)
 }
 
 #[test]
@@ -93,14 +22,7 @@ fn one_dead_server_of_three_leaves_new_visitors_and_the_other_sessions_alone() {
         .map(|s| s.addr().to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let demo = Demo::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--dsn",
-        "driver:memcache",
-        "--servers",
-        &list,
-    ]);
+    let demo = Demo::start(&["--dsn", "driver:memcache", "--servers", &list]);
     // Sessions made while all three are up, spread over the pool.
     let cookies: Vec<String> = (0..30)
         .map(|_| {
@@ -150,7 +72,7 @@ fn one_dead_server_of_three_leaves_new_visitors_and_the_other_sessions_alone() {
 
     // About 600 requests met the dead server (the 300 new ones may each try it once): the log
     // holds a few lines, not one per request.
-    let log = demo.stop();
+    let log = demo.log();
     let lines = log.lines().filter(|l| l.contains(&dead_addr)).count();
     eprintln!("{lines} log lines name the dead server ({dead} of its sessions answered 503)");
     assert!(
@@ -169,21 +91,14 @@ fn the_demo_starts_with_a_server_dead_from_the_start_and_serves_new_visitors() {
         .map(|s| s.addr().to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let demo = Demo::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--dsn",
-        "driver:memcache",
-        "--servers",
-        &list,
-    ]);
+    let demo = Demo::start(&["--dsn", "driver:memcache", "--servers", &list]);
     for _ in 0..300 {
         let (status, cookie, body) = get(demo.addr, None);
         assert_eq!(status, 200, "{body}");
         let (status, _, _) = get(demo.addr, Some(&cookie.expect("a new session")));
         assert_eq!(status, 200, "the new session works");
     }
-    let log = demo.stop();
+    let log = demo.log();
     assert!(
         log.lines()
             .any(|l| l.contains(&dead_addr) && l.contains("WARN")),
