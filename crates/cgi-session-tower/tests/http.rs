@@ -285,10 +285,9 @@ fn assert_no_internals(body: &str, port: u16) {
     }
 }
 
-#[tokio::test]
-async fn a_store_that_is_down_is_a_plain_503_with_the_details_in_the_log() {
-    let log = Captured::default();
-    let _guard = tracing::subscriber::set_default(log.subscriber());
+/// The layer over a memcached that was killed before the first request: the address served,
+/// and the dead server's port.
+async fn serve_on_a_dead_memcached() -> (SocketAddr, u16) {
     let port = {
         let mut server = MemcachedServer::start();
         let port = server.port();
@@ -307,6 +306,14 @@ async fn a_store_that_is_down_is_a_plain_503_with_the_details_in_the_log() {
         SessionStore::builder(MemcacheDriver::new(client)).build(),
     ))
     .await;
+    (addr, port)
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_is_a_plain_503_with_the_details_in_the_log() {
+    let log = Captured::default();
+    let _guard = tracing::subscriber::set_default(log.subscriber());
+    let (addr, port) = serve_on_a_dead_memcached().await;
     let r = get_with(
         addr,
         "/count",
@@ -339,24 +346,7 @@ async fn a_store_that_is_down_is_a_plain_503_with_the_details_in_the_log() {
 async fn an_outage_is_logged_once_per_interval_not_once_per_request() {
     let log = Captured::default();
     let _guard = tracing::subscriber::set_default(log.subscriber());
-    let port = {
-        let mut server = MemcachedServer::start();
-        let port = server.port();
-        server.kill();
-        port
-    };
-    let client = Client::connect(
-        ClientConfig::new(format!("127.0.0.1:{port}"))
-            .lazy(true)
-            .timeout(Duration::from_millis(300))
-            .connect_timeout(Duration::from_millis(300)),
-    )
-    .await
-    .unwrap();
-    let addr = serve(SessionLayer::new(
-        SessionStore::builder(MemcacheDriver::new(client)).build(),
-    ))
-    .await;
+    let (addr, _) = serve_on_a_dead_memcached().await;
     let started = std::time::Instant::now();
     for _ in 0..50 {
         let r = get_with(
