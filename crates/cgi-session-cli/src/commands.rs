@@ -126,7 +126,7 @@ async fn check_file(dir: &Path) -> Result<(), CliError> {
 async fn count_sessions(driver: &dyn Driver) -> Result<usize, cgi_session::DriverError> {
     let mut n = 0;
     driver
-        .traverse(&mut |_| {
+        .list(&mut |_| {
             n += 1;
             ControlFlow::Continue(())
         })
@@ -622,7 +622,8 @@ async fn resolve(
     }
     let mut matches = Vec::new();
     match driver
-        .traverse(&mut |candidate| {
+        .list(&mut |listed| {
+            let candidate = listed.id;
             // A key several servers hold (replicas) is listed once per server.
             if candidate.as_str().starts_with(input) && !matches.contains(&candidate) {
                 matches.push(candidate);
@@ -918,7 +919,8 @@ async fn purge(g: &Global, args: &PurgeArgs) -> Result<(), CliError> {
     let driver = file_driver(&dir)?;
     let mut ids = Vec::new();
     driver
-        .traverse(&mut |id| {
+        .list(&mut |listed| {
+            let id = listed.id;
             ids.push(id);
             ControlFlow::Continue(())
         })

@@ -539,7 +539,7 @@ pub async fn find_visits_sessions_and_drops_expired(f: Fixture) {
             }
         })
         .await;
-    if !f.supports_traverse {
+    if !f.supports_listing {
         let err = result.unwrap_err();
         assert!(err.to_string().contains("does not support"), "{err}");
         return;
@@ -561,6 +561,60 @@ pub async fn find_visits_sessions_and_drops_expired(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(count, 1, "Break stops the traversal");
+}
+
+/// [`Driver::list`] reports every stored session once with what the driver knows of it: a
+/// size no smaller than the stored bytes, a recent last access, a store expiry in the future.
+pub async fn listing_reports_size_access_and_expiry(f: Fixture) {
+    let d: &dyn Driver = f.driver.as_ref();
+    let id = SessionId::parse("listing0123456789").unwrap();
+    let data = vec![b'x'; 100];
+    d.store(
+        &id,
+        &data,
+        StoreMode::Create,
+        Some(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    let mut listed = Vec::new();
+    let result = d
+        .list(&mut |s| {
+            listed.push(s);
+            ControlFlow::Continue(())
+        })
+        .await;
+    if !f.supports_listing {
+        assert!(
+            matches!(result, Err(DriverError::Unsupported { .. })),
+            "{result:?}"
+        );
+        return;
+    }
+    result.unwrap();
+    let mine: Vec<_> = listed.iter().filter(|s| s.id == id).collect();
+    assert_eq!(mine.len(), 1, "listed once: {listed:?}");
+    let s = mine[0];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    if let Some(size) = s.size {
+        assert!(size >= 100, "size {size} is smaller than the stored bytes");
+    }
+    if let Some(at) = s.last_access {
+        assert!(
+            (now - 120..=now + 120).contains(&at),
+            "last access {at}, now {now}"
+        );
+    }
+    if let Some(at) = s.expires_at {
+        assert!(
+            at > now - 120,
+            "store expiry {at} is in the past (now {now})"
+        );
+    }
+    assert!(d.remove(&id).await.unwrap());
 }
 
 /// `_SESSION_*` names are refused; typed reads of the wrong type fail clearly.

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cgi_session_core::{
-    async_trait, ConflictPolicy, Driver, DriverError, Loaded, LockAttempt, LockToken, ManualClock,
-    SessionId, SessionStore, SessionStoreBuilder, StoreMode, StoreOutcome,
+    async_trait, ConflictPolicy, Driver, DriverError, ListedSession, Loaded, LockAttempt,
+    LockToken, ManualClock, SessionId, SessionStore, SessionStoreBuilder, StoreMode, StoreOutcome,
 };
 
 pub mod behaviours;
@@ -40,7 +40,7 @@ pub struct Fixture {
     pub guard: Box<dyn Any + Send + Sync>,
     /// Whether the driver lists sessions (`find`); if not, `find` must fail with
     /// `Unsupported`.
-    pub supports_traverse: bool,
+    pub supports_listing: bool,
     /// Increments each of the 8 concurrent workers does in the atomic-update test.
     pub increments_per_worker: u32,
     /// Whether the driver has session locks; if not, taking one must fail with
@@ -54,7 +54,7 @@ impl Fixture {
         Self {
             driver: Arc::new(driver),
             guard: Box::new(()),
-            supports_traverse: true,
+            supports_listing: true,
             increments_per_worker: 1_000,
             supports_locks: true,
         }
@@ -83,8 +83,8 @@ impl Fixture {
 
     /// Declares that the driver cannot list sessions.
     #[must_use]
-    pub fn without_traverse(mut self) -> Self {
-        self.supports_traverse = false;
+    pub fn without_listing(mut self) -> Self {
+        self.supports_listing = false;
         self
     }
 }
@@ -195,11 +195,11 @@ impl Driver for Counting {
     async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
         self.inner.unlock(id, token).await
     }
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
-        self.inner.traverse(visit).await
+        self.inner.list(visit).await
     }
 }
 
@@ -241,6 +241,7 @@ macro_rules! conformance_suite {
             lock_lease_frees_a_crashed_holder,
             regenerate_id_moves_data_and_removes_old_record,
             find_visits_sessions_and_drops_expired,
+            listing_reports_size_access_and_expiry,
             reserved_names_and_typed_reads,
             driver_contract_create_replace_remove,
         );

@@ -56,6 +56,66 @@ pub enum StoreOutcome {
     NotFound,
 }
 
+/// One stored session, as [`Driver::list`] reports it.
+///
+/// ```
+/// use cgi_session_core::{ListedSession, SessionId};
+///
+/// let id = SessionId::parse("0123456789abcdef0123456789abcdef").unwrap();
+/// let listed = ListedSession::new(id).size(120).last_access(1_700_000_000);
+/// assert_eq!(listed.size, Some(120));
+/// assert_eq!(listed.expires_at, None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListedSession {
+    /// The session's id.
+    pub id: SessionId,
+    /// The stored size in bytes, when the driver knows it.
+    pub size: Option<u64>,
+    /// The last access (Unix seconds), when the driver tracks it (memcached's last access, a
+    /// file's modification time).
+    pub last_access: Option<i64>,
+    /// When the store itself drops the session (Unix seconds: memcached's TTL, the memory
+    /// driver's expiry); `None` when the store keeps it until the session layer removes it.
+    /// The session's own expiry, which the session layer enforces, comes from its record
+    /// ([`Record::expires_at`](crate::record::Record::expires_at)).
+    pub expires_at: Option<i64>,
+}
+
+impl ListedSession {
+    /// A listed session about which nothing but the id is known.
+    pub fn new(id: SessionId) -> Self {
+        Self {
+            id,
+            size: None,
+            last_access: None,
+            expires_at: None,
+        }
+    }
+
+    /// With the stored size in bytes.
+    #[must_use]
+    pub fn size(mut self, bytes: u64) -> Self {
+        self.size = Some(bytes);
+        self
+    }
+
+    /// With the last access (Unix seconds).
+    #[must_use]
+    pub fn last_access(mut self, unix: i64) -> Self {
+        self.last_access = Some(unix);
+        self
+    }
+
+    /// With the store's own expiry (Unix seconds); `None` for "never".
+    #[must_use]
+    pub fn expires_at(mut self, unix: Option<i64>) -> Self {
+        self.expires_at = unix;
+        self
+    }
+}
+
 /// The proof that a session lock is held, returned by [`Driver::try_lock`] and given back to
 /// [`Driver::unlock`]: a value only the holder knows (memcached's CAS value of the lock item, a
 /// random number for the file driver), compared atomically when the lock is released so that a
@@ -139,11 +199,13 @@ pub trait Driver: Send + Sync + Debug + 'static {
         })
     }
 
-    /// Calls `visit` with the id of every stored session until it returns `Break`.
+    /// Calls `visit` with every stored session (its id and what the driver knows of its size,
+    /// last access and store expiry) until it returns `Break`: what `find`, purging and the
+    /// operator CLI list sessions with.
     ///
     /// Drivers that cannot list sessions return [`DriverError::Unsupported`].
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError>;
 }

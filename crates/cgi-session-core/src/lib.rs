@@ -102,7 +102,9 @@ mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use driver::file::{FileDriver, DEFAULT_MAX_SESSION_SIZE};
 pub use driver::memory::MemoryDriver;
-pub use driver::{Driver, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version};
+pub use driver::{
+    Driver, ListedSession, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version,
+};
 pub use dsn::Dsn;
 pub use error::{
     BoxError, DriverError, DsnError, Error, ExpireParseError, IdError, SerializeError,

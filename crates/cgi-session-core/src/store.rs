@@ -435,7 +435,8 @@ impl SessionStore {
         let mut ids = Vec::new();
         self.inner
             .driver
-            .traverse(&mut |id| {
+            .list(&mut |listed| {
+                let id = listed.id;
                 ids.push(id);
                 ControlFlow::Continue(())
             })

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cgi_session_core::{
-    async_trait, Driver, DriverError, Loaded, MemoryDriver, SessionId, SessionStore, StoreMode,
-    StoreOutcome,
+    async_trait, Driver, DriverError, ListedSession, Loaded, MemoryDriver, SessionId, SessionStore,
+    StoreMode, StoreOutcome,
 };
 
 /// How the "down server" answers.
@@ -111,11 +111,11 @@ impl Driver for PartlyDown {
     async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
         self.inner.touch(id, ttl).await
     }
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
-        self.inner.traverse(visit).await
+        self.inner.list(visit).await
     }
 }
 

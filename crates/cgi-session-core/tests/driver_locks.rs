@@ -62,7 +62,8 @@ async fn shared_semantics(d: &dyn Driver) {
     // Locks and sessions are independent: locked ids without a session are not listed, and
     // storing or removing a session leaves its lock alone.
     let mut seen = Vec::new();
-    d.traverse(&mut |id| {
+    d.list(&mut |listed| {
+        let id = listed.id;
         seen.push(id);
         ControlFlow::Continue(())
     })
@@ -74,7 +75,7 @@ async fn shared_semantics(d: &dyn Driver) {
     assert!(d.remove(&a).await.unwrap());
     assert_eq!(d.try_lock(&a, LEASE).await.unwrap(), LockAttempt::Held);
     let mut seen = 0;
-    d.traverse(&mut |_| {
+    d.list(&mut |_| {
         seen += 1;
         ControlFlow::Continue(())
     })

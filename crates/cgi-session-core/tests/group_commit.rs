@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cgi_session_core::{
-    async_trait, Driver, DriverError, Error, Loaded, LockAttempt, LockToken, MemoryDriver,
-    SessionId, SessionStore, StoreMode, StoreOutcome,
+    async_trait, Driver, DriverError, Error, ListedSession, Loaded, LockAttempt, LockToken,
+    MemoryDriver, SessionId, SessionStore, StoreMode, StoreOutcome,
 };
 use tokio::sync::Notify;
 
@@ -87,11 +87,11 @@ impl Driver for Gate {
     async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
         self.inner.unlock(id, token).await
     }
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
-        self.inner.traverse(visit).await
+        self.inner.list(visit).await
     }
 }
 
@@ -134,11 +134,11 @@ impl Driver for AlwaysChanged {
     async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
         self.inner.touch(id, ttl).await
     }
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
-        self.inner.traverse(visit).await
+        self.inner.list(visit).await
     }
 }
 

@@ -13,8 +13,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use cgi_session_core::{
-    async_trait, Driver, DriverError, Error, Loaded, MemoryDriver, SessionId, SessionStore,
-    StoreMode, StoreOutcome,
+    async_trait, Driver, DriverError, Error, ListedSession, Loaded, MemoryDriver, SessionId,
+    SessionStore, StoreMode, StoreOutcome,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -84,11 +84,11 @@ impl Driver for HeldReads {
     async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
         self.inner.touch(id, ttl).await
     }
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
-        self.inner.traverse(visit).await
+        self.inner.list(visit).await
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cgi_session_core::{
-    Clock, Driver, DriverError, Loaded, LockAttempt, LockToken, SessionId, StoreMode, StoreOutcome,
-    SystemClock,
+    Clock, Driver, DriverError, ListedSession, Loaded, LockAttempt, LockToken, SessionId,
+    StoreMode, StoreOutcome, SystemClock,
 };
 use cgi_session_memcache_client::memcached_exptime;
 use sha2::{Digest, Sha256};
@@ -141,7 +141,7 @@ impl MemcacheDriverBuilder {
     /// then share the key space with everything else in that memcached. Ids are checked
     /// (`A-Z a-z 0-9 _ -`, so a key with `:` such as `sessions:<id>` or a lock key is never
     /// taken for a session), but another application's key that looks like an id (`42`,
-    /// `user_7`, a hex digest) is listed by [`Driver::traverse`] and
+    /// `user_7`, a hex digest) is listed by [`Driver::list`] and
     /// [`list_keys`](MemcacheDriver::list_keys) (listing reads the keys of the whole server,
     /// and `find` skips what does not decode as a session stored under that id), and a session
     /// id equal to such a key (the `incr` and `static` id generators make that possible)
@@ -684,9 +684,9 @@ impl Driver for MemcacheDriver {
         Ok(matches!(outcome, DeleteIfOutcome::Deleted))
     }
 
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
         if self.inner.hashed {
             return Err(DriverError::Unsupported {
@@ -699,7 +699,10 @@ impl Driver for MemcacheDriver {
                 continue;
             };
             if let Ok(id) = SessionId::parse(raw) {
-                if visit(id).is_break() {
+                let mut session = ListedSession::new(id).expires_at(listed.exp);
+                session.size = listed.size;
+                session.last_access = listed.last_access;
+                if visit(session).is_break() {
                     break;
                 }
             }

@@ -35,7 +35,7 @@ mod memcache_crate {
         Fixture::new(MemcacheDriver::new(handle))
             .with_guard(server)
             .increments_per_worker(200)
-            .without_traverse()
+            .without_listing()
             // No compare-and-delete in that crate: a lock could not be released safely.
             .without_locks()
     }

@@ -175,8 +175,8 @@ async fn the_lock_item_lives_for_the_lease_under_its_own_key() {
         .is_none());
     let mut listed = Vec::new();
     driver
-        .traverse(&mut |id| {
-            listed.push(id);
+        .list(&mut |session| {
+            listed.push(session.id);
             ControlFlow::Continue(())
         })
         .await

@@ -212,7 +212,7 @@ mod conformance_through_twemproxy {
             .unwrap();
         Fixture::new(driver)
             .with_guard((nc, servers))
-            .without_traverse()
+            .without_listing()
             // The text protocol has no compare-and-delete: a lock could not be released safely.
             .without_locks()
     }

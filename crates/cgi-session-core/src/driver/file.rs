@@ -76,7 +76,7 @@
 //!
 //! A writer that crashes (power loss, `SIGKILL`) between writing its temporary file and linking
 //! or renaming it leaves a `.cgisess_<id>.tmp.<hex>` (or `.cgilock_<id>.tmp.<hex>`) file behind.
-//! It is never mistaken for a session ([`Driver::traverse`] skips it, as it skips lock files)
+//! It is never mistaken for a session ([`Driver::list`] skips it, as it skips lock files)
 //! and can be removed with [`FileDriver::purge_temp_files`].
 //!
 //! # Security
@@ -97,7 +97,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{Driver, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version};
+use super::{
+    Driver, ListedSession, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version,
+};
 use crate::error::DriverError;
 use crate::SessionId;
 
@@ -648,18 +650,30 @@ fn touch_blocking(path: &Path) -> io::Result<bool> {
     }
 }
 
-fn list_blocking(dir: &Path) -> io::Result<Vec<SessionId>> {
-    let mut ids = Vec::new();
+/// The session files in `dir`, with their sizes and modification times (the last access: a
+/// read touches the file). A file removed between listing and `stat` is skipped.
+fn list_blocking(dir: &Path) -> io::Result<Vec<ListedSession>> {
+    let mut listed = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let Some(id) = session_id_of(&entry.file_name()) else {
             continue;
         };
-        if entry.file_type()?.is_file() {
-            ids.push(id);
+        if !entry.file_type()?.is_file() {
+            continue;
         }
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        listed.push(
+            ListedSession::new(id)
+                .size(meta.len())
+                .last_access(meta.mtime()),
+        );
     }
-    Ok(ids)
+    Ok(listed)
 }
 
 /// The content of a lock file: who holds the lock, and until when.
@@ -1031,16 +1045,16 @@ impl Driver for FileDriver {
 
     /// Visits every `cgisess_<id>` file whose name holds a well-formed id; temporary files,
     /// lock files and anything else in the directory are skipped.
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
         let dir = Arc::clone(&self.dir);
-        let ids = self
+        let listed = self
             .run("listing session files", move || list_blocking(&dir))
             .await?;
-        for id in ids {
-            if visit(id).is_break() {
+        for session in listed {
+            if visit(session).is_break() {
                 break;
             }
         }
@@ -1200,7 +1214,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn traverse_lists_only_session_files() {
+    async fn listing_shows_only_session_files() {
         let (dir, d) = driver();
         for s in ["a1", "b2", "c3"] {
             d.store(&id(s), b"x", StoreMode::Create, None)
@@ -1215,7 +1229,8 @@ mod tests {
         fs::create_dir(p.join("cgisess_subdir")).unwrap();
 
         let mut seen = Vec::new();
-        d.traverse(&mut |id| {
+        d.list(&mut |listed| {
+            let id = listed.id;
             seen.push(id.as_str().to_owned());
             ControlFlow::Continue(())
         })
@@ -1225,7 +1240,7 @@ mod tests {
         assert_eq!(seen, ["a1", "b2", "c3"]);
 
         let mut count = 0;
-        d.traverse(&mut |_| {
+        d.list(&mut |_| {
             count += 1;
             ControlFlow::Break(())
         })
@@ -1625,7 +1640,8 @@ mod tests {
         assert_eq!(session_id_of(OsStr::new(".cgilock_b2.tmp.01")), None);
 
         let mut seen = Vec::new();
-        d.traverse(&mut |id| {
+        d.list(&mut |listed| {
+            let id = listed.id;
             seen.push(id.as_str().to_owned());
             ControlFlow::Continue(())
         })

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Driver, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version};
+use super::{
+    Driver, ListedSession, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::error::DriverError;
 use crate::SessionId;
@@ -317,20 +319,25 @@ impl Driver for MemoryDriver {
         }
     }
 
-    async fn traverse(
+    async fn list(
         &self,
-        visit: &mut (dyn FnMut(SessionId) -> ControlFlow<()> + Send),
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
         let now = self.clock.now();
-        let ids: Vec<SessionId> = self
+        let listed: Vec<ListedSession> = self
             .lock()
             .entries
             .iter()
             .filter(|(_, e)| !is_expired(e, now))
-            .map(|(k, _)| k.clone())
+            .map(|(k, e)| {
+                ListedSession::new(k.clone())
+                    .size(e.data.len() as u64)
+                    .last_access(e.last_access)
+                    .expires_at(e.expires_at)
+            })
             .collect();
-        for id in ids {
-            if visit(id).is_break() {
+        for session in listed {
+            if visit(session).is_break() {
                 break;
             }
         }
@@ -508,13 +515,13 @@ mod tests {
         assert!(d.is_empty(), "locks are not counted as sessions");
         assert_eq!(d.load(&id("a"), None).await.unwrap(), None);
         let mut seen = 0;
-        d.traverse(&mut |_| {
+        d.list(&mut |_| {
             seen += 1;
             ControlFlow::Continue(())
         })
         .await
         .unwrap();
-        assert_eq!(seen, 0, "traverse lists no lock");
+        assert_eq!(seen, 0, "listing shows no lock");
         // Storing and removing the session leaves its lock alone.
         d.store(&id("a"), b"x", StoreMode::Create, None)
             .await
