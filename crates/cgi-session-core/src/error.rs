@@ -115,12 +115,27 @@ impl Error {
         matches!(self, Self::Contended { .. } | Self::LockTimeout { .. })
     }
 
+    /// Whether the store could not be reached, or a write's answer never came
+    /// ([`DriverError::is_unavailable`]): the one question every adapter asks before answering
+    /// 503 instead of 500.
+    ///
+    /// ```
+    /// use cgi_session_core::{DriverError, Error};
+    ///
+    /// let down = DriverError::Unavailable { driver: "memcache", source: "connection refused".into() };
+    /// assert!(Error::Driver(down).is_unavailable());
+    /// assert!(!Error::NoId.is_unavailable());
+    /// ```
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Driver(d) if d.is_unavailable())
+    }
+
     /// How long a client should wait before retrying, for errors that a retry can cure (a busy
     /// session, an unreachable store); `None` for the others.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Contended { .. } | Self::LockTimeout { .. } => Some(Duration::from_secs(1)),
-            Self::Driver(d) if d.is_unavailable() => Some(Duration::from_secs(5)),
+            e if e.is_unavailable() => Some(Duration::from_secs(5)),
             _ => None,
         }
     }

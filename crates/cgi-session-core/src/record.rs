@@ -103,6 +103,26 @@ impl Record {
         }
     }
 
+    /// When the session expires (Unix seconds), given the store's last access when the driver
+    /// tracks one: `_SESSION_ETIME` seconds after the later of that access and
+    /// `_SESSION_ATIME`, CGI::Session's idle rule. `None` when it has no expiry. The session
+    /// layer, `find`, purging and the CLI all use this one rule.
+    ///
+    /// ```
+    /// use cgi_session_core::record::Record;
+    ///
+    /// let mut record = Record::new("abc".into(), 1_000, String::new());
+    /// assert_eq!(record.expires_at(None), None);
+    /// record.etime = Some(600);
+    /// assert_eq!(record.expires_at(None), Some(1_600));
+    /// assert_eq!(record.expires_at(Some(2_000)), Some(2_600), "a later access slides it");
+    /// ```
+    pub fn expires_at(&self, store_last_access: Option<i64>) -> Option<i64> {
+        let etime = self.etime.filter(|e| *e != 0)?;
+        let last = store_last_access.map_or(self.atime, |at| at.max(self.atime));
+        Some(last.saturating_add(etime))
+    }
+
     /// Decodes stored bytes with `serializer` and remembers them (see
     /// [`Record::stored_bytes`]).
     ///

@@ -269,8 +269,8 @@ impl Session {
         let last_access = loaded
             .last_access
             .map_or(record.atime, |la| la.max(record.atime));
-        if let Some(etime) = record.etime.filter(|e| *e != 0) {
-            if last_access.saturating_add(etime) <= now {
+        if let Some(expires_at) = record.expires_at(loaded.last_access) {
+            if expires_at <= now {
                 store.committer.forget(&id);
                 store.driver.remove(&id).await?;
                 return Ok(Self::empty(store, true));
