@@ -85,6 +85,7 @@
 
 mod clock;
 mod commit;
+pub mod cookie;
 pub mod cookie_header;
 pub mod driver;
 mod dsn;
@@ -99,6 +100,7 @@ mod session;
 mod shared_read;
 mod store;
 
+pub use crate::cookie::{CookieConfig, SameSite, DEFAULT_COOKIE_NAME};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use driver::file::{FileDriver, DEFAULT_MAX_SESSION_SIZE};
 pub use driver::memory::MemoryDriver;
@@ -115,9 +117,8 @@ pub use lock::{LockMode, SessionLock};
 pub use serializer::{JsonSerializer, Serializer};
 pub use session::Session;
 pub use store::{
-    ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder, StoreStats,
-    Undecodable, DEFAULT_COOKIE_NAME, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE,
-    DEFAULT_TTL_GRACE_SECS,
+    ConflictPolicy, SessionStore, SessionStoreBuilder, StoreStats, Undecodable, DEFAULT_LOCK_LEASE,
+    DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE, DEFAULT_TTL_GRACE_SECS,
 };
 
 /// Re-exported so that drivers in other crates implement [`Driver`] with the same macro.

@@ -946,28 +946,12 @@ impl Session {
     /// session has an idle timeout. A deleted session yields a removal cookie; an empty
     /// session none.
     pub fn cookie(&self) -> Option<cookie::Cookie<'static>> {
-        let id = self.id.as_ref()?;
-        let cfg = &self.store.cookie;
-        let mut builder = cookie::Cookie::build((cfg.name.clone(), id.as_str().to_owned()))
-            .path(cfg.path.clone())
-            .http_only(cfg.http_only)
-            .secure(cfg.secure);
-        if let Some(same_site) = cfg.same_site {
-            builder = builder.same_site(same_site);
-        }
-        if let Some(domain) = &cfg.domain {
-            builder = builder.domain(domain.clone());
-        }
-        if self.deleted {
-            let mut c = builder.build();
-            c.set_value("");
-            c.make_removal();
-            return Some(c);
-        }
-        if let Some(etime) = self.record.etime.filter(|e| *e > 0) {
-            builder = builder.max_age(cookie::time::Duration::seconds(etime));
-        }
-        Some(builder.build())
+        crate::cookie::for_session(
+            &self.store.cookie,
+            self.id.as_ref(),
+            self.deleted,
+            self.record.etime,
+        )
     }
 
     /// The CGI header block (CGI::Session's `header()`): `Set-Cookie` when there is a cookie,
@@ -986,16 +970,7 @@ impl Session {
     /// # });
     /// ```
     pub fn header(&self, content_type: &str) -> String {
-        let mut out = String::new();
-        if let Some(c) = self.cookie() {
-            out.push_str("Set-Cookie: ");
-            out.push_str(&c.to_string());
-            out.push_str("\r\n");
-        }
-        out.push_str("Content-Type: ");
-        out.push_str(content_type);
-        out.push_str("\r\n\r\n");
-        out
+        crate::cookie::cgi_header(self.cookie().as_ref(), content_type)
     }
 
     /// A readable dump of the session (CGI::Session's `dump`), with the id shortened.

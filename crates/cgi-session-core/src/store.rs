@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::commit::{self, Apply, Job};
+use crate::cookie::CookieConfig;
 use crate::driver::Driver;
 use crate::error::Error;
 use crate::id::{IdGenerator, SecureRandomIds, SessionId};
@@ -15,9 +16,6 @@ use crate::lock::{LocalLocks, LockMode, SessionLock};
 use crate::serializer::{JsonSerializer, Serializer};
 use crate::session::{Purpose, Session};
 use crate::shared_read::SharedReads;
-
-/// CGI::Session's cookie name.
-pub const DEFAULT_COOKIE_NAME: &str = "CGISESSID";
 
 /// How long an item outlives its session's idle timeout in the store, in seconds.
 ///
@@ -151,42 +149,6 @@ impl StatCounters {
             lock_polls: r(&self.lock_polls),
             lock_wait_micros: r(&self.lock_wait_micros),
             lock_timeouts: r(&self.lock_timeouts),
-        }
-    }
-}
-
-/// The `SameSite` attribute of the session cookie.
-pub use cookie::SameSite;
-
-/// Settings of the session cookie (CGI::Session's `name()` and `cookie()`).
-///
-/// Defaults fix CGI::Session's flaws: `HttpOnly` and `SameSite=Lax` are on; `Secure` is off
-/// by default only because the demo runs on plain HTTP: turn it on in production.
-#[derive(Debug, Clone)]
-pub struct CookieConfig {
-    /// Cookie name, [`DEFAULT_COOKIE_NAME`] by default.
-    pub name: String,
-    /// `Path`, `/` by default.
-    pub path: String,
-    /// `Domain`, none by default.
-    pub domain: Option<String>,
-    /// `Secure`.
-    pub secure: bool,
-    /// `HttpOnly`.
-    pub http_only: bool,
-    /// `SameSite`.
-    pub same_site: Option<SameSite>,
-}
-
-impl Default for CookieConfig {
-    fn default() -> Self {
-        Self {
-            name: DEFAULT_COOKIE_NAME.into(),
-            path: "/".into(),
-            domain: None,
-            secure: false,
-            http_only: true,
-            same_site: Some(SameSite::Lax),
         }
     }
 }

@@ -1,0 +1,222 @@
+//! The session cookie's one home: its settings ([`CookieConfig`], set once on the store) and
+//! everything every adapter sends from them: the session cookie, the removal cookie and the
+//! CGI header block ([`cgi_header`], CGI::Session's `header()`).
+//!
+//! [`Session::cookie`](crate::Session::cookie) and [`Session::header`](crate::Session::header)
+//! are built here; the tower layer adds only its signature, and the CGI adapter prints
+//! [`Session::header`](crate::Session::header). Reading the cookie back from a request is
+//! [`cookie_header`](crate::cookie_header)'s job.
+//!
+//! ```
+//! use cgi_session_core::cookie::cgi_header;
+//! use cgi_session_core::CookieConfig;
+//!
+//! let config = CookieConfig { secure: true, ..CookieConfig::default() };
+//! let cookie = config.session_cookie("5ee0c1d2a1b2c3d4e5f60718293a4b5c", Some(1800));
+//! assert_eq!(
+//!     cookie.to_string(),
+//!     "CGISESSID=5ee0c1d2a1b2c3d4e5f60718293a4b5c; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=1800"
+//! );
+//! let header = cgi_header(Some(&cookie), "text/plain");
+//! assert!(header.starts_with("Set-Cookie: CGISESSID=5ee0c1d2"));
+//! assert!(header.ends_with("\r\nContent-Type: text/plain\r\n\r\n"));
+//! ```
+
+use ::cookie::Cookie;
+
+use crate::id::SessionId;
+
+/// The `SameSite` attribute of the session cookie (the `cookie` crate's type).
+pub use ::cookie::SameSite;
+
+/// CGI::Session's cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "CGISESSID";
+
+/// Settings of the session cookie (CGI::Session's `name()` and `cookie()`), given to the store
+/// once ([`SessionStoreBuilder::cookie`](crate::SessionStoreBuilder::cookie)) and used by every
+/// adapter.
+///
+/// Defaults fix CGI::Session's flaws: `HttpOnly` and `SameSite=Lax` are on; `Secure` is off
+/// by default only because the demo runs on plain HTTP: turn it on in production.
+///
+/// ```
+/// use cgi_session_core::{CookieConfig, MemoryDriver, SameSite, SessionStore};
+///
+/// let store = SessionStore::builder(MemoryDriver::new())
+///     .cookie(CookieConfig {
+///         name: "MYSESSID".into(),
+///         secure: true,
+///         same_site: Some(SameSite::Strict),
+///         ..CookieConfig::default()
+///     })
+///     .build();
+/// assert_eq!(store.cookie_name(), "MYSESSID");
+/// ```
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Cookie name, [`DEFAULT_COOKIE_NAME`] by default.
+    pub name: String,
+    /// `Path`, `/` by default.
+    pub path: String,
+    /// `Domain`, none by default.
+    pub domain: Option<String>,
+    /// `Secure`.
+    pub secure: bool,
+    /// `HttpOnly`.
+    pub http_only: bool,
+    /// `SameSite`.
+    pub same_site: Option<SameSite>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_COOKIE_NAME.into(),
+            path: "/".into(),
+            domain: None,
+            secure: false,
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+        }
+    }
+}
+
+impl CookieConfig {
+    /// The cookie carrying the session id `value`: this config's name, `Path`, `Domain`,
+    /// `Secure`, `HttpOnly` and `SameSite`, and `Max-Age` when `max_age` (the session's idle
+    /// timeout in seconds) is above 0; without it the cookie lasts as long as the browser
+    /// session.
+    ///
+    /// ```
+    /// use cgi_session_core::CookieConfig;
+    ///
+    /// let config = CookieConfig { domain: Some("example.org".into()), ..CookieConfig::default() };
+    /// let cookie = config.session_cookie("abc", None);
+    /// assert_eq!(cookie.to_string(), "CGISESSID=abc; HttpOnly; SameSite=Lax; Path=/; Domain=example.org");
+    /// assert_eq!(config.session_cookie("abc", Some(0)).max_age(), None);
+    /// ```
+    pub fn session_cookie(&self, value: &str, max_age: Option<i64>) -> Cookie<'static> {
+        let mut cookie = self.unset(value.to_owned());
+        if let Some(secs) = max_age.filter(|s| *s > 0) {
+            cookie.set_max_age(::cookie::time::Duration::seconds(secs));
+        }
+        cookie
+    }
+
+    /// The cookie telling the browser to forget the session cookie: the same name, `Path`,
+    /// `Domain` and flags, an empty value, `Max-Age=0` and an `Expires` in the past (sent
+    /// after a logout, or when the client's id is no longer usable).
+    ///
+    /// ```
+    /// use cgi_session_core::CookieConfig;
+    ///
+    /// let removal = CookieConfig::default().removal_cookie().to_string();
+    /// assert!(removal.starts_with("CGISESSID=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0; Expires="));
+    /// ```
+    pub fn removal_cookie(&self) -> Cookie<'static> {
+        let mut cookie = self.unset(String::new());
+        cookie.make_removal();
+        cookie
+    }
+
+    /// Name, value and the attributes every session cookie carries.
+    fn unset(&self, value: String) -> Cookie<'static> {
+        let mut builder = Cookie::build((self.name.clone(), value))
+            .path(self.path.clone())
+            .http_only(self.http_only)
+            .secure(self.secure);
+        if let Some(same_site) = self.same_site {
+            builder = builder.same_site(same_site);
+        }
+        if let Some(domain) = &self.domain {
+            builder = builder.domain(domain.clone());
+        }
+        builder.build()
+    }
+}
+
+/// The CGI header block (CGI::Session's `header()`): `Set-Cookie` when there is a cookie, then
+/// `Content-Type`, then the empty line ending the headers, all CRLF-terminated.
+///
+/// ```
+/// use cgi_session_core::cookie::cgi_header;
+///
+/// assert_eq!(cgi_header(None, "text/html"), "Content-Type: text/html\r\n\r\n");
+/// ```
+pub fn cgi_header(cookie: Option<&Cookie<'_>>, content_type: &str) -> String {
+    let mut out = String::new();
+    if let Some(c) = cookie {
+        out.push_str("Set-Cookie: ");
+        out.push_str(&c.to_string());
+        out.push_str("\r\n");
+    }
+    out.push_str("Content-Type: ");
+    out.push_str(content_type);
+    out.push_str("\r\n\r\n");
+    out
+}
+
+/// [`Session::cookie`](crate::Session::cookie): none without an id, the removal cookie for a
+/// deleted session, otherwise the session cookie with the idle timeout as `Max-Age`.
+pub(crate) fn for_session(
+    config: &CookieConfig,
+    id: Option<&SessionId>,
+    deleted: bool,
+    idle_timeout: Option<i64>,
+) -> Option<Cookie<'static>> {
+    let id = id?;
+    Some(if deleted {
+        config.removal_cookie()
+    } else {
+        config.session_cookie(id.as_str(), idle_timeout)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "5ee0c1d2a1b2c3d4e5f60718293a4b5c";
+
+    #[test]
+    fn every_attribute_of_the_config_reaches_the_cookie() {
+        let config = CookieConfig {
+            name: "S".into(),
+            path: "/app".into(),
+            domain: Some("example.org".into()),
+            secure: true,
+            http_only: false,
+            same_site: None,
+        };
+        assert_eq!(
+            config.session_cookie(ID, Some(60)).to_string(),
+            format!("S={ID}; Secure; Path=/app; Domain=example.org; Max-Age=60")
+        );
+        let removal = config.removal_cookie();
+        assert_eq!(removal.name(), "S");
+        assert_eq!(removal.value(), "");
+        assert_eq!(removal.path(), Some("/app"));
+        assert_eq!(removal.domain(), Some("example.org"));
+        assert_eq!(removal.secure(), Some(true));
+        assert_eq!(removal.max_age(), Some(::cookie::time::Duration::ZERO));
+    }
+
+    #[test]
+    fn a_session_without_an_id_has_no_cookie_and_a_deleted_one_a_removal_cookie() {
+        let config = CookieConfig::default();
+        let id = SessionId::parse(ID).unwrap();
+        assert!(for_session(&config, None, false, Some(60)).is_none());
+        let live = for_session(&config, Some(&id), false, Some(60)).unwrap();
+        assert_eq!(live.value(), ID);
+        assert_eq!(live.max_age(), Some(::cookie::time::Duration::seconds(60)));
+        let negative = for_session(&config, Some(&id), false, Some(-1)).unwrap();
+        assert_eq!(negative.max_age(), None);
+        let gone = for_session(&config, Some(&id), true, Some(60)).unwrap();
+        assert_eq!(gone.value(), "");
+        assert_eq!(gone.max_age(), Some(::cookie::time::Duration::ZERO));
+        assert_eq!(
+            cgi_header(Some(&gone), "text/plain"),
+            format!("Set-Cookie: {gone}\r\nContent-Type: text/plain\r\n\r\n")
+        );
+    }
+}
