@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::response::{IntoResponse, Response};
+use axum_core::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 
@@ -18,7 +18,7 @@ use http::{HeaderValue, StatusCode};
 /// retry can help); the cause is logged by the layer, not sent to the client.
 ///
 /// ```
-/// use axum::response::IntoResponse;
+/// use axum_core::response::IntoResponse;
 /// use cgi_session_tower::SessionError;
 ///
 /// let e = SessionError::MissingLayer;
@@ -30,13 +30,13 @@ pub enum SessionError {
     /// The session store could not be reached (down, hung, refused). The request is answered
     /// with 503 Service Unavailable; retry once the store is back.
     #[error("the session store is unavailable ({0}); the request was answered with 503: check that the store (e.g. memcached) is running and reachable")]
-    Unavailable(Arc<cgi_session::Error>),
+    Unavailable(Arc<cgi_session_core::Error>),
 
     /// The session is busy: other requests kept it locked, or other processes kept writing it,
     /// past the store's deadline. The request is answered with 503 and `Retry-After`; it can be
     /// retried as it is.
     #[error("the session is busy ({0}); the request was answered with 503 and Retry-After")]
-    Busy(Arc<cgi_session::Error>),
+    Busy(Arc<cgi_session_core::Error>),
 
     /// Session locks are off for this layer but the handler called
     /// [`SessionHandle::lock`](crate::SessionHandle::lock).
@@ -47,7 +47,7 @@ pub enum SessionError {
     /// 500), or the handler's own call failed (a type mismatch in `get`, a reserved name in
     /// `set`: nothing is recorded then).
     #[error("session error: {0}")]
-    Session(Arc<cgi_session::Error>),
+    Session(Arc<cgi_session_core::Error>),
 
     /// The handler asked for a [`SessionHandle`](crate::SessionHandle) but no
     /// [`SessionLayer`](crate::SessionLayer) wraps the route.
@@ -122,10 +122,10 @@ impl SessionError {
         (self.status(), headers, self.body())
     }
 
-    pub(crate) fn from_store(e: cgi_session::Error) -> Self {
+    pub(crate) fn from_store(e: cgi_session_core::Error) -> Self {
         if e.is_busy() {
             Self::Busy(Arc::new(e))
-        } else if is_unavailable(&e) {
+        } else if e.is_unavailable() {
             Self::Unavailable(Arc::new(e))
         } else {
             Self::Session(Arc::new(e))
@@ -133,10 +133,10 @@ impl SessionError {
     }
 }
 
-impl From<cgi_session::Error> for SessionError {
+impl From<cgi_session_core::Error> for SessionError {
     /// Classifies a session error: busy (503 with `Retry-After`), store unavailable (503),
     /// anything else (500).
-    fn from(e: cgi_session::Error) -> Self {
+    fn from(e: cgi_session_core::Error) -> Self {
         Self::from_store(e)
     }
 }
@@ -149,7 +149,7 @@ impl From<cgi_session::Error> for SessionError {
 /// request would bury everything else (17,597 lines in 12 s of a one-server outage before).
 pub(crate) fn logged_store_failure(
     logs: &StoreLogs,
-    e: cgi_session::Error,
+    e: cgi_session_core::Error,
     what: &str,
 ) -> SessionError {
     let err = SessionError::from_store(e);
@@ -257,15 +257,11 @@ impl LogLimiter {
     }
 }
 
-fn is_too_large(e: &cgi_session::Error) -> bool {
+fn is_too_large(e: &cgi_session_core::Error) -> bool {
     matches!(
         e,
-        cgi_session::Error::Driver(cgi_session::DriverError::TooLarge { .. })
+        cgi_session_core::Error::Driver(cgi_session_core::DriverError::TooLarge { .. })
     )
-}
-
-pub(crate) fn is_unavailable(e: &cgi_session::Error) -> bool {
-    matches!(e, cgi_session::Error::Driver(d) if d.is_unavailable())
 }
 
 impl SessionError {
@@ -321,8 +317,8 @@ mod limiter_tests {
 
     #[test]
     fn a_session_too_large_to_save_says_so() {
-        let e = SessionError::from_store(cgi_session::Error::Driver(
-            cgi_session::DriverError::TooLarge {
+        let e = SessionError::from_store(cgi_session_core::Error::Driver(
+            cgi_session_core::DriverError::TooLarge {
                 driver: "memcache",
                 size: 2_000_000,
                 limit: 1_048_576,
@@ -334,8 +330,8 @@ mod limiter_tests {
 
     #[test]
     fn a_write_with_an_unknown_outcome_says_so() {
-        let e = SessionError::from_store(cgi_session::Error::Driver(
-            cgi_session::DriverError::OutcomeUnknown {
+        let e = SessionError::from_store(cgi_session_core::Error::Driver(
+            cgi_session_core::DriverError::OutcomeUnknown {
                 driver: "memcache",
                 source: "127.0.0.1:11211: no reply within 1 s".into(),
             },

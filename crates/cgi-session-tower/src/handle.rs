@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use cgi_session::{LockMode, Session, SessionId, SessionLock, SessionStore};
+use axum_core::extract::FromRequestParts;
+use cgi_session_core::{LockMode, Session, SessionId, SessionLock, SessionStore};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -135,7 +135,7 @@ impl SessionHandle {
             }
         }
         MutexGuard::try_map(state, |s| s.session.as_mut())
-            .map_err(|_| SessionError::Session(Arc::new(cgi_session::Error::NoId)))
+            .map_err(|_| SessionError::Session(Arc::new(cgi_session_core::Error::NoId)))
     }
 
     /// The loaded session, for everything [`Session`] offers (expiry, metadata, `names`,
@@ -217,7 +217,7 @@ impl SessionHandle {
             }
         }
         MutexGuard::try_map(state, |s| s.session.as_mut())
-            .map_err(|_| SessionError::Session(Arc::new(cgi_session::Error::NoId)))
+            .map_err(|_| SessionError::Session(Arc::new(cgi_session_core::Error::NoId)))
     }
 
     /// Atomic read-modify-write: runs `change` on the freshest stored copy of the session and
@@ -252,17 +252,19 @@ impl SessionHandle {
     /// `Retry-After`); [`SessionError::Session`] with what `change` returned.
     pub async fn update<R, F>(&self, change: F) -> Result<R, SessionError>
     where
-        F: FnMut(&mut Session) -> Result<R, cgi_session::Error> + Send + 'static,
+        F: FnMut(&mut Session) -> Result<R, cgi_session_core::Error> + Send + 'static,
         R: Send + 'static,
     {
         drop(self.loaded().await?);
         let mut state = self.0.state.lock().await;
         let Some(session) = state.session.as_mut() else {
-            return Err(SessionError::Session(Arc::new(cgi_session::Error::NoId)));
+            return Err(SessionError::Session(Arc::new(
+                cgi_session_core::Error::NoId,
+            )));
         };
         match session.update(change).await {
             Ok(r) => Ok(r),
-            Err(e) if e.is_busy() || crate::error::is_unavailable(&e) => Err(record_failure(
+            Err(e) if e.is_busy() || e.is_unavailable() => Err(record_failure(
                 &self.0.logs,
                 &mut state,
                 e,
@@ -286,7 +288,7 @@ impl SessionHandle {
 
     /// A parameter read with Perl's scalar rules, for sessions a Perl application writes
     /// (`'7'` is 7 where a number is asked for, `undef` is `None`): see
-    /// [`Session::get_perl`](cgi_session::Session::get_perl).
+    /// [`Session::get_perl`](cgi_session_core::Session::get_perl).
     ///
     /// # Errors
     /// As [`SessionHandle::get`].
@@ -336,7 +338,9 @@ impl SessionHandle {
         drop(self.loaded().await?);
         let mut state = self.0.state.lock().await;
         let Some(session) = state.session.as_mut() else {
-            return Err(SessionError::Session(Arc::new(cgi_session::Error::NoId)));
+            return Err(SessionError::Session(Arc::new(
+                cgi_session_core::Error::NoId,
+            )));
         };
         match session.regenerate_id().await {
             Ok(()) => Ok(()),
@@ -386,7 +390,7 @@ impl SessionHandle {
 fn record_failure(
     logs: &crate::error::StoreLogs,
     state: &mut State,
-    e: cgi_session::Error,
+    e: cgi_session_core::Error,
     what: &str,
 ) -> SessionError {
     let err = crate::error::logged_store_failure(logs, e, what);

@@ -1,14 +1,12 @@
 //! [`SessionLayer`] and its [`SessionService`].
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::ConnectInfo;
-use cgi_session::cookie_header::{self, SessionCookie};
-use cgi_session::{LockMode, Session, SessionId, SessionStore};
+use cgi_session_core::cookie_header::{self, SessionCookie};
+use cgi_session_core::{LockMode, Session, SessionId, SessionStore};
 use cookie::{Cookie, CookieJar, Key};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -22,8 +20,6 @@ use crate::handle::{SessionHandle, Shared, State};
 #[derive(Debug, Clone)]
 struct Config {
     store: SessionStore,
-    cookie_name: String,
-    secure: Option<bool>,
     key: Option<Key>,
     lock_mode: Option<LockMode>,
     logs: Arc<crate::error::StoreLogs>,
@@ -36,10 +32,11 @@ struct Config {
 ///
 /// 1. The id is read from the session cookie (verified first when cookies are signed: a
 ///    tampered or unsigned value counts as no id) with the `Cookie` parser every adapter
-///    shares ([`cgi_session::cookie_header`]: raw bytes, so a non-UTF-8 byte in another
+///    shares ([`cgi_session_core::cookie_header`]: raw bytes, so a non-UTF-8 byte in another
 ///    cookie hides nothing; several `Cookie` headers; the first session cookie counts, as in
-///    CGI.pm), and the client address from axum's
-///    [`ConnectInfo`] when present (for the store's ip matching). No store I/O yet.
+///    CGI.pm), and, with the `connect-info` feature (on by default), the client address from
+///    axum's `ConnectInfo<SocketAddr>` when present (for the store's ip matching). No store
+///    I/O yet.
 /// 2. The handler's first use of the [`SessionHandle`] loads the session
 ///    (`CGI::Session->new`: the stored session, or a new one with a fresh id).
 /// 3. After the handler: nothing happens if the session was never used. Otherwise a deleted
@@ -51,7 +48,7 @@ struct Config {
 ///    with the cause logged; a session that stays busy past its deadline (its lock held, or
 ///    other processes writing it) into a 503 with `Retry-After`; other store failures into a
 ///    500. Every error response has a short text body. A session deleted meanwhile by
-///    another request ([`cgi_session::Error::Gone`]) is not brought back: the response stands
+///    another request ([`cgi_session_core::Error::Gone`]) is not brought back: the response stands
 ///    and the cookie is removed.
 /// 5. With a session lock ([`SessionLayer::lock_mode`]), the lock is released once the session
 ///    is saved (or, for a cancelled request, by a background task).
@@ -60,17 +57,22 @@ struct Config {
 /// one write (changes to different parameters are all kept; for one parameter the last write
 /// wins). For a value computed from its old value, use [`SessionHandle::update`].
 ///
+/// The cookie is configured in one place, the store's [`CookieConfig`] (name, `Secure`,
+/// `SameSite`, `Domain`...); the layer only adds its signature:
+///
 /// ```
-/// use cgi_session::{MemoryDriver, SessionStore};
+/// use cgi_session_core::{CookieConfig, MemoryDriver, SessionStore};
 /// use cgi_session_tower::{Key, SessionLayer};
 ///
-/// let store = SessionStore::builder(MemoryDriver::new()).default_expire(1800).build();
-/// let layer = SessionLayer::new(store)
-///     .cookie_name("MYSESSID")
-///     .secure(true)
-///     .signed(Key::generate());
+/// let store = SessionStore::builder(MemoryDriver::new())
+///     .default_expire(1800)
+///     .cookie(CookieConfig { name: "MYSESSID".into(), secure: true, ..CookieConfig::default() })
+///     .build();
+/// let layer = SessionLayer::new(store).signed(Key::generate());
 /// # let _ = layer;
 /// ```
+///
+/// [`CookieConfig`]: cgi_session_core::CookieConfig
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct SessionLayer {
@@ -78,36 +80,20 @@ pub struct SessionLayer {
 }
 
 impl SessionLayer {
-    /// A layer over `store`; the cookie is named after the store's
-    /// [`cookie_name`](SessionStore::cookie_name) (`CGISESSID` by default) and takes its
-    /// attributes from the store's [`CookieConfig`](cgi_session::CookieConfig) (`HttpOnly`,
-    /// `SameSite=Lax`, `Path=/` by default).
+    /// A layer over `store`; the cookie is the store's: named after its
+    /// [`cookie_name`](SessionStore::cookie_name) (`CGISESSID` by default), with the
+    /// attributes of its [`CookieConfig`](cgi_session_core::CookieConfig) (`HttpOnly`,
+    /// `SameSite=Lax`, `Path=/` by default; `Secure` off unless set: turn it on wherever the
+    /// site is served over HTTPS).
     pub fn new(store: SessionStore) -> Self {
-        let cookie_name = store.cookie_name().to_owned();
         Self {
             config: Config {
                 store,
-                cookie_name,
-                secure: None,
                 key: None,
                 lock_mode: None,
                 logs: Arc::default(),
             },
         }
-    }
-
-    /// The cookie name (CGI::Session's `name()`).
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.config.cookie_name = name.into();
-        self
-    }
-
-    /// Whether the cookie carries `Secure` (only sent over HTTPS). Default: the store's
-    /// [`CookieConfig::secure`](cgi_session::CookieConfig::secure), off unless set: turn it on
-    /// wherever the site is served over HTTPS.
-    pub fn secure(mut self, secure: bool) -> Self {
-        self.config.secure = Some(secure);
-        self
     }
 
     /// Signs the cookie with `key` (the `cookie` crate's signed jar, HMAC-SHA256): a cookie
@@ -172,10 +158,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
         let (claimed, cookie_sent) = claimed_id(req.headers(), &config);
-        let remote_addr = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let remote_addr = remote_addr(&req);
         let shared = Arc::new(Shared {
             store: config.store.clone(),
             claimed,
@@ -198,10 +181,24 @@ where
     }
 }
 
+/// The client's address from axum's `ConnectInfo<SocketAddr>`, when the server provides it.
+#[cfg(feature = "connect-info")]
+fn remote_addr<B>(req: &Request<B>) -> Option<String> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string())
+}
+
+/// Without the `connect-info` feature the layer knows no client address.
+#[cfg(not(feature = "connect-info"))]
+fn remote_addr<B>(_req: &Request<B>) -> Option<String> {
+    None
+}
+
 /// The session id the request's cookie holds, and whether a session cookie was sent at all.
 ///
 /// The header(s) are read with the one cookie parser every adapter shares
-/// ([`cgi_session::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not hide
+/// ([`cgi_session_core::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not hide
 /// the session cookie), several `Cookie` headers, and the first session cookie counts, as in
 /// CGI.pm.
 fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool) {
@@ -209,14 +206,15 @@ fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool) {
         .get_all(COOKIE)
         .into_iter()
         .map(HeaderValue::as_bytes);
-    let Some(raw) = cookie_header::first_value(cookies, &config.cookie_name) else {
+    let name = config.store.cookie_name();
+    let Some(raw) = cookie_header::first_value(cookies, name) else {
         return (None, false);
     };
     let id = match &config.key {
         None => SessionCookie::from_value(raw).id().map(str::to_owned),
         Some(key) => {
             let verified = std::str::from_utf8(raw).ok().and_then(|value| {
-                let cookie = Cookie::new(config.cookie_name.clone(), value.to_owned());
+                let cookie = Cookie::new(name.to_owned(), value.to_owned());
                 CookieJar::new().signed(key).verify(cookie)
             });
             if verified.is_none() {
@@ -309,10 +307,10 @@ fn flush_failed<B: From<String>>(
     logs: &crate::error::StoreLogs,
     response: &mut Response<B>,
     session: &mut Session,
-    e: cgi_session::Error,
+    e: cgi_session_core::Error,
 ) -> bool {
     session.discard();
-    if let cgi_session::Error::Gone { .. } = e {
+    if let cgi_session_core::Error::Gone { .. } = e {
         tracing::warn!(error = %e, "session changes not saved");
         return false;
     }
@@ -335,39 +333,24 @@ fn replace_with_error<B: From<String>>(response: &mut Response<B>, error: &Sessi
     *response = replacement;
 }
 
-/// The cookie carrying the session's id, with the layer's name, `Secure` and signature.
+/// The session's cookie ([`Session::cookie`], built from the store's one cookie
+/// configuration), signed when the layer has a key.
 fn session_cookie(config: &Config, session: &Session) -> Option<Cookie<'static>> {
-    let mut cookie = session.cookie()?;
-    cookie.set_name(config.cookie_name.clone());
-    if let Some(secure) = config.secure {
-        cookie.set_secure(secure);
-    }
+    let cookie = session.cookie()?;
     match &config.key {
         None => Some(cookie),
         Some(key) => {
+            let name = cookie.name().to_owned();
             let mut jar = CookieJar::new();
             jar.signed_mut(key).add(cookie);
-            jar.get(&config.cookie_name).cloned()
+            jar.get(&name).cloned()
         }
     }
 }
 
-/// A cookie telling the client to forget the session cookie.
+/// A cookie telling the client to forget the session cookie (never signed: it holds nothing).
 fn removal_cookie(config: &Config) -> Cookie<'static> {
-    let cfg = config.store.cookie_config();
-    let mut cookie = Cookie::build((config.cookie_name.clone(), ""))
-        .path(cfg.path.clone())
-        .http_only(cfg.http_only)
-        .secure(config.secure.unwrap_or(cfg.secure));
-    if let Some(same_site) = cfg.same_site {
-        cookie = cookie.same_site(same_site);
-    }
-    if let Some(domain) = &cfg.domain {
-        cookie = cookie.domain(domain.clone());
-    }
-    let mut cookie = cookie.build();
-    cookie.make_removal();
-    cookie
+    config.store.cookie_config().removal_cookie()
 }
 
 fn append_cookie<B>(response: &mut Response<B>, cookie: &Cookie<'static>) {

@@ -1,4 +1,4 @@
-//! A [tower] layer and an [axum] extractor for [cgi-session](cgi_session): CGI::Session's
+//! A [tower] layer and an [axum] extractor for [cgi-session](cgi_session_core): CGI::Session's
 //! per-request routine (`CGI::Session->new`, `param`, `flush`, `header`) done once, around
 //! every handler.
 //!
@@ -6,12 +6,14 @@
 //!   handler that never touches it costs no store I/O and sends no cookie.
 //! - **Saved only if changed**: after the handler, a changed (or deleted, or regenerated)
 //!   session is flushed; an untouched new session is dropped (no empty sessions for bots).
-//! - **Cookie**: `CGISESSID` by default (the store's [`cookie_name`](cgi_session::SessionStore::cookie_name)),
-//!   `HttpOnly; SameSite=Lax; Path=/` by default, `Secure` one option away, optionally signed
-//!   with the `cookie` crate's signed jar ([`SessionLayer::signed`]). The cookie is set when the
-//!   id is new to the client, refreshed (its `Max-Age`) when the session has an idle timeout,
-//!   and removed after [`SessionHandle::delete`] or when the client sent an id that is no
-//!   longer usable.
+//! - **Cookie**: configured in one place, the store's
+//!   [`CookieConfig`](cgi_session_core::CookieConfig) (built by
+//!   [`cgi_session_core::cookie`], as for CGI programs): `CGISESSID`,
+//!   `HttpOnly; SameSite=Lax; Path=/` by default, `Secure` one option away; the layer only
+//!   adds a signature, with the `cookie` crate's signed jar ([`SessionLayer::signed`]). The
+//!   cookie is set when the id is new to the client, refreshed (its `Max-Age`) when the
+//!   session has an idle timeout, and removed after [`SessionHandle::delete`] or when the
+//!   client sent an id that is no longer usable.
 //! - **Store down is a 503**: when the store cannot be reached while loading or saving, the
 //!   response is `503 Service Unavailable` and the cause is logged (never a silent new
 //!   session, never a full id in the log).
@@ -19,7 +21,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use axum::{routing::get, Router};
-//! use cgi_session::{MemoryDriver, SessionStore};
+//! use cgi_session_core::{MemoryDriver, SessionStore};
 //! use cgi_session_tower::{SessionHandle, SessionLayer};
 //!
 //! async fn greet(session: SessionHandle) -> Result<String, cgi_session_tower::SessionError> {
@@ -31,7 +33,7 @@
 //! let store = SessionStore::builder(MemoryDriver::new()).default_expire(1800).build();
 //! let app: Router = Router::new()
 //!     .route("/", get(greet))
-//!     .layer(SessionLayer::new(store).secure(false));
+//!     .layer(SessionLayer::new(store));
 //!
 //! use tower::ServiceExt;
 //! let response = app
@@ -47,6 +49,15 @@
 //! The design follows tower-sessions' split (a store-agnostic layer, a lazily loaded session
 //! shared with the handler through request extensions, signed cookies through the `cookie`
 //! crate), on cgi-session's own engine.
+//!
+//! # Cargo features
+//!
+//! - `connect-info` (default): the client address for the store's ip matching
+//!   ([`SessionStoreBuilder::ip_match`](cgi_session_core::SessionStoreBuilder::ip_match)) is
+//!   read from axum's `ConnectInfo<SocketAddr>` (served with
+//!   `into_make_service_with_connect_info`). It needs axum's `tokio` feature (hyper-util,
+//!   hyper). Without it the layer depends on `axum-core`, `http` and tower's traits only, and
+//!   ip matching sees no address.
 //!
 //! [tower]: https://docs.rs/tower
 //! [axum]: https://docs.rs/axum
