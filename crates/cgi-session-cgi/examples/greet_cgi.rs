@@ -3,8 +3,9 @@
 //! and a short text.
 //!
 //! The store is memcached when `CGI_SESSION_MEMCACHED=host:port` is set in the environment
-//! (pass it with the web server's configuration, e.g. lighttpd's `setenv.add-environment`),
-//! otherwise files in `CGI_SESSION_DIR` (default: the temp directory). The new value of
+//! (pass it with the web server's configuration, e.g. lighttpd's `setenv.add-environment`;
+//! built without the `memcache` feature, the program then answers 500 and says why in the
+//! error log), otherwise files in `CGI_SESSION_DIR` (default: the temp directory). The new value of
 //! `greet_en` is the request's `greet_en` parameter, or the seed's `"Hi !"`.
 //!
 //! A browser sends several requests of one session at once, and under CGI each is its own
@@ -31,26 +32,40 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cgi_session_cgi::{
-    connect_memcached, CgiError, CgiRequest, CgiSession, ClientConfig, DriverArgs, LockMode,
-};
+use cgi_session_cgi::{CgiError, CgiRequest, CgiSession, DriverArgs, LockMode};
 
 fn main() -> ExitCode {
     let lock_mode = match std::env::var("CGI_SESSION_LOCK") {
         Ok(mode) if !mode.is_empty() => match LockMode::parse(&mode) {
             Some(mode) => mode,
             None => {
-                // A configuration mistake: the server's log says which, the client gets a 500.
-                eprintln!(
-                    "greet-cgi: CGI_SESSION_LOCK={mode:?} is not one of off, every-request, on-demand"
-                );
-                print!("Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nthe session lock mode is misconfigured\n");
-                return ExitCode::SUCCESS;
+                return misconfigured(
+                    &format!(
+                        "CGI_SESSION_LOCK={mode:?} is not one of off, every-request, on-demand"
+                    ),
+                    "the session lock mode is misconfigured",
+                )
             }
         },
         _ => LockMode::Off,
     };
-    match run(lock_mode) {
+    let store = match std::env::var("CGI_SESSION_MEMCACHED") {
+        #[cfg(feature = "memcache")]
+        Ok(server) if !server.is_empty() => Store::Memcached(server),
+        #[cfg(not(feature = "memcache"))]
+        Ok(server) if !server.is_empty() => {
+            return misconfigured(
+                "CGI_SESSION_MEMCACHED is set but greet-cgi was built without the `memcache` feature; rebuild it with `--features memcache` or unset it",
+                "the session store is misconfigured",
+            )
+        }
+        _ => Store::Files(
+            std::env::var_os("CGI_SESSION_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+        ),
+    };
+    match run(lock_mode, store) {
         Ok(()) => {}
         Err(e) => {
             // The visitor gets the status and a sentence; the details (e.g. the memcached
@@ -62,20 +77,33 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(lock_mode: LockMode) -> Result<(), CgiError> {
-    let (dsn, args) = match std::env::var("CGI_SESSION_MEMCACHED") {
-        Ok(server) if !server.is_empty() => {
+/// Where the sessions are kept.
+enum Store {
+    /// `CGI_SESSION_MEMCACHED`: a memcached server's `host:port`.
+    #[cfg(feature = "memcache")]
+    Memcached(String),
+    /// `CGI_SESSION_DIR`: a directory of session files.
+    Files(PathBuf),
+}
+
+/// A configuration mistake: the server's log says which, the client gets a 500.
+fn misconfigured(detail: &str, for_the_visitor: &str) -> ExitCode {
+    eprintln!("greet-cgi: {detail}");
+    print!("Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{for_the_visitor}\n");
+    ExitCode::SUCCESS
+}
+
+fn run(lock_mode: LockMode, store: Store) -> Result<(), CgiError> {
+    let (dsn, args) = match store {
+        #[cfg(feature = "memcache")]
+        Store::Memcached(server) => {
+            use cgi_session_cgi::{connect_memcached, ClientConfig};
             // my $memd = new Cache::Memcached({servers => ['localhost:11211']});
             // if (!$memd) {die("No Connection to Memcached !");}
             let memd = connect_memcached(ClientConfig::new(server))?;
             ("driver:memcache", DriverArgs::new().handle(memd))
         }
-        _ => {
-            let dir = std::env::var_os("CGI_SESSION_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir);
-            ("driver:file", DriverArgs::new().directory(dir))
-        }
+        Store::Files(dir) => ("driver:file", DriverArgs::new().directory(dir)),
     };
 
     // my $cgi = CGI->new();

@@ -23,7 +23,7 @@ static DECIDED: OnceLock<bool> = OnceLock::new();
 /// nothing until a program installs a subscriber, and a CGI program rarely does. So the first
 /// [`CgiRequest::from_env`](crate::CgiRequest::from_env),
 /// [`CgiSession::new`](crate::CgiSession::new) (or `from_store`),
-/// [`connect_memcached`](crate::connect_memcached) or
+/// `connect_memcached` (feature `memcache`) or
 /// [`CgiError::response`](crate::CgiError::response) installs [`StderrLog::from_env`]: warnings
 /// and errors, one line each, prefixed with the program's name, as Apache and lighttpd expect:
 ///

@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[cfg(feature = "memcache")]
 use memcached_harness::MemcachedServer;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_greet-cgi");
@@ -131,6 +132,7 @@ fn a_latin1_byte_in_another_cookie_keeps_the_visitor_logged_in() {
 }
 
 #[test]
+#[cfg(feature = "memcache")]
 fn a_dead_memcached_is_a_plain_503_for_the_visitor_with_the_details_in_the_log() {
     let mut memcached = MemcachedServer::start();
     let addr = memcached.addr().to_string();
