@@ -222,7 +222,8 @@ impl CgiRequest {
     }
 
     /// All parameters, form fields of a POST body first, then the query string (CGI.pm's
-    /// order), with repeats. Pass it to [`CgiSession::save_params`](crate::CgiSession::save_params) for CGI::Session's
+    /// order), with repeats. Pass it to
+    /// [`CgiSession::save_params`](crate::CgiSession::save_params) for CGI::Session's
     /// `save_param`.
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
         self.form

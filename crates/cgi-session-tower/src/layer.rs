@@ -48,8 +48,8 @@ struct Config {
 ///    with the cause logged; a session that stays busy past its deadline (its lock held, or
 ///    other processes writing it) into a 503 with `Retry-After`; other store failures into a
 ///    500. Every error response has a short text body. A session deleted meanwhile by
-///    another request ([`cgi_session_core::Error::Gone`]) is not brought back: the response stands
-///    and the cookie is removed.
+///    another request ([`cgi_session_core::Error::Gone`]) is not brought back: the response
+///    stands and the cookie is removed.
 /// 5. With a session lock ([`SessionLayer::lock_mode`]), the lock is released once the session
 ///    is saved (or, for a cancelled request, by a background task).
 ///
@@ -198,9 +198,9 @@ fn remote_addr<B>(_req: &Request<B>) -> Option<String> {
 /// The session id the request's cookie holds, and whether a session cookie was sent at all.
 ///
 /// The header(s) are read with the one cookie parser every adapter shares
-/// ([`cgi_session_core::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not hide
-/// the session cookie), several `Cookie` headers, and the first session cookie counts, as in
-/// CGI.pm.
+/// ([`cgi_session_core::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not
+/// hide the session cookie), several `Cookie` headers, and the first session cookie counts, as
+/// in CGI.pm.
 fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool) {
     let cookies = headers
         .get_all(COOKIE)
