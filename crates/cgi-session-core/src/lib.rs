@@ -83,11 +83,17 @@
 //! [cgi-session]: https://example.invalid/cgi-session
 #![forbid(unsafe_code)]
 
+// Module dependencies (no circle): `config` and `stats` <- `lock`, `shared_read`, `commit`
+// (the group commit's queues) <- `engine` (load, save, merge) <- `session` (the accessors) and
+// `store` (`SessionStore`). The leaves (`driver`, `record`, `id`, `error`, ...) are used by all.
+mod backoff;
 mod clock;
 mod commit;
+mod config;
 pub mod cookie_header;
 pub mod driver;
 mod dsn;
+mod engine;
 mod error;
 mod expire;
 mod id;
@@ -97,28 +103,31 @@ pub mod record;
 mod serializer;
 mod session;
 mod shared_read;
+mod stats;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    ConflictPolicy, CookieConfig, LockMode, SameSite, SessionStoreBuilder, Undecodable,
+    DEFAULT_COOKIE_NAME, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE,
+    DEFAULT_TTL_GRACE_SECS,
+};
 pub use driver::file::{FileDriver, DEFAULT_MAX_SESSION_SIZE};
 pub use driver::memory::MemoryDriver;
 pub use driver::{
     Driver, ListedSession, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version,
 };
 pub use dsn::Dsn;
+pub use engine::Session;
 pub use error::{
     BoxError, DriverError, DsnError, Error, ExpireParseError, IdError, SerializeError,
 };
 pub use expire::parse_expire;
 pub use id::{IdGenerator, IncrIds, SecureRandomIds, SessionId, StaticIds, MAX_ID_LEN};
-pub use lock::{LockMode, SessionLock};
+pub use lock::SessionLock;
 pub use serializer::{JsonSerializer, Serializer};
-pub use session::Session;
-pub use store::{
-    ConflictPolicy, CookieConfig, SameSite, SessionStore, SessionStoreBuilder, StoreStats,
-    Undecodable, DEFAULT_COOKIE_NAME, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE,
-    DEFAULT_TTL_GRACE_SECS,
-};
+pub use stats::StoreStats;
+pub use store::SessionStore;
 
 /// Re-exported so that drivers in other crates implement [`Driver`] with the same macro.
 pub use async_trait::async_trait;
