@@ -42,12 +42,7 @@ pub(crate) async fn load_request(
     if !ip_allows(store, &stored, remote_addr) {
         return Ok(Session::empty(store, false));
     }
-    let now = store.clock.now();
-    let Some(mut session) = open(store, stored, now).await? else {
-        return Ok(Session::empty(store, true));
-    };
-    refresh(&mut session, touch, now).await?;
-    Ok(session)
+    open_and_refresh(store, stored, touch).await
 }
 
 /// Loads `id` to save onto it (no ip check; expiry and refresh as on a request's load). An
@@ -57,12 +52,7 @@ pub(crate) async fn load_for_update(store: &Arc<Inner>, id: &SessionId) -> Resul
     let Some(stored) = read(store, id.clone(), touch).await? else {
         return Ok(Session::empty(store, false));
     };
-    let now = store.clock.now();
-    let Some(mut session) = open(store, stored, now).await? else {
-        return Ok(Session::empty(store, true));
-    };
-    refresh(&mut session, touch, now).await?;
-    Ok(session)
+    open_and_refresh(store, stored, touch).await
 }
 
 /// Loads `id` for `find`: read-only (no ip check, no lifetime or access-time refresh);
@@ -75,6 +65,21 @@ pub(crate) async fn load_for_find(store: &Arc<Inner>, id: &SessionId) -> Result<
     Ok(open(store, stored, now)
         .await?
         .unwrap_or_else(|| Session::empty(store, true)))
+}
+
+/// [`open`] then [`refresh`], for the loads that refresh: an empty, expired session when the
+/// stored one had expired.
+async fn open_and_refresh(
+    store: &Arc<Inner>,
+    stored: Stored,
+    touch: Option<Duration>,
+) -> Result<Session, Error> {
+    let now = store.clock.now();
+    let Some(mut session) = open(store, stored, now).await? else {
+        return Ok(Session::empty(store, true));
+    };
+    refresh(&mut session, touch, now).await?;
+    Ok(session)
 }
 
 fn parse_claimed(claimed: Option<&str>) -> Option<SessionId> {

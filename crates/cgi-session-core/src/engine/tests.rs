@@ -43,27 +43,31 @@ async fn load(store: &Arc<Inner>, id: &SessionId) -> Session {
 }
 
 /// What is stored now, read as the engine reads it for a save.
-async fn stored(store: &Arc<Inner>, id: &SessionId) -> serde_json::Map<String, serde_json::Value> {
+async fn stored(store: &Arc<Inner>, id: &SessionId) -> serde_json::Value {
     let mut session = load_for_update(store, id).await.unwrap();
     session.discard();
-    session.params().clone()
+    serde_json::Value::Object(session.params().clone())
 }
 
-#[tokio::test]
-async fn saves_of_different_parameters_from_one_version_are_merged() {
-    let (store, _) = store_with(|_| {});
+/// Two requests that loaded the same version of a stored session (`n = 0`) under `policy`:
+/// the first sets `a`, the second `b`.
+async fn two_requests(policy: ConflictPolicy) -> (Arc<Inner>, SessionId, Session, Session) {
+    let (store, _) = store_with(|c| c.conflict = policy);
     let id = stored_session(&store, None).await;
     let mut a = load(&store, &id).await;
     let mut b = load(&store, &id).await;
     a.set("a", &1).unwrap();
     b.set("b", &2).unwrap();
+    (store, id, a, b)
+}
+
+#[tokio::test]
+async fn saves_of_different_parameters_from_one_version_are_merged() {
+    let (store, id, mut a, mut b) = two_requests(ConflictPolicy::Merge).await;
     flush(&mut a).await.unwrap();
     // `b` still holds the version before `a`'s write: its change is re-applied onto a's.
     flush(&mut b).await.unwrap();
-    assert_eq!(
-        stored(&store, &id).await,
-        *json!({"n": 0, "a": 1, "b": 2}).as_object().unwrap()
-    );
+    assert_eq!(stored(&store, &id).await, json!({"n": 0, "a": 1, "b": 2}));
     assert_eq!(
         b.get::<i64>("a").unwrap(),
         Some(1),
@@ -73,12 +77,7 @@ async fn saves_of_different_parameters_from_one_version_are_merged() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn jobs_submitted_together_are_written_in_one_batch_with_every_change() {
-    let (store, _) = store_with(|_| {});
-    let id = stored_session(&store, None).await;
-    let mut a = load(&store, &id).await;
-    let mut b = load(&store, &id).await;
-    a.set("a", &1).unwrap();
-    b.set("b", &2).unwrap();
+    let (store, id, mut a, mut b) = two_requests(ConflictPolicy::Merge).await;
     let job = |s: &mut Session| {
         let delta = s.changes.delta(&s.record);
         s.discard();
@@ -97,48 +96,29 @@ async fn jobs_submitted_together_are_written_in_one_batch_with_every_change() {
         writes_before + 1,
         "one write"
     );
-    assert_eq!(
-        stored(&store, &id).await,
-        *json!({"n": 0, "a": 1, "b": 2}).as_object().unwrap()
-    );
+    assert_eq!(stored(&store, &id).await, json!({"n": 0, "a": 1, "b": 2}));
 }
 
 #[tokio::test]
 async fn the_error_policy_refuses_a_save_from_a_stale_copy() {
-    let (store, _) = store_with(|c| c.conflict = ConflictPolicy::Error);
-    let id = stored_session(&store, None).await;
-    let mut a = load(&store, &id).await;
-    let mut b = load(&store, &id).await;
-    a.set("a", &1).unwrap();
-    b.set("b", &2).unwrap();
+    let (store, id, mut a, mut b) = two_requests(ConflictPolicy::Error).await;
     flush(&mut a).await.unwrap();
     let refused = flush(&mut b).await;
     assert!(
         matches!(refused, Err(Error::Conflict { ref id, .. }) if *id == *b.id().unwrap()),
         "{refused:?}"
     );
-    assert_eq!(
-        stored(&store, &id).await,
-        *json!({"n": 0, "a": 1}).as_object().unwrap()
-    );
+    assert_eq!(stored(&store, &id).await, json!({"n": 0, "a": 1}));
     b.discard();
 }
 
 #[tokio::test]
 async fn last_write_wins_writes_the_request_copy_over_the_stored_one() {
-    let (store, _) = store_with(|c| c.conflict = ConflictPolicy::LastWriteWins);
-    let id = stored_session(&store, None).await;
-    let mut a = load(&store, &id).await;
-    let mut b = load(&store, &id).await;
-    a.set("a", &1).unwrap();
-    b.set("b", &2).unwrap();
+    let (store, id, mut a, mut b) = two_requests(ConflictPolicy::LastWriteWins).await;
     flush(&mut a).await.unwrap();
     flush(&mut b).await.unwrap();
     // CGI::Session's way: b's whole copy replaces the session, a's change is lost.
-    assert_eq!(
-        stored(&store, &id).await,
-        *json!({"n": 0, "b": 2}).as_object().unwrap()
-    );
+    assert_eq!(stored(&store, &id).await, json!({"n": 0, "b": 2}));
 }
 
 #[test]
@@ -172,9 +152,7 @@ async fn read_only_request_after(elapsed: i64) -> (bool, i64) {
     let writes_before = store.stats.snapshot().writes;
     flush(&mut session).await.unwrap();
     let wrote = store.stats.snapshot().writes > writes_before;
-    let mut again = load_for_update(&store, &id).await.unwrap();
-    again.discard();
-    // `load_for_update` sets the in-memory atime to now: read the stored one.
+    // A load sets the in-memory atime to now: read the stored one.
     let bytes = store.driver.load(&id, None).await.unwrap().unwrap().data;
     let record = super::decode(&store, &id, &bytes).unwrap();
     (wrote, record.atime)
