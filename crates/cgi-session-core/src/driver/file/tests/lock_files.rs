@@ -2,7 +2,6 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::ops::ControlFlow;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -200,14 +199,7 @@ async fn lock_files_are_not_sessions() {
     assert_eq!(session_id_of(OsStr::new("cgilock_b2")), None);
     assert_eq!(session_id_of(OsStr::new(".cgilock_b2.tmp.01")), None);
 
-    let mut seen = Vec::new();
-    d.list(&mut |listed| {
-        let id = listed.id;
-        seen.push(id.as_str().to_owned());
-        ControlFlow::Continue(())
-    })
-    .await
-    .unwrap();
+    let seen = listed_ids(&d).await;
     assert_eq!(seen, ["a1"]);
     assert_eq!(d.load(&id("b2"), None).await.unwrap(), None);
     assert!(!d.remove(&id("b2")).await.unwrap(), "no session b2");

@@ -2,12 +2,13 @@
 //! listing, purges) and lock files.
 
 use std::fs::{self, File};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::layout::unix_secs;
 use super::FileDriver;
-use crate::driver::{StoreMode, Version};
+use crate::driver::{Driver, StoreMode, Version};
 use crate::SessionId;
 
 pub(super) fn id(s: &str) -> SessionId {
@@ -44,6 +45,18 @@ pub(super) fn set_mtime(path: &Path, unix: u64) {
 
 pub(super) fn now() -> i64 {
     unix_secs(SystemTime::now())
+}
+
+/// The ids `d` lists, in its order.
+pub(super) async fn listed_ids(d: &FileDriver) -> Vec<String> {
+    let mut seen = Vec::new();
+    d.list(&mut |listed| {
+        seen.push(listed.id.as_str().to_owned());
+        ControlFlow::Continue(())
+    })
+    .await
+    .unwrap();
+    seen
 }
 
 mod lock_files;

@@ -136,14 +136,7 @@ async fn listing_shows_only_session_files() {
     fs::write(p.join("cgisess_"), b"empty id").unwrap();
     fs::create_dir(p.join("cgisess_subdir")).unwrap();
 
-    let mut seen = Vec::new();
-    d.list(&mut |listed| {
-        let id = listed.id;
-        seen.push(id.as_str().to_owned());
-        ControlFlow::Continue(())
-    })
-    .await
-    .unwrap();
+    let mut seen = listed_ids(&d).await;
     seen.sort();
     assert_eq!(seen, ["a1", "b2", "c3"]);
 
