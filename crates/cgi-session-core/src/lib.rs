@@ -83,9 +83,13 @@
 //! [cgi-session]: https://example.invalid/cgi-session
 #![forbid(unsafe_code)]
 
-// Module dependencies (no circle): `config` and `stats` <- `lock`, `shared_read`, `commit`
-// (the group commit's queues) <- `engine` (load, save, merge) <- `session` (the accessors) and
-// `store` (`SessionStore`). The leaves (`driver`, `record`, `id`, `error`, ...) are used by all.
+// Module dependencies, a graph without circles (leaves such as `driver`, `record`, `id`,
+// `error`, `serializer`, `clock` are used throughout):
+//   config, stats, backoff             settings, counters, retry pauses
+//   <- shared_read, lock, commit       shared loads, session locks, the group commit's queues
+//   <- engine                          state: `Inner`, `Session`, `Changes`, jobs
+//      <- engine::load <- engine::merge <- engine::save    the protocol
+//   <- session (accessors), store (`SessionStore`)
 mod backoff;
 mod clock;
 mod commit;

@@ -8,7 +8,7 @@
 //!   or renamed over it ([`StoreMode::Replace`]). A reader therefore always sees a whole session,
 //!   the old one or the new one, never a mix.
 //! * **Writers serialize on the current file.** The path `cgisess_<id>` is only ever renamed over
-//!   or unlinked by a writer that holds the exclusive lock ([`File::lock`]) on the inode the path
+//!   or unlinked by a writer that holds the exclusive lock ([`File::lock`](std::fs::File::lock)) on the inode the path
 //!   points to, checked *after* the lock was taken (when another writer replaced the file in
 //!   between, the lock is dropped and taken again on the new file). So a conditional replace
 //!   reads the version and renames while no other writer can change the file, and a removal
@@ -16,7 +16,7 @@
 //! * **Versions are content hashes** (64-bit FNV-1a of the stored bytes). Identical content gives
 //!   an identical version: a replace that expected it succeeds although someone rewrote the same
 //!   bytes in between, which loses nothing.
-//! * **Readers take a shared lock** ([`File::lock_shared`]). With rename-based writes they would
+//! * **Readers take a shared lock** ([`File::lock_shared`](std::fs::File::lock_shared)). With rename-based writes they would
 //!   see a whole file without it; the lock keeps them safe should an in-place writer ever be added
 //!   (none exists today).
 //!
@@ -54,7 +54,7 @@
 //! * **Taking a free lock** writes the line to a temporary file (`.cgilock_<id>.tmp.<hex>`,
 //!   mode 0600) and hard-links it to `cgilock_<id>`: the link fails when the name exists, so of
 //!   two acquirers only one creates the file, and nobody ever sees a half-written one.
-//! * **Everything else is done under the lock file's exclusive [`File::lock`]**, re-checked
+//! * **Everything else is done under the lock file's exclusive [`File::lock`](std::fs::File::lock)**, re-checked
 //!   against the path once taken, as for session files (a file unlinked or replaced while the
 //!   flock was awaited is detected and the path opened again): reading the lease, taking over an
 //!   ended one (a new temporary file renamed over the name), releasing and purging. The name is
