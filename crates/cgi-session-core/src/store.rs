@@ -7,8 +7,7 @@ use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use crate::config::LockMode;
-use crate::config::{Config, CookieConfig, SessionStoreBuilder, Undecodable};
+use crate::config::{Config, CookieConfig, LockMode, SessionStoreBuilder, Undecodable};
 use crate::driver::Driver;
 use crate::engine::load::{load_for_find, load_request};
 use crate::engine::{save, Inner, Session};
