@@ -83,12 +83,22 @@
 //! [cgi-session]: https://example.invalid/cgi-session
 #![forbid(unsafe_code)]
 
+// Module dependencies, a graph without circles (leaves such as `driver`, `record`, `id`,
+// `error`, `serializer`, `clock` are used throughout):
+//   config, stats, backoff             settings, counters, retry pauses
+//   <- shared_read, lock, commit       shared loads, session locks, the group commit's queues
+//   <- engine                          state: `Inner`, `Session`, `Changes`, jobs
+//      <- engine::load <- engine::merge <- engine::save    the protocol
+//   <- session (accessors), store (`SessionStore`)
+mod backoff;
 mod clock;
 mod commit;
+mod config;
 pub mod cookie;
 pub mod cookie_header;
 pub mod driver;
 mod dsn;
+mod engine;
 mod error;
 mod expire;
 mod id;
@@ -98,28 +108,31 @@ pub mod record;
 mod serializer;
 mod session;
 mod shared_read;
+mod stats;
 mod store;
 
 pub use crate::cookie::{CookieConfig, SameSite, DEFAULT_COOKIE_NAME};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    ConflictPolicy, LockMode, SessionStoreBuilder, Undecodable, DEFAULT_LOCK_LEASE,
+    DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE, DEFAULT_TTL_GRACE_SECS,
+};
 pub use driver::file::{FileDriver, DEFAULT_MAX_SESSION_SIZE};
 pub use driver::memory::MemoryDriver;
 pub use driver::{
     Driver, ListedSession, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version,
 };
 pub use dsn::Dsn;
+pub use engine::Session;
 pub use error::{
     BoxError, DriverError, DsnError, Error, ExpireParseError, IdError, SerializeError,
 };
 pub use expire::parse_expire;
 pub use id::{IdGenerator, IncrIds, SecureRandomIds, SessionId, StaticIds, MAX_ID_LEN};
-pub use lock::{LockMode, SessionLock};
+pub use lock::SessionLock;
 pub use serializer::{JsonSerializer, Serializer};
-pub use session::Session;
-pub use store::{
-    ConflictPolicy, SessionStore, SessionStoreBuilder, StoreStats, Undecodable, DEFAULT_LOCK_LEASE,
-    DEFAULT_LOCK_WAIT, DEFAULT_SAVE_DEADLINE, DEFAULT_TTL_GRACE_SECS,
-};
+pub use stats::StoreStats;
+pub use store::SessionStore;
 
 /// Re-exported so that drivers in other crates implement [`Driver`] with the same macro.
 pub use async_trait::async_trait;

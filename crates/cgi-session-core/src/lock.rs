@@ -21,46 +21,13 @@ use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
+use crate::backoff::jitter;
+use crate::config::Config;
+use crate::driver::Driver;
 use crate::driver::{LockAttempt, LockToken};
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::store::Inner;
-
-/// When requests take the session lock; see [`SessionStoreBuilder::lock_mode`].
-///
-/// [`SessionStoreBuilder::lock_mode`]: crate::SessionStoreBuilder::lock_mode
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum LockMode {
-    /// No lock (the default): requests run concurrently; saves are merged (group commit in
-    /// this process, CAS across processes) and read-modify-write goes through `update`.
-    #[default]
-    Off,
-    /// Every request that loads the session holds its lock until the response is saved
-    /// (PHP's default): requests of one session run one at a time.
-    EveryRequest,
-    /// Only handlers that ask for it (`lock()` in the web layers) take the lock, and the
-    /// session is reloaded under it.
-    OnDemand,
-}
-
-impl LockMode {
-    /// Parses `off`, `every-request` or `on-demand`.
-    ///
-    /// ```
-    /// use cgi_session_core::LockMode;
-    /// assert_eq!(LockMode::parse("every-request"), Some(LockMode::EveryRequest));
-    /// assert_eq!(LockMode::parse("sometimes"), None);
-    /// ```
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "off" | "none" => Some(Self::Off),
-            "every-request" => Some(Self::EveryRequest),
-            "on-demand" => Some(Self::OnDemand),
-            _ => None,
-        }
-    }
-}
+use crate::stats::StatCounters;
 
 /// The in-process queues, one async mutex per locked id.
 #[derive(Debug, Default)]
@@ -96,7 +63,8 @@ impl LocalLocks {
 /// frees it when its lease ends.
 #[must_use = "a session lock is held until `release().await`"]
 pub struct SessionLock {
-    inner: Arc<Inner>,
+    driver: Arc<dyn Driver>,
+    locks: Arc<LocalLocks>,
     id: SessionId,
     token: Option<LockToken>,
     local: Option<OwnedMutexGuard<()>>,
@@ -115,11 +83,16 @@ impl fmt::Debug for SessionLock {
 impl SessionLock {
     /// Waits for the lock of `id`: first this process's queue, then the store's lock, polled
     /// with jittered backoff, until the store's lock wait has passed.
-    pub(crate) async fn acquire(inner: &Arc<Inner>, id: &SessionId) -> Result<Self, Error> {
+    pub(crate) async fn acquire(
+        config: &Config,
+        locks: &Arc<LocalLocks>,
+        stats: &StatCounters,
+        id: &SessionId,
+    ) -> Result<Self, Error> {
         let started = Instant::now();
-        let deadline = started + inner.lock_wait;
-        let timeout = |inner: &Inner| {
-            inner.stats.lock_timeouts.fetch_add(1, Ordering::Relaxed);
+        let deadline = started + config.lock_wait;
+        let timeout = || {
+            stats.lock_timeouts.fetch_add(1, Ordering::Relaxed);
             let waited = started.elapsed();
             tracing::warn!(session = %id, waited_ms = waited.as_millis() as u64, "gave up waiting for the session lock");
             Error::LockTimeout {
@@ -127,37 +100,37 @@ impl SessionLock {
                 waited,
             }
         };
-        let mutex = inner.local_locks.entry(id);
+        let mutex = locks.entry(id);
         let mut waited = false;
         let local = match mutex.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
                 waited = true;
-                inner.stats.lock_waits.fetch_add(1, Ordering::Relaxed);
+                stats.lock_waits.fetch_add(1, Ordering::Relaxed);
                 match tokio::time::timeout_at(deadline, mutex.lock_owned()).await {
                     Ok(g) => g,
                     Err(_) => {
                         // `mutex` (our clone) is dropped before forgetting the entry.
-                        inner.local_locks.forget_if_unused(id);
-                        return Err(timeout(inner));
+                        locks.forget_if_unused(id);
+                        return Err(timeout());
                     }
                 }
             }
         };
         let mut polls = 0u32;
         loop {
-            inner.stats.lock_polls.fetch_add(1, Ordering::Relaxed);
-            let attempt = inner.driver.try_lock(id, inner.lock_lease).await;
+            stats.lock_polls.fetch_add(1, Ordering::Relaxed);
+            let attempt = config.driver.try_lock(id, config.lock_lease).await;
             match attempt {
                 Ok(LockAttempt::Acquired(token)) => {
-                    inner.stats.lock_acquired.fetch_add(1, Ordering::Relaxed);
+                    stats.lock_acquired.fetch_add(1, Ordering::Relaxed);
                     let waited = started.elapsed();
-                    inner
-                        .stats
+                    stats
                         .lock_wait_micros
                         .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
                     return Ok(Self {
-                        inner: Arc::clone(inner),
+                        driver: Arc::clone(&config.driver),
+                        locks: Arc::clone(locks),
                         id: id.clone(),
                         token: Some(token),
                         local: Some(local),
@@ -168,20 +141,19 @@ impl SessionLock {
                     polls += 1;
                     if !waited {
                         waited = true;
-                        inner.stats.lock_waits.fetch_add(1, Ordering::Relaxed);
+                        stats.lock_waits.fetch_add(1, Ordering::Relaxed);
                     }
                     let now = Instant::now();
                     if now >= deadline {
-                        inner.local_locks.release(id, local);
-                        return Err(timeout(inner));
+                        locks.release(id, local);
+                        return Err(timeout());
                     }
                     // Polls start at ~1-2 ms and back off to ~64 ms, with full jitter.
-                    let pause = crate::commit::jitter(polls.saturating_add(1))
-                        .max(Duration::from_micros(500));
+                    let pause = jitter(polls.saturating_add(1)).max(Duration::from_micros(500));
                     tokio::time::sleep(pause.min(deadline - now)).await;
                 }
                 Err(e) => {
-                    inner.local_locks.release(id, local);
+                    locks.release(id, local);
                     return Err(Error::Driver(e));
                 }
             }
@@ -225,9 +197,9 @@ impl SessionLock {
         let Some(token) = self.token.take() else {
             return Ok(false);
         };
-        let result = self.inner.driver.unlock(&self.id, token).await;
+        let result = self.driver.unlock(&self.id, token).await;
         if let Some(local) = self.local.take() {
-            self.inner.local_locks.release(&self.id, local);
+            self.locks.release(&self.id, local);
         }
         result.map_err(Error::from)
     }
@@ -250,12 +222,13 @@ impl Drop for SessionLock {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(session = %self.id, "session lock dropped outside a runtime; the store frees it when its lease ends");
             if let Some(local) = self.local.take() {
-                self.inner.local_locks.release(&self.id, local);
+                self.locks.release(&self.id, local);
             }
             return;
         };
         let mut moved = SessionLock {
-            inner: Arc::clone(&self.inner),
+            driver: Arc::clone(&self.driver),
+            locks: Arc::clone(&self.locks),
             id: self.id.clone(),
             token: self.token.take(),
             local: self.local.take(),

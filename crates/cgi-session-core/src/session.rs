@@ -1,337 +1,22 @@
-//! [`Session`]: one request's view of a session.
+//! [`Session`]'s methods: one request's view of a session (CGI::Session's object).
+//!
+//! The accessors (id and status, parameters, expiry) work on the session in memory; the
+//! methods that reach the store (`flush`, `update`, `reload`, `regenerate_id`) hand over to
+//! the engine (`crate::engine::save`).
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::commit::{self, Base, Committed, Delta, Job};
-use crate::driver::{StoreMode, StoreOutcome, Version};
-use crate::error::{DriverError, Error, SerializeError};
+use crate::engine::{save, Changes, Session};
+use crate::error::{Error, SerializeError};
 use crate::expire::parse_expire;
 use crate::id::SessionId;
-use crate::record::{self, Record};
-use crate::store::{capture, take_result, Inner};
-
-/// Why a session is being loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Purpose {
-    Load,
-    New,
-    Update,
-    /// `find`: read-only, no ip check, no lifetime refresh.
-    Find,
-}
-
-/// What this request changed, so that a save can be merged onto a newer stored version.
-#[derive(Debug, Default, Clone)]
-struct Changes {
-    set: BTreeSet<String>,
-    removed: BTreeSet<String>,
-    etime: bool,
-    expire_list: BTreeSet<String>,
-    /// Write the access time back even though nothing else changed.
-    atime: bool,
-}
-
-impl Changes {
-    /// The changes as values taken from `record`, to re-apply onto a newer copy.
-    fn delta(&self, record: &Record) -> Delta {
-        Delta {
-            set: self
-                .set
-                .iter()
-                .filter_map(|name| Some((name.clone(), record.params.get(name)?.clone())))
-                .collect(),
-            removed: self.removed.iter().cloned().collect(),
-            etime: self.etime.then_some(record.etime),
-            expire_list: self
-                .expire_list
-                .iter()
-                .map(|name| {
-                    let secs = record
-                        .expire_list
-                        .as_ref()
-                        .and_then(|l| l.get(name))
-                        .copied();
-                    (name.clone(), secs)
-                })
-                .collect(),
-        }
-    }
-}
-
-impl Changes {
-    fn any(&self) -> bool {
-        self.any_but_atime() || self.atime
-    }
-
-    /// Changes the application made (not only the access-time write-back).
-    fn any_but_atime(&self) -> bool {
-        !self.set.is_empty()
-            || !self.removed.is_empty()
-            || self.etime
-            || !self.expire_list.is_empty()
-    }
-}
-
-/// One request's view of a session: CGI::Session's object.
-///
-/// Get one from [`SessionStore::new_session`](crate::SessionStore::new_session) or
-/// [`SessionStore::load`](crate::SessionStore::load); read and change parameters; then call
-/// [`Session::flush`], which writes only if something changed.
-///
-/// Rust cannot run async code when a value is dropped, so there is no auto-flush on
-/// destruction (CGI::Session's own documentation calls its auto-flush unreliable). Instead the
-/// type is `#[must_use]`, and dropping a session with unsaved changes logs a warning (and, in
-/// debug builds, panics in tests run with `CGI_SESSION_STRICT_DROP=1`).
-///
-/// `Debug` never prints the full id.
-#[must_use = "a session's changes are only saved by `flush().await`"]
-pub struct Session {
-    store: Arc<Inner>,
-    id: Option<SessionId>,
-    record: Record,
-    version: Option<Version>,
-    /// Stored under `id` (loaded or flushed).
-    stored: bool,
-    is_new: bool,
-    is_expired: bool,
-    deleted: bool,
-    /// The id was chosen by the client (`static` generator): never replaced on a collision.
-    adopted: bool,
-    changes: Changes,
-    /// A working copy inside a group commit: never warns when dropped.
-    detached: bool,
-    /// When `record` was last known current: when the read that fetched it was sent, or when
-    /// the write of it completed.
-    synced_at: tokio::time::Instant,
-}
+use crate::record;
 
 impl Session {
-    pub(crate) fn empty(store: &Arc<Inner>, expired: bool) -> Self {
-        let now = store.clock.now();
-        Self {
-            store: Arc::clone(store),
-            id: None,
-            record: Record::new(String::new(), now, String::new()),
-            version: None,
-            stored: false,
-            is_new: false,
-            is_expired: expired,
-            deleted: false,
-            adopted: false,
-            changes: Changes::default(),
-            detached: false,
-            synced_at: tokio::time::Instant::now(),
-        }
-    }
-
-    pub(crate) fn create(
-        store: &Arc<Inner>,
-        id: SessionId,
-        adopted: bool,
-        remote_addr: Option<&str>,
-        was_expired: bool,
-    ) -> Self {
-        let now = store.clock.now();
-        let mut record = Record::new(
-            id.as_str().to_owned(),
-            now,
-            remote_addr.unwrap_or("").to_owned(),
-        );
-        record.etime = store.default_expire;
-        Self {
-            store: Arc::clone(store),
-            id: Some(id),
-            record,
-            version: None,
-            stored: false,
-            is_new: true,
-            is_expired: was_expired,
-            deleted: false,
-            adopted,
-            changes: Changes::default(),
-            detached: false,
-            synced_at: tokio::time::Instant::now(),
-        }
-    }
-
-    /// A working copy of a stored session inside a group commit (see `commit.rs`).
-    pub(crate) fn working(
-        store: &Arc<Inner>,
-        id: SessionId,
-        record: Record,
-        version: Option<Version>,
-    ) -> Self {
-        Self {
-            store: Arc::clone(store),
-            id: Some(id),
-            record,
-            version,
-            stored: true,
-            is_new: false,
-            is_expired: false,
-            deleted: false,
-            adopted: false,
-            changes: Changes::default(),
-            detached: true,
-            synced_at: tokio::time::Instant::now(),
-        }
-    }
-
-    pub(crate) fn record_mut(&mut self) -> &mut Record {
-        &mut self.record
-    }
-
-    pub(crate) fn version(&self) -> Option<Version> {
-        self.version
-    }
-
-    pub(crate) fn undelete(&mut self) {
-        self.deleted = false;
-    }
-
-    /// The record, leaving an empty one behind (the session is done with).
-    pub(crate) fn into_record(mut self) -> Record {
-        self.detached = true;
-        std::mem::replace(
-            &mut self.record,
-            Record::new(String::new(), 0, String::new()),
-        )
-    }
-
-    /// The stored copy this session was loaded as, for a group commit; `None` when empty.
-    pub(crate) fn into_base(mut self) -> Option<Base> {
-        self.id.as_ref()?;
-        let version = self.version;
-        self.detached = true;
-        Some(Base {
-            record: std::mem::replace(
-                &mut self.record,
-                Record::new(String::new(), 0, String::new()),
-            ),
-            version,
-            at: self.synced_at,
-        })
-    }
-
-    /// Loads `id` as `SessionStore::update` does (no ip check; expiry applied).
-    pub(crate) async fn load_for_update(store: &Arc<Inner>, id: &SessionId) -> Result<Self, Error> {
-        Self::load(store, Some(id.as_str()), None, Purpose::Update).await
-    }
-
-    pub(crate) async fn load(
-        store: &Arc<Inner>,
-        claimed: Option<&str>,
-        remote_addr: Option<&str>,
-        purpose: Purpose,
-    ) -> Result<Self, Error> {
-        let Some(raw) = claimed else {
-            return Ok(Self::empty(store, false));
-        };
-        let id = match SessionId::parse(raw) {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::debug!(error = %e, "ignoring a malformed session id");
-                return Ok(Self::empty(store, false));
-            }
-        };
-        // Refresh the lifetime in the read itself where the driver does that (a guess: the
-        // store's default timeout; corrected below once the session's own is known). A
-        // driver that leaves lifetimes alone on reads is never asked to touch on a read:
-        // an item another program wrote, perhaps undecodable here, keeps its lifetime.
-        let touch = match purpose {
-            Purpose::Find => None,
-            _ if !store.driver.refreshes_on_load() => None,
-            _ => store.ttl_for(store.default_expire),
-        };
-        // A copy reflects every write completed before its read was *sent*: that instant, not
-        // the reply's, orders it against the copies this process wrote (see `commit.rs`).
-        // Concurrent loads of the id share one read sent after they all began.
-        let (found, read_sent) = crate::shared_read::load(store, &id, touch).await?;
-        let Some(loaded) = found else {
-            return Ok(Self::empty(store, false));
-        };
-        let record = decode(store, &id, &loaded.data)?;
-        if purpose != Purpose::Find && store.ip_match {
-            if let Some(addr) = remote_addr {
-                if record.remote_addr != addr {
-                    tracing::warn!(session = %id, "ip mismatch: issuing a fresh session and leaving the stored one alone");
-                    return Ok(Self::empty(store, false));
-                }
-            }
-        }
-        let now = store.clock.now();
-        let last_access = loaded
-            .last_access
-            .map_or(record.atime, |la| la.max(record.atime));
-        if let Some(expires_at) = record.expires_at(loaded.last_access) {
-            if expires_at <= now {
-                store.committer.forget(&id);
-                store.driver.remove(&id).await?;
-                return Ok(Self::empty(store, true));
-            }
-        }
-        let mut session = Self {
-            store: Arc::clone(store),
-            id: Some(id),
-            record,
-            version: loaded.version,
-            stored: true,
-            is_new: false,
-            is_expired: false,
-            deleted: false,
-            adopted: false,
-            changes: Changes::default(),
-            detached: false,
-            synced_at: read_sent,
-        };
-        // Per-parameter expiry, counted from the last access; the expire-list entry stays,
-        // as in CGI::Session.
-        let expired_params: Vec<String> = session
-            .record
-            .expire_list
-            .iter()
-            .flatten()
-            .filter(|(name, secs)| {
-                **secs != 0
-                    && last_access.saturating_add(**secs) <= now
-                    && session.record.params.contains_key(*name)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in expired_params {
-            session.record.params.remove(&name);
-            session.changes.removed.insert(name);
-        }
-        if purpose != Purpose::Find {
-            // Where reads refresh lifetimes, give the session the lifetime a write would give
-            // it (its own timeout, or the driver's default lifetime when it has none), not
-            // the store default the read guessed: a read never shortens a lifetime.
-            let wanted = store.ttl_for(session.record.etime);
-            if store.driver.refreshes_on_load() && wanted != touch {
-                if let Some(id) = &session.id {
-                    store.driver.touch(id, wanted).await?;
-                }
-            }
-            // Reads do not rewrite the session, so the stored access time lags. Write it back
-            // once half of the idle timeout has passed: a session that is only read still
-            // slides (also for readers such as Perl's CGI::Session that only see the stored
-            // `_SESSION_ATIME`), at the cost of one write per half timeout.
-            if let Some(etime) = session.record.etime.filter(|e| *e > 0) {
-                if now - session.record.atime >= (etime / 2).max(1) {
-                    session.changes.atime = true;
-                }
-            }
-            session.record.atime = now;
-        }
-        Ok(session)
-    }
-
     // ----- identity and status -------------------------------------------------------------
 
     /// The id (CGI::Session's `id`); `None` for an empty session from `load`.
@@ -637,66 +322,7 @@ impl Session {
     /// [`ConflictPolicy::Error`](crate::ConflictPolicy::Error); [`Error::NoId`] when changes
     /// were made to an empty session.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        let Some(id) = self.id.clone() else {
-            return if self.changes.any() {
-                Err(Error::NoId)
-            } else {
-                Ok(())
-            };
-        };
-        if self.deleted {
-            if self.stored {
-                self.store.committer.forget(&id);
-                self.store.driver.remove(&id).await?;
-                self.stored = false;
-            }
-            self.changes = Changes::default();
-            self.is_new = false;
-            return Ok(());
-        }
-        if self.is_new {
-            return self.create_stored().await;
-        }
-        if !self.changes.any() {
-            return Ok(());
-        }
-        let delta = self.changes.delta(&self.record);
-        let only_atime = !self.changes.any_but_atime();
-        match self.commit(id, Some(delta), None).await {
-            // A session that no longer fits the store (its limit was lowered, or another
-            // program grew it) still serves reads: skipping the access-time write-back costs
-            // only the sliding of a stored timestamp, failing would fail every request.
-            Err(Error::Driver(e @ DriverError::TooLarge { .. })) if only_atime => {
-                tracing::warn!(error = %e, "access-time write-back skipped: the session is larger than the store accepts");
-                self.changes = Changes::default();
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    /// Hands this request's changes (and an update closure) to the group commit, starting
-    /// from this session's copy, and takes the copy that was written.
-    async fn commit(
-        &mut self,
-        id: SessionId,
-        delta: Option<Delta>,
-        apply: Option<commit::Apply>,
-    ) -> Result<(), Error> {
-        let base = Base {
-            record: self.record.clone(),
-            version: self.version,
-            at: self.synced_at,
-        };
-        let job = Job::new(delta, apply, self.store.conflict, Some(base));
-        match commit::submit(&self.store, &id, job).await {
-            Ok(committed) => {
-                self.adopt(committed);
-                Ok(())
-            }
-            Err(Error::Gone { .. }) => Err(self.gone(id)),
-            Err(e) => Err(e),
-        }
+        save::flush(self).await
     }
 
     /// Atomic read-modify-write: runs `change` on the freshest stored copy of the session and
@@ -745,33 +371,12 @@ impl Session {
     /// What `change` returns; [`Error::Gone`] when the session was deleted meanwhile;
     /// [`Error::Contended`] past the save deadline; [`Error::NoId`] on an empty session;
     /// store errors.
-    pub async fn update<R, F>(&mut self, mut change: F) -> Result<R, Error>
+    pub async fn update<R, F>(&mut self, change: F) -> Result<R, Error>
     where
         F: FnMut(&mut Session) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        let Some(id) = self.id.clone() else {
-            return Err(Error::NoId);
-        };
-        if self.deleted {
-            return Err(Error::Gone { id });
-        }
-        if self.is_new || !self.stored {
-            let snapshot = self.record.clone();
-            let changes = self.changes.clone();
-            return match change(self) {
-                Ok(r) => Ok(r),
-                Err(e) => {
-                    self.record = snapshot;
-                    self.changes = changes;
-                    Err(e)
-                }
-            };
-        }
-        let delta = self.changes.any().then(|| self.changes.delta(&self.record));
-        let (apply, result) = capture(change);
-        self.commit(id, delta, Some(apply)).await?;
-        take_result(&result)
+        save::update(self, change).await
     }
 
     /// Reloads the stored session, keeping this request's unsaved changes on top of it (used
@@ -781,130 +386,7 @@ impl Session {
     /// # Errors
     /// Store errors; [`Error::Corrupt`] when the stored bytes do not decode.
     pub async fn reload(&mut self) -> Result<(), Error> {
-        let Some(id) = self.id.clone() else {
-            return Ok(());
-        };
-        if !self.stored || self.is_new {
-            return Ok(());
-        }
-        let fresh = Self::load_for_update(&self.store, &id).await?;
-        let delta = self.changes.delta(&self.record);
-        let Some(base) = fresh.into_base() else {
-            // Deleted or expired meanwhile: nothing stored any more.
-            self.stored = false;
-            self.changes = Changes::default();
-            self.is_expired = true;
-            return Ok(());
-        };
-        self.record = base.record;
-        self.version = base.version;
-        self.synced_at = base.at;
-        delta.apply(&mut self.record);
-        Ok(())
-    }
-
-    /// Takes the copy a group commit wrote.
-    fn adopt(&mut self, committed: Committed) {
-        self.record = Arc::try_unwrap(committed.record).unwrap_or_else(|shared| (*shared).clone());
-        self.version = committed.version;
-        self.changes = Changes::default();
-        self.synced_at = tokio::time::Instant::now();
-    }
-
-    fn gone(&mut self, id: SessionId) -> Error {
-        self.stored = false;
-        self.changes = Changes::default();
-        Error::Gone { id }
-    }
-
-    /// Writes a new session (add-only). A generated id that is taken, or whose store server
-    /// is down or hung ([`DriverError::is_unavailable`]: with several servers, another id
-    /// most likely lands on another one), is replaced by a fresh id and the write tried
-    /// again, up to `MAX_IDS` ids; failures that waited (a hung server's timeout) end the
-    /// retries after `MAX_SLOW_FAILURES`, so a store that is down as a whole answers within
-    /// about two timeouts. An id that was tried on a failing server is never used again (a
-    /// write whose outcome is unknown may still land under it), even when every attempt
-    /// fails. An adopted (client-chosen) id is never replaced.
-    async fn create_stored(&mut self) -> Result<(), Error> {
-        /// Ids tried at most: with one of three servers down, 16 ids all landing on it has
-        /// a chance of 3^-16 (about 2e-8) per new session.
-        const MAX_IDS: u32 = 16;
-        /// Failures that took this long waited for a timeout rather than failing at once.
-        const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
-        const MAX_SLOW_FAILURES: u32 = 2;
-        let ttl = self.store.ttl_for(self.record.etime);
-        let mut unavailable: Option<DriverError> = None;
-        let mut slow_failures = 0;
-        for attempt in 1..=MAX_IDS {
-            let Some(id) = self.id.clone() else {
-                return Err(Error::NoId);
-            };
-            let bytes = self.encode()?;
-            let started = tokio::time::Instant::now();
-            match self
-                .store
-                .driver
-                .store(&id, &bytes, StoreMode::Create, ttl)
-                .await
-            {
-                Ok(StoreOutcome::Stored(version)) => {
-                    if attempt > 1 {
-                        tracing::debug!(
-                            session = %id,
-                            attempts = attempt,
-                            "new session created under another id"
-                        );
-                    }
-                    self.version = version;
-                    self.synced_at = tokio::time::Instant::now();
-                    self.stored = true;
-                    self.is_new = false;
-                    self.changes = Changes::default();
-                    return Ok(());
-                }
-                Ok(_) if self.adopted => {
-                    return Err(Error::Conflict {
-                        id,
-                        attempts: attempt,
-                    })
-                }
-                Ok(_) => {
-                    tracing::warn!(session = %id, "generated id already in use; generating another");
-                    self.fresh_id().await?;
-                }
-                Err(e) if e.is_unavailable() && !self.adopted => {
-                    // Never reuse this id: a fresh one is taken before anything else can
-                    // happen, even if this was the last attempt.
-                    self.fresh_id().await?;
-                    if e.is_outcome_unknown() || started.elapsed() >= SLOW {
-                        slow_failures += 1;
-                    }
-                    tracing::debug!(
-                        session = %id,
-                        attempt,
-                        error = %e,
-                        "the store cannot take a new session under this id; trying another"
-                    );
-                    unavailable = Some(e);
-                    if slow_failures >= MAX_SLOW_FAILURES {
-                        break;
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(match unavailable {
-            Some(e) => Error::Driver(e),
-            None => Error::IdCollision { attempts: MAX_IDS },
-        })
-    }
-
-    /// Replaces this (new, unstored) session's id with a freshly generated one.
-    async fn fresh_id(&mut self) -> Result<(), Error> {
-        let fresh = self.store.generate_id().await?;
-        self.record.id = fresh.as_str().to_owned();
-        self.id = Some(fresh);
-        Ok(())
+        save::reload(self).await
     }
 
     /// Gives the session a new id, keeping its data, and removes the record under the old id
@@ -913,30 +395,7 @@ impl Session {
     /// # Errors
     /// [`Error::NoId`] for an empty session; store and id generator errors.
     pub async fn regenerate_id(&mut self) -> Result<(), Error> {
-        let Some(old) = self.id.clone() else {
-            return Err(Error::NoId);
-        };
-        let new = self.store.generate_id().await?;
-        self.record.id = new.as_str().to_owned();
-        self.id = Some(new);
-        self.adopted = false;
-        if !self.stored {
-            // Never written: nothing to move.
-            return Ok(());
-        }
-        self.is_new = true;
-        self.stored = false;
-        self.record.atime = self.store.clock.now();
-        self.create_stored().await?;
-        self.store.committer.forget(&old);
-        self.store.driver.remove(&old).await?;
-        Ok(())
-    }
-
-    pub(crate) fn encode(&mut self) -> Result<Vec<u8>, Error> {
-        self.record
-            .encode(self.store.serializer.as_ref())
-            .map_err(Error::Encode)
+        save::regenerate_id(self).await
     }
 
     // ----- HTTP helpers --------------------------------------------------------------------
@@ -983,20 +442,6 @@ impl Session {
         }
         serde_json::to_string_pretty(&Value::Object(map)).unwrap_or_default()
     }
-}
-
-fn decode(store: &Inner, id: &SessionId, bytes: &[u8]) -> Result<Record, Error> {
-    let corrupt = |source| Error::Corrupt {
-        id: id.clone(),
-        source,
-    };
-    let record = Record::decode(store.serializer.as_ref(), bytes).map_err(corrupt)?;
-    if record.id != id.as_str() {
-        return Err(corrupt(SerializeError::NotARecord(
-            "the stored _SESSION_ID does not match the id it is stored under".into(),
-        )));
-    }
-    Ok(record)
 }
 
 impl fmt::Debug for Session {

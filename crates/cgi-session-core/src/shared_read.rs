@@ -33,15 +33,15 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::driver::Loaded;
+use crate::driver::{Driver, Loaded};
 use crate::error::DriverError;
 use crate::id::SessionId;
-use crate::store::Inner;
+use crate::stats::StatCounters;
 
 /// What one store read found, as handed to every load that shares it.
 type Outcome = Result<Option<Arc<Loaded>>, DriverError>;
 
-/// A load's answer: what was found, and when the read was sent (see `commit::Base::at`).
+/// A load's answer: what was found, and when the read was sent (see `engine::Base::at`).
 pub(crate) type SharedLoad = (Option<Arc<Loaded>>, Instant);
 
 /// The message a waiting load receives.
@@ -109,7 +109,7 @@ impl SharedReads {
 /// cancelled before its read completes, the cohort is handed over instead (the next leader
 /// sends a read after all of them began).
 struct Lead<'a> {
-    inner: &'a Inner,
+    reads: &'a SharedReads,
     id: &'a SessionId,
     cohort: Vec<Waiter>,
     done: bool,
@@ -127,8 +127,7 @@ impl Lead<'_> {
         if outcome.is_err() {
             // A failure says nothing about the data: the loads queued meanwhile get it too.
             let waiting = self
-                .inner
-                .shared_reads
+                .reads
                 .slots()
                 .remove(self.id)
                 .map(|slot| slot.waiting)
@@ -141,7 +140,7 @@ impl Lead<'_> {
             }
             return;
         }
-        self.inner.shared_reads.hand_over(self.id, Vec::new());
+        self.reads.hand_over(self.id, Vec::new());
     }
 }
 
@@ -149,7 +148,7 @@ impl Drop for Lead<'_> {
     fn drop(&mut self) {
         if !self.done {
             let cohort = std::mem::take(&mut self.cohort);
-            self.inner.shared_reads.hand_over(self.id, cohort);
+            self.reads.hand_over(self.id, cohort);
         }
     }
 }
@@ -157,7 +156,7 @@ impl Drop for Lead<'_> {
 /// A waiting load's receiver: if the load is cancelled after the lead was handed to it, the
 /// lead goes on to the next waiting load instead of being lost with it.
 struct Ticket<'a> {
-    inner: &'a Inner,
+    reads: &'a SharedReads,
     id: &'a SessionId,
     rx: oneshot::Receiver<Wake>,
     answered: bool,
@@ -170,7 +169,7 @@ impl Drop for Ticket<'_> {
         }
         self.rx.close();
         if let Ok(Wake::Lead(rest)) = self.rx.try_recv() {
-            self.inner.shared_reads.hand_over(self.id, rest);
+            self.reads.hand_over(self.id, rest);
         }
     }
 }
@@ -185,14 +184,16 @@ fn replicate(outcome: &Outcome) -> Outcome {
 /// Loads `id` through the driver, sharing the read with the other loads of `id` that began
 /// before it was sent (see the module documentation).
 pub(crate) async fn load(
-    inner: &Inner,
+    reads: &SharedReads,
+    driver: &dyn Driver,
+    stats: &StatCounters,
     id: &SessionId,
     touch: Option<Duration>,
 ) -> Result<SharedLoad, DriverError> {
-    inner.stats.loads.fetch_add(1, Ordering::Relaxed);
+    stats.loads.fetch_add(1, Ordering::Relaxed);
     // `None`: read alone (a read with another lifetime refresh is in flight).
     let joined = {
-        let mut slots = inner.shared_reads.slots();
+        let mut slots = reads.slots();
         match slots.get_mut(id) {
             Some(slot) if slot.touch == touch => {
                 let (tx, rx) = oneshot::channel();
@@ -213,13 +214,13 @@ pub(crate) async fn load(
         }
     };
     let Some(rx) = joined else {
-        return read(inner, id, touch).await;
+        return read(driver, stats, id, touch).await;
     };
     let cohort = match rx {
         None => Vec::new(),
         Some(rx) => {
             let mut ticket = Ticket {
-                inner,
+                reads,
                 id,
                 rx,
                 answered: false,
@@ -237,12 +238,12 @@ pub(crate) async fn load(
         }
     };
     let lead = Lead {
-        inner,
+        reads,
         id,
         cohort,
         done: false,
     };
-    let (outcome, sent) = match read(inner, id, touch).await {
+    let (outcome, sent) = match read(driver, stats, id, touch).await {
         Ok((found, sent)) => (Ok(found), sent),
         Err(e) => (Err(e), Instant::now()),
     };
@@ -252,12 +253,13 @@ pub(crate) async fn load(
 
 /// One store read, not shared.
 async fn read(
-    inner: &Inner,
+    driver: &dyn Driver,
+    stats: &StatCounters,
     id: &SessionId,
     touch: Option<Duration>,
 ) -> Result<SharedLoad, DriverError> {
-    inner.stats.reads.fetch_add(1, Ordering::Relaxed);
+    stats.reads.fetch_add(1, Ordering::Relaxed);
     let sent = Instant::now();
-    let found = inner.driver.load(id, touch).await?;
+    let found = driver.load(id, touch).await?;
     Ok((found.map(Arc::new), sent))
 }

@@ -2,15 +2,17 @@
 //! session is created under a fresh id, ids tried on the failing server are never used again,
 //! and the retries are bounded (in ids, and in failures that waited for a timeout).
 
+mod common;
+
 use std::collections::HashSet;
-use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cgi_session_core::{
-    async_trait, Driver, DriverError, ListedSession, Loaded, MemoryDriver, SessionId, SessionStore,
-    StoreMode, StoreOutcome,
+    async_trait, Driver, DriverError, Loaded, MemoryDriver, SessionId, SessionStore, StoreMode,
+    StoreOutcome,
 };
+use common::{Hooks, Scripted};
 
 /// How the "down server" answers.
 #[derive(Debug, Clone, Copy)]
@@ -23,10 +25,9 @@ enum Down {
     Unknown(Duration),
 }
 
-/// Over the memory driver; ids whose first character `is_down` sends to a "down server".
+/// Ids whose first character `is_down` sends to a "down server".
 #[derive(Debug)]
 struct PartlyDown {
-    inner: MemoryDriver,
     down: Down,
     all_down: bool,
     /// Every id a store was tried with, in order, and whether it failed.
@@ -34,9 +35,8 @@ struct PartlyDown {
 }
 
 impl PartlyDown {
-    fn new(down: Down, all_down: bool) -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryDriver::new(),
+    fn new(down: Down, all_down: bool) -> Arc<Scripted<Self>> {
+        Scripted::new(Self {
             down,
             all_down,
             tried: Mutex::new(Vec::new()),
@@ -52,25 +52,26 @@ impl PartlyDown {
 }
 
 #[async_trait]
-impl Driver for PartlyDown {
-    fn name(&self) -> &'static str {
-        "partly-down"
-    }
+impl Hooks for PartlyDown {
+    const NAME: &'static str = "partly-down";
+
     async fn load(
         &self,
+        memory: &MemoryDriver,
         id: &SessionId,
         touch: Option<Duration>,
     ) -> Result<Option<Loaded>, DriverError> {
         if self.is_down(id) {
             return Err(DriverError::Unavailable {
-                driver: "partly-down",
+                driver: Self::NAME,
                 source: "connection refused (scripted)".into(),
             });
         }
-        self.inner.load(id, touch).await
+        memory.load(id, touch).await
     }
     async fn store(
         &self,
+        memory: &MemoryDriver,
         id: &SessionId,
         data: &[u8],
         mode: StoreMode,
@@ -82,40 +83,28 @@ impl Driver for PartlyDown {
             .unwrap()
             .push((id.as_str().to_owned(), down));
         if !down {
-            return self.inner.store(id, data, mode, ttl).await;
+            return memory.store(id, data, mode, ttl).await;
         }
         match self.down {
             Down::Fast => Err(DriverError::Unavailable {
-                driver: "partly-down",
+                driver: Self::NAME,
                 source: "connection refused (scripted)".into(),
             }),
             Down::Slow(wait) => {
                 tokio::time::sleep(wait).await;
                 Err(DriverError::Unavailable {
-                    driver: "partly-down",
+                    driver: Self::NAME,
                     source: "connect timed out (scripted)".into(),
                 })
             }
             Down::Unknown(wait) => {
                 tokio::time::sleep(wait).await;
                 Err(DriverError::OutcomeUnknown {
-                    driver: "partly-down",
+                    driver: Self::NAME,
                     source: "no reply within the timeout (scripted)".into(),
                 })
             }
         }
-    }
-    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
-        self.inner.remove(id).await
-    }
-    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
-        self.inner.touch(id, ttl).await
-    }
-    async fn list(
-        &self,
-        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
-    ) -> Result<(), DriverError> {
-        self.inner.list(visit).await
     }
 }
 

@@ -4,21 +4,22 @@
 //! Conflicts from another process and a write that is held up are faults a real store cannot
 //! be made to produce on cue, so two small decorators over the memory driver script them.
 
-use std::ops::ControlFlow;
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cgi_session_core::{
-    async_trait, Driver, DriverError, Error, ListedSession, Loaded, LockAttempt, LockToken,
-    MemoryDriver, SessionId, SessionStore, StoreMode, StoreOutcome,
+    async_trait, Driver, DriverError, Error, LockAttempt, MemoryDriver, SessionId, SessionStore,
+    StoreMode, StoreOutcome,
 };
+use common::{Hooks, Scripted};
 use tokio::sync::Notify;
 
 /// Holds every `store` call until opened; counts stores.
 #[derive(Debug, Default)]
 struct Gate {
-    inner: MemoryDriver,
     open: AtomicBool,
     opened: Notify,
     stores: AtomicUsize,
@@ -27,54 +28,14 @@ struct Gate {
 }
 
 impl Gate {
+    fn new() -> Arc<Scripted<Self>> {
+        Scripted::new(Self::default())
+    }
     fn open(&self) {
         self.open.store(true, Ordering::SeqCst);
         self.opened.notify_waiters();
     }
-}
-
-#[async_trait]
-impl Driver for Gate {
-    fn name(&self) -> &'static str {
-        "gate"
-    }
-    async fn load(
-        &self,
-        id: &SessionId,
-        touch: Option<Duration>,
-    ) -> Result<Option<Loaded>, DriverError> {
-        self.inner.load(id, touch).await
-    }
-    async fn store(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        mode: StoreMode,
-        ttl: Option<Duration>,
-    ) -> Result<StoreOutcome, DriverError> {
-        if matches!(mode, StoreMode::Replace { .. }) {
-            self.arrived.fetch_add(1, Ordering::SeqCst);
-            loop {
-                let wait = self.opened.notified();
-                if self.open.load(Ordering::SeqCst) {
-                    break;
-                }
-                wait.await;
-            }
-        }
-        self.stores.fetch_add(1, Ordering::SeqCst);
-        self.inner.store(id, data, mode, ttl).await
-    }
-    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
-        self.inner.remove(id).await
-    }
-    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
-        self.inner.touch(id, ttl).await
-    }
-    /// Takes the lock at once, but answers only when the gate opens (a slow network).
-    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
-        let attempt = self.inner.try_lock(id, lease).await;
-        self.arrived.fetch_add(1, Ordering::SeqCst);
+    async fn pass(&self) {
         loop {
             let wait = self.opened.notified();
             if self.open.load(Ordering::SeqCst) {
@@ -82,16 +43,39 @@ impl Driver for Gate {
             }
             wait.await;
         }
-        attempt
     }
-    async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
-        self.inner.unlock(id, token).await
-    }
-    async fn list(
+}
+
+#[async_trait]
+impl Hooks for Gate {
+    const NAME: &'static str = "gate";
+
+    async fn store(
         &self,
-        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
-    ) -> Result<(), DriverError> {
-        self.inner.list(visit).await
+        memory: &MemoryDriver,
+        id: &SessionId,
+        data: &[u8],
+        mode: StoreMode,
+        ttl: Option<Duration>,
+    ) -> Result<StoreOutcome, DriverError> {
+        if matches!(mode, StoreMode::Replace { .. }) {
+            self.arrived.fetch_add(1, Ordering::SeqCst);
+            self.pass().await;
+        }
+        self.stores.fetch_add(1, Ordering::SeqCst);
+        memory.store(id, data, mode, ttl).await
+    }
+    /// Takes the lock at once, but answers only when the gate opens (a slow network).
+    async fn try_lock(
+        &self,
+        memory: &MemoryDriver,
+        id: &SessionId,
+        lease: Duration,
+    ) -> Result<LockAttempt, DriverError> {
+        let attempt = memory.try_lock(id, lease).await;
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        self.pass().await;
+        attempt
     }
 }
 
@@ -99,24 +83,16 @@ impl Driver for Gate {
 /// refused.
 #[derive(Debug, Default)]
 struct AlwaysChanged {
-    inner: MemoryDriver,
     refused: AtomicUsize,
 }
 
 #[async_trait]
-impl Driver for AlwaysChanged {
-    fn name(&self) -> &'static str {
-        "always-changed"
-    }
-    async fn load(
-        &self,
-        id: &SessionId,
-        touch: Option<Duration>,
-    ) -> Result<Option<Loaded>, DriverError> {
-        self.inner.load(id, touch).await
-    }
+impl Hooks for AlwaysChanged {
+    const NAME: &'static str = "always-changed";
+
     async fn store(
         &self,
+        memory: &MemoryDriver,
         id: &SessionId,
         data: &[u8],
         mode: StoreMode,
@@ -126,19 +102,7 @@ impl Driver for AlwaysChanged {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return Ok(StoreOutcome::Conflict);
         }
-        self.inner.store(id, data, mode, ttl).await
-    }
-    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
-        self.inner.remove(id).await
-    }
-    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
-        self.inner.touch(id, ttl).await
-    }
-    async fn list(
-        &self,
-        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
-    ) -> Result<(), DriverError> {
-        self.inner.list(visit).await
+        memory.store(id, data, mode, ttl).await
     }
 }
 
@@ -154,7 +118,7 @@ async fn stored_session(store: &SessionStore) -> String {
 /// up to its wait for the batch as soon as the test task yields.)
 #[tokio::test(flavor = "current_thread")]
 async fn saves_queued_behind_a_write_go_out_in_one_write() {
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new();
     let store = SessionStore::builder_dyn(gate.clone()).build();
     let id = stored_session(&store).await;
     let first = {
@@ -222,7 +186,7 @@ async fn saves_queued_behind_a_write_go_out_in_one_write() {
 /// then fails with `Contended` (a retryable error), and nothing is half-written.
 #[tokio::test(start_paused = true)]
 async fn a_save_that_keeps_losing_gives_up_at_the_deadline() {
-    let driver = Arc::new(AlwaysChanged::default());
+    let driver = Scripted::new(AlwaysChanged::default());
     let deadline = Duration::from_millis(200);
     let store = SessionStore::builder_dyn(driver.clone())
         .save_deadline(deadline)
@@ -250,7 +214,7 @@ async fn a_save_that_keeps_losing_gives_up_at_the_deadline() {
 /// the saves batched with it are written; a panicking closure does the same.
 #[tokio::test(flavor = "current_thread")]
 async fn a_failing_update_rolls_back_only_its_own_changes() {
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new();
     let store = SessionStore::builder_dyn(gate.clone()).build();
     let id = stored_session(&store).await;
     let blocker = {
@@ -305,7 +269,7 @@ async fn a_failing_update_rolls_back_only_its_own_changes() {
 /// strand the saves queued with it.
 #[tokio::test(flavor = "current_thread")]
 async fn a_cancelled_request_does_not_strand_the_others() {
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new();
     let store = SessionStore::builder_dyn(gate.clone()).build();
     let id = stored_session(&store).await;
     let cancelled = {
@@ -330,7 +294,7 @@ async fn a_cancelled_request_does_not_strand_the_others() {
 /// lock behind: the next request gets it at once, not after the lease.
 #[tokio::test(flavor = "current_thread")]
 async fn a_request_cancelled_while_taking_the_lock_leaves_no_lock() {
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new();
     let store = SessionStore::builder_dyn(gate.clone())
         .lock_lease(Duration::from_secs(600))
         .lock_wait(Duration::from_secs(5))

@@ -5,17 +5,18 @@
 //! so a small decorator over the memory driver holds each `load` until the test lets it go.
 //! A current-thread runtime makes the interleavings deterministic.
 
+mod common;
+
 use std::future::Future;
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use cgi_session_core::{
-    async_trait, Driver, DriverError, Error, ListedSession, Loaded, MemoryDriver, SessionId,
-    SessionStore, StoreMode, StoreOutcome,
+    async_trait, Driver, DriverError, Error, Loaded, MemoryDriver, SessionId, SessionStore,
 };
+use common::{Hooks, Scripted};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -23,7 +24,6 @@ use tokio::task::JoinHandle;
 /// fail reads.
 #[derive(Debug)]
 struct HeldReads {
-    inner: MemoryDriver,
     permits: Semaphore,
     /// `load` calls that reached the driver.
     arrived: AtomicUsize,
@@ -31,13 +31,15 @@ struct HeldReads {
 }
 
 impl HeldReads {
-    fn new(inner: MemoryDriver) -> Self {
-        Self {
-            inner,
-            permits: Semaphore::new(0),
-            arrived: AtomicUsize::new(0),
-            fail: AtomicBool::new(false),
-        }
+    fn over(memory: MemoryDriver) -> Arc<Scripted<Self>> {
+        Scripted::over(
+            memory,
+            Self {
+                permits: Semaphore::new(0),
+                arrived: AtomicUsize::new(0),
+                fail: AtomicBool::new(false),
+            },
+        )
     }
     fn arrived(&self) -> usize {
         self.arrived.load(Ordering::SeqCst)
@@ -48,53 +50,32 @@ impl HeldReads {
 }
 
 #[async_trait]
-impl Driver for HeldReads {
-    fn name(&self) -> &'static str {
-        "held-reads"
-    }
+impl Hooks for HeldReads {
+    const NAME: &'static str = "held-reads";
+
     async fn load(
         &self,
+        memory: &MemoryDriver,
         id: &SessionId,
         touch: Option<Duration>,
     ) -> Result<Option<Loaded>, DriverError> {
         // The store answers at once; the answer is held on its way back.
-        let found = self.inner.load(id, touch).await;
+        let found = memory.load(id, touch).await;
         self.arrived.fetch_add(1, Ordering::SeqCst);
         self.permits.acquire().await.expect("never closed").forget();
         if self.fail.load(Ordering::SeqCst) {
             return Err(DriverError::Unavailable {
-                driver: "held-reads",
+                driver: Self::NAME,
                 source: "connection refused (scripted)".into(),
             });
         }
         found
     }
-    async fn store(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        mode: StoreMode,
-        ttl: Option<Duration>,
-    ) -> Result<StoreOutcome, DriverError> {
-        self.inner.store(id, data, mode, ttl).await
-    }
-    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
-        self.inner.remove(id).await
-    }
-    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
-        self.inner.touch(id, ttl).await
-    }
-    async fn list(
-        &self,
-        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
-    ) -> Result<(), DriverError> {
-        self.inner.list(visit).await
-    }
 }
 
 struct Fixture {
     memory: MemoryDriver,
-    held: Arc<HeldReads>,
+    held: Arc<Scripted<HeldReads>>,
     store: SessionStore,
     id: String,
 }
@@ -102,7 +83,7 @@ struct Fixture {
 /// A store over held reads, with one session stored (`n = 0`).
 async fn fixture() -> Fixture {
     let memory = MemoryDriver::new();
-    let held = Arc::new(HeldReads::new(memory.clone()));
+    let held = HeldReads::over(memory.clone());
     let store = SessionStore::builder_dyn(held.clone()).build();
     let mut s = store.new_session(None, None).await.unwrap();
     s.set("n", &0u64).unwrap();
