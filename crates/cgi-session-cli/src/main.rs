@@ -19,7 +19,8 @@
 #![forbid(unsafe_code)]
 
 mod commands;
-mod target;
+mod memcached;
+mod store;
 mod util;
 
 use std::process::ExitCode;
@@ -185,6 +186,11 @@ pub(crate) enum CliError {
 }
 
 impl CliError {
+    /// An operational failure with `e`'s message.
+    pub(crate) fn failed(e: impl std::fmt::Display) -> Self {
+        CliError::Failed(e.to_string())
+    }
+
     fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
