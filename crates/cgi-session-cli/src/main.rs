@@ -76,8 +76,8 @@ pub(crate) struct Global {
     /// its envelope and work on all of its copies.
     #[arg(long, global = true, value_name = "N")]
     pub(crate) replicas: Option<usize>,
-    /// The memcache driver stores sessions under SHA-256 digests of their ids (`ls` then
-    /// lists digests; `show` and `rm` need the session id itself).
+    /// The memcache driver stores sessions under SHA-256 digests of their ids (`ls` cannot
+    /// list them then; `show` and `rm` need the session id itself).
     #[arg(long, global = true)]
     pub(crate) hashed_keys: bool,
     /// Deadline for connecting to and hearing from a server, e.g. 500ms, 2s.
