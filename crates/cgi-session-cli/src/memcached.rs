@@ -8,7 +8,8 @@ use cgi_session::memcache::client::GetOptions;
 use cgi_session::memcache::{decode_replica, HealthReport, ReplicatedHandle};
 use cgi_session::{Driver, OpenedMemcache, SessionId, StoreSpec};
 
-use crate::{util, CliError};
+use crate::cli::CliError;
+use crate::util;
 
 /// The driver's health check (version, item size limit, a set/get/delete probe) on `server`
 /// alone.

@@ -7,7 +7,8 @@ use cgi_session::{
     Driver, DriverError, OpenError, OpenedDriver, OpenedMemcache, StoreKind, StoreSpec,
 };
 
-use crate::{util, CliError, Global};
+use crate::cli::{CliError, Global};
+use crate::util;
 
 /// The memcached password for `--auth-user`, from `MEMCACHED_PASSWORD` (checked before any
 /// command runs, so that a missing one is a usage error).

@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use cgi_session::{Driver, FileDriver, SessionId, StoreKind, StoreMode, StoreOutcome};
 
+use crate::cli::{CliError, Global};
+use crate::memcached;
 use crate::store::spec;
 use crate::util::{count_sessions, fmt_bytes, print_out};
-use crate::{memcached, CliError, Global};
 
 pub(crate) async fn run(g: &Global) -> Result<(), CliError> {
     let (spec, kind) = spec(g)?;

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use cgi_session::{DriverError, ListedSession, OpenedDriver};
 use serde_json::{json, Value};
 
+use crate::cli::{CliError, Global, LsArgs};
 use crate::store::Store;
 use crate::util::{
     decode, escape_json, fmt_bytes, fmt_secs, fmt_when, last_access, now, print_out, show_id,
 };
-use crate::{CliError, Global, LsArgs};
 
 /// One listed session.
 struct Listed {

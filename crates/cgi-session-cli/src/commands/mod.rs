@@ -8,7 +8,7 @@ mod session;
 mod show;
 mod stats;
 
-use crate::{Cli, CliError, Command};
+use crate::cli::{Cli, CliError, Command};
 
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let g = &cli.global;

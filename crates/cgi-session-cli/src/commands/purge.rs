@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use cgi_session::{Driver, OpenedDriver, StoreKind};
 
+use crate::cli::{CliError, Global, PurgeArgs};
 use crate::store::{spec, Store};
 use crate::util::{decode, now, print_out};
-use crate::{CliError, Global, PurgeArgs};
 
 pub(crate) async fn run(g: &Global, args: &PurgeArgs) -> Result<(), CliError> {
     if !matches!(spec(g)?.1, StoreKind::File { .. }) {

@@ -1,9 +1,9 @@
 //! `rm`: removes one session (every copy of a replicated one).
 
+use crate::cli::{CliError, Global};
 use crate::commands::session::{resolve, session_driver};
 use crate::store::Store;
 use crate::util::{decode, print_out, show_id};
-use crate::{CliError, Global};
 
 pub(crate) async fn run(g: &Global, input: &str) -> Result<(), CliError> {
     let store = Store::open(g).await?;

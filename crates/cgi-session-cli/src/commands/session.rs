@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use cgi_session::{Driver, DriverError, Loaded, SessionId};
 
+use crate::cli::{CliError, Global};
 use crate::memcached::{self, Replicas};
 use crate::store::Store;
 use crate::util::show_id;
-use crate::{CliError, Global};
 
 /// Finds the session `input` names: an exact id, or a unique prefix of one.
 pub(crate) async fn resolve(

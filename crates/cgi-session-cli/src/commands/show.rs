@@ -4,12 +4,12 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Map, Value};
 
+use crate::cli::{CliError, Global, ShowArgs};
 use crate::commands::session::{resolve, session_driver};
 use crate::store::Store;
 use crate::util::{
     decode, escape, escape_json, fmt_secs, fmt_time, fmt_when, last_access, now, print_out, show_id,
 };
-use crate::{CliError, Global, ShowArgs};
 
 pub(crate) async fn run(g: &Global, args: &ShowArgs) -> Result<(), CliError> {
     let store = Store::open(g).await?;

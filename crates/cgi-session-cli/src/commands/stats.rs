@@ -8,9 +8,10 @@ use std::time::Duration;
 use cgi_session::{FileDriver, StoreKind, StoreSpec};
 use serde_json::{json, Value};
 
+use crate::cli::{CliError, Global, StatsArgs};
+use crate::memcached;
 use crate::store::spec;
 use crate::util::{count_sessions, fmt_bytes, fmt_secs, fmt_time, now, print_out};
-use crate::{memcached, CliError, Global, StatsArgs};
 
 pub(crate) async fn run(g: &Global, args: &StatsArgs) -> Result<(), CliError> {
     let (spec, kind) = spec(g)?;
