@@ -3,8 +3,8 @@
 
 mod common;
 
-use cgi_session::memcache::client::{Client, ClientConfig, SetOptions};
-use common::{cli, file, make_session, mc, memcache_store, rt, stdout_json};
+use cgi_session::memcache::client::SetOptions;
+use common::{cli, connect, file, make_session, mc, memcache_store, rt, stdout_json};
 use memcached_harness::MemcachedServer;
 use predicates::prelude::*;
 
@@ -142,9 +142,7 @@ fn stats_reports_counters_and_warns_about_evictions() {
     let server = MemcachedServer::builder().memory_mb(2).start();
     let runtime = rt();
     runtime.block_on(async {
-        let client = Client::connect(ClientConfig::new(server.addr().to_string()))
-            .await
-            .unwrap();
+        let client = connect(&server).await;
         let store = memcache_store(&client);
         make_session(&store, &[("greet_en", "Hi !".into())], 600).await;
     });
@@ -174,9 +172,7 @@ fn stats_reports_counters_and_warns_about_evictions() {
     // Fill the 2 MiB server far beyond its memory: memcached evicts, the report says what
     // that means.
     runtime.block_on(async {
-        let client = Client::connect(ClientConfig::new(server.addr().to_string()))
-            .await
-            .unwrap();
+        let client = connect(&server).await;
         let big = vec![b'x'; 100_000];
         for i in 0..60 {
             client

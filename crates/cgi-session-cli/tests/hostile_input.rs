@@ -5,8 +5,8 @@ mod common;
 
 use std::time::SystemTime;
 
-use cgi_session::memcache::client::{Client, ClientConfig, SetOptions};
-use common::{cli, make_session, mc, memcache_store, rt, stdout_json};
+use cgi_session::memcache::client::SetOptions;
+use common::{cli, connect, make_session, mc, memcache_store, rt, stdout_json};
 use memcached_harness::MemcachedServer;
 use predicates::prelude::*;
 
@@ -31,11 +31,7 @@ fn usage_errors_exit_2() {
 fn hostile_arguments_are_refused_and_change_nothing() {
     let server = MemcachedServer::start();
     let rt = rt();
-    let client = rt
-        .block_on(Client::connect(ClientConfig::new(
-            server.addr().to_string(),
-        )))
-        .unwrap();
+    let client = rt.block_on(connect(&server));
     let store = memcache_store(&client);
     let id = rt.block_on(make_session(&store, &[("user", "ann".into())], 600));
     let before = server.stats();
@@ -80,11 +76,7 @@ fn hostile_arguments_are_refused_and_change_nothing() {
 fn names_and_mistyped_ids_are_printed_escaped() {
     let server = MemcachedServer::start();
     let rt = rt();
-    let client = rt
-        .block_on(Client::connect(ClientConfig::new(
-            server.addr().to_string(),
-        )))
-        .unwrap();
+    let client = rt.block_on(connect(&server));
     let id = "0123456789abcdef0123456789abcdef";
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

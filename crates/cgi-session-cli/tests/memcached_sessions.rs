@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cgi_session::memcache::client::{Client, ClientConfig, SetOptions};
 use cgi_session::{store_from_dsn, DriverArgs, SessionStore};
-use common::{cli, make_session, mc, memcache_store, rt, stdout_json};
+use common::{cli, connect, make_session, mc, memcache_store, rt, stdout_json};
 use memcached_harness::MemcachedServer;
 use predicates::prelude::*;
 use serde_json::Value;
@@ -17,9 +17,7 @@ fn ls_show_rm_on_memcached() {
     let server = MemcachedServer::start();
     let runtime = rt();
     let (ids, client) = runtime.block_on(async {
-        let client = Client::connect(ClientConfig::new(server.addr().to_string()))
-            .await
-            .unwrap();
+        let client = connect(&server).await;
         let store = memcache_store(&client);
         let mut ids = Vec::new();
         for user in ["ann", "bob", "cyd"] {
@@ -422,11 +420,7 @@ fn replicated_sessions_are_shown_decoded_and_removed_from_every_copy() {
 fn driver_memcached_keys_are_bare_ids_among_other_keys() {
     let server = MemcachedServer::start();
     let rt = rt();
-    let client = rt
-        .block_on(Client::connect(ClientConfig::new(
-            server.addr().to_string(),
-        )))
-        .unwrap();
+    let client = rt.block_on(connect(&server));
     let store = store_from_dsn(
         "driver:memcached;serializer:default",
         &DriverArgs::new().memcached(client.clone()),

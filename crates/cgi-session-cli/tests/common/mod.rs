@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use cgi_session::memcache::client::Client;
+use cgi_session::memcache::client::{Client, ClientConfig};
 use cgi_session::{store_from_dsn, DriverArgs, SessionStore};
 use memcached_harness::MemcachedServer;
 use serde_json::Value;
@@ -56,4 +56,11 @@ pub fn file(dir: &Path) -> [String; 4] {
 
 pub fn stdout_json(assert: &assert_cmd::assert::Assert) -> Value {
     serde_json::from_slice(&assert.get_output().stdout).unwrap()
+}
+
+/// A client of `server` alone.
+pub async fn connect(server: &MemcachedServer) -> Client {
+    Client::connect(ClientConfig::new(server.addr().to_string()))
+        .await
+        .unwrap()
 }
