@@ -168,7 +168,8 @@ pub enum DemoError {
     /// `--expire` is not a CGI::Session time.
     #[error("--expire: {0}")]
     Expire(#[from] cgi_session::ExpireParseError),
-    /// memcached could not be reached or failed its health check.
+    /// memcached could not be reached (no server of `--servers` answered), or refused the TLS
+    /// handshake or the login.
     #[error("memcached at {server} is not usable: {message}\nStart it (e.g. `memcached -l 127.0.0.1 -p 11211`) or point --servers at a running one; or drop --dsn/--servers to use the embedded file store.")]
     Memcached {
         /// The server given.
@@ -238,29 +239,25 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
             };
             format!("memcached at {} ({keys})", servers.join(", "))
         }
-        kind => {
-            if args.servers.is_some() {
-                return Err(DemoError::Usage(format!(
-                    "--servers is for driver:memcache or driver:memcached, but the DSN is {dsn_text}"
-                )));
-            }
-            if !matches!(kind, StoreKind::File { .. }) {
-                "the memory driver".to_owned()
-            } else {
-                let dir = match &args.dir {
-                    Some(dir) => dir.clone(),
-                    None => {
-                        let t = tempfile::Builder::new()
-                            .prefix("cgi-session-demo-")
-                            .tempdir()?;
-                        let path = t.path().to_path_buf();
-                        temp_dir = Some(t);
-                        path
-                    }
-                };
-                spec = spec.directory(&dir);
-                format!("files in {}", dir.display())
-            }
+        StoreKind::File { .. } => {
+            no_servers(args, &dsn_text)?;
+            let dir = match &args.dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    let t = tempfile::Builder::new()
+                        .prefix("cgi-session-demo-")
+                        .tempdir()?;
+                    let path = t.path().to_path_buf();
+                    temp_dir = Some(t);
+                    path
+                }
+            };
+            spec = spec.directory(&dir);
+            format!("files in {}", dir.display())
+        }
+        _ => {
+            no_servers(args, &dsn_text)?;
+            "the memory driver".to_owned()
         }
     };
     let opened = spec.open().await.map_err(|e| match e {
@@ -275,6 +272,7 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
     })?;
     if let OpenedDriver::Memcache(m) = &opened {
         warn_down(m);
+        tracing::info!("{description}: connected");
     }
     let store = spec
         .builder_over(&opened)?
@@ -293,6 +291,16 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
         description,
         temp_dir,
     })
+}
+
+/// `--servers` is for the memcached drivers only.
+fn no_servers(args: &Args, dsn: &str) -> Result<(), DemoError> {
+    if args.servers.is_some() {
+        return Err(DemoError::Usage(format!(
+            "--servers is for driver:memcache or driver:memcached, but the DSN is {dsn}"
+        )));
+    }
+    Ok(())
 }
 
 /// Names in the log each server of the pool that did not answer: the demo starts without
