@@ -154,7 +154,7 @@ impl StoreSpec {
 
     /// The driver's other arguments (id generator files, the memory driver's capacity, a
     /// memcached client of your own: [`DriverArgs::handle`], which is then used instead of
-    /// connecting). [`directory`](Self::directory), [`prefix`](Self::prefix) and
+    /// connecting to the spec's servers). [`directory`](Self::directory), [`prefix`](Self::prefix) and
     /// [`hashed_keys`](Self::hashed_keys) given later apply on top.
     pub fn args(mut self, args: DriverArgs) -> Self {
         self.args = args;
@@ -230,7 +230,8 @@ impl StoreSpec {
     }
 
     /// The application keeps each session on `replicas` more servers of the pool
-    /// ([`ReplicatedHandle`]): the driver then reads and writes every copy as it does.
+    /// ([`ReplicatedHandle`]): the driver then reads and writes every copy as it does. (Not
+    /// applied over a handle of your own given with [`args`](Self::args).)
     #[cfg(feature = "memcache")]
     pub fn replicas(mut self, replicas: usize) -> Self {
         self.replicas = Some(replicas);
