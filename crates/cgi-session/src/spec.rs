@@ -44,13 +44,13 @@ pub const DEFAULT_MEMCACHED: &str = "127.0.0.1:11211";
 /// // session; `open` connects (a dead server is an error unless others answer).
 /// use cgi_session::memcache::client::Distribution;
 /// let pool = StoreSpec::new("driver:memcache")
-///     .servers(["10.0.0.1:11211", " 10.0.0.2:11211 "])
+///     .servers(["127.0.0.1:11211", " 127.0.0.1:11212 "])
 ///     .distribution(Distribution::Modula)
 ///     .replicas(1);
 /// assert_eq!(
 ///     pool.kind()?,
 ///     StoreKind::Memcache {
-///         servers: vec!["10.0.0.1:11211".into(), "10.0.0.2:11211".into()],
+///         servers: vec!["127.0.0.1:11211".into(), "127.0.0.1:11212".into()],
 ///         prefix: "sessions:".into(),
 ///     }
 /// );
