@@ -205,6 +205,29 @@ pub enum OpenError {
     Memcached(#[from] memcache::client::Error),
 }
 
+impl OpenError {
+    /// Whether the store could not be reached (a memcached server that does not answer): a
+    /// web adapter answers 503 and a retry may succeed, unlike for a wrong DSN, directory,
+    /// certificate or password.
+    ///
+    /// ```
+    /// use cgi_session::{DriverError, OpenError};
+    ///
+    /// let down = DriverError::Unavailable { driver: "memcache", source: "connection refused".into() };
+    /// assert!(OpenError::Driver(down).is_unavailable());
+    /// let bad = cgi_session::store_from_dsn("driver:mysql", &Default::default()).unwrap_err();
+    /// assert!(!bad.is_unavailable());
+    /// ```
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            OpenError::Dsn(_) => false,
+            OpenError::Driver(e) => e.is_unavailable(),
+            #[cfg(feature = "memcache")]
+            OpenError::Memcached(e) => e.is_unavailable(),
+        }
+    }
+}
+
 fn unknown(kind: &'static str, name: &str, valid: &[&'static str]) -> DsnError {
     DsnError::UnknownName {
         kind,

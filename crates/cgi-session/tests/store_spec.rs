@@ -130,6 +130,7 @@ async fn a_pool_opens_without_its_dead_servers_and_fails_only_when_all_are_dead(
         .timeout(Duration::from_millis(500));
     let err = all_dead.open().await.unwrap_err();
     assert!(matches!(err, OpenError::Memcached(_)), "{err}");
+    assert!(err.is_unavailable(), "a retry may succeed: {err}");
     assert!(err.to_string().contains(&dead_addr), "{err}");
     let one_dead = StoreSpec::new("driver:memcache").servers([dead_addr.as_str()]);
     let err = one_dead.open().await.unwrap_err();
