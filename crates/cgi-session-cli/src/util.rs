@@ -2,10 +2,11 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cgi_session::record::Record;
-use cgi_session::{JsonSerializer, Serializer, SessionId};
+use cgi_session::{Driver, DriverError, JsonSerializer, SerializeError, Serializer, SessionId};
 use cgi_session_dumper::DataDumperSerializer;
 
 /// The serializers `show` tries, in order: the first that decodes the bytes wins. Adding a
@@ -23,11 +24,10 @@ fn serializers() -> Vec<Box<dyn Serializer>> {
 pub(crate) fn decode(bytes: &[u8]) -> Result<(&'static str, Record), String> {
     let mut errors = Vec::new();
     for serializer in serializers() {
-        match serializer.thaw(bytes) {
-            Ok(map) => {
-                return Record::from_map(map)
-                    .map(|r| (serializer.name(), r))
-                    .map_err(|e| format!("{} format, but {e}", serializer.name()));
+        match Record::decode(serializer.as_ref(), bytes) {
+            Ok(record) => return Ok((serializer.name(), record)),
+            Err(e @ SerializeError::NotARecord(_)) => {
+                return Err(format!("{} format, but {e}", serializer.name()));
             }
             Err(e) => errors.push(format!("{}: {e}", serializer.name())),
         }
@@ -36,6 +36,25 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(&'static str, Record), String> {
         "the stored bytes are in no known format ({})",
         errors.join("; ")
     ))
+}
+
+/// When the session was last used: the later of its record's `_SESSION_ATIME` and the store's
+/// last access, when the store tracks one (what [`Record::expires_at`] counts from).
+pub(crate) fn last_access(record: &Record, store_last_access: Option<i64>) -> i64 {
+    store_last_access.map_or(record.atime, |at| at.max(record.atime))
+}
+
+/// How many sessions `driver` lists, and the bytes they take as far as it knows.
+pub(crate) async fn count_sessions(driver: &dyn Driver) -> Result<(u64, u64), DriverError> {
+    let (mut sessions, mut bytes) = (0, 0);
+    driver
+        .list(&mut |listed| {
+            sessions += 1;
+            bytes += listed.size.unwrap_or(0);
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok((sessions, bytes))
 }
 
 /// Unix seconds now.

@@ -5,10 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cgi_session::memcache::client::{Client, ClientConfig};
-use cgi_session::memcache::MemcacheDriver;
 use cgi_session::{
-    builder_from_dsn, parse_expire, CookieConfig, DriverArgs, Dsn, LockMode, SessionStore,
+    parse_expire, CookieConfig, LockMode, OpenError, OpenedDriver, OpenedMemcache, SessionStore,
+    StoreKind, StoreSpec,
 };
 use cgi_session_tower::{Key, SessionLayer};
 use clap::Parser;
@@ -169,7 +168,8 @@ pub enum DemoError {
     /// `--expire` is not a CGI::Session time.
     #[error("--expire: {0}")]
     Expire(#[from] cgi_session::ExpireParseError),
-    /// memcached could not be reached or failed its health check.
+    /// memcached could not be reached (no server of `--servers` answered), or refused the TLS
+    /// handshake or the login.
     #[error("memcached at {server} is not usable: {message}\nStart it (e.g. `memcached -l 127.0.0.1 -p 11211`) or point --servers at a running one; or drop --dsn/--servers to use the embedded file store.")]
     Memcached {
         /// The server given.
@@ -207,7 +207,8 @@ pub struct OpenedStore {
 }
 
 /// Opens the store the options describe: the file driver in a fresh temporary directory by
-/// default; for `driver:memcache`, the bundled client, connected and health-checked at once.
+/// default; for `driver:memcache`, the bundled client over `--servers` (a pool when several),
+/// connected at once ([`StoreSpec`]).
 ///
 /// # Errors
 /// [`DemoError`] with what to do: a bad DSN or expiry, a dead memcached, options that do not
@@ -218,67 +219,63 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
         (None, Some(_)) => "driver:memcache".to_owned(),
         (None, None) => "driver:file".to_owned(),
     };
-    let dsn = Dsn::parse(&dsn_text).map_err(cgi_session::OpenError::from)?;
     let expire = parse_expire(&args.expire)?;
+    let mut spec = StoreSpec::new(dsn_text.as_str()).timeout(Duration::from_secs(1));
+    if let Some(servers) = &args.servers {
+        spec = spec.servers(servers.split(','));
+    }
     let mut temp_dir = None;
-    let (driver_args, description) = match dsn.driver.as_str() {
-        driver @ ("memcache" | "memcached") => {
+    let description = match spec.kind()? {
+        StoreKind::Memcache { servers, prefix } => {
             if args.dir.is_some() {
                 return Err(DemoError::Usage(format!(
-                    "--dir is for driver:file; driver:{driver} keeps sessions in memcached"
+                    "--dir is for driver:file; {dsn_text} keeps sessions in memcached"
                 )));
             }
-            let servers: Vec<String> = args
-                .servers
-                .as_deref()
-                .unwrap_or("127.0.0.1:11211")
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect();
-            if servers.is_empty() {
-                return Err(DemoError::Usage(
-                    "--servers is empty: give host:port[,host:port...]".into(),
-                ));
-            }
-            let client = connect_memcached(&servers).await?;
-            let keys = if driver == "memcached" {
-                "keys: the bare session ids"
+            let keys = if prefix.is_empty() {
+                "keys: the bare session ids".to_owned()
             } else {
-                "keys: sessions:<id>"
+                format!("keys: {prefix}<id>")
             };
-            (
-                // {Handle => $memd} and {Memcached => $memd} are the same argument.
-                DriverArgs::new().handle(client),
-                format!("memcached at {} ({keys})", servers.join(", ")),
-            )
+            format!("memcached at {} ({keys})", servers.join(", "))
         }
-        other => {
-            if args.servers.is_some() {
-                return Err(DemoError::Usage(format!(
-                    "--servers is for driver:memcache or driver:memcached, but the DSN names driver:{other}"
-                )));
-            }
-            if other == "file" {
-                let dir = match &args.dir {
-                    Some(dir) => dir.clone(),
-                    None => {
-                        let t = tempfile::Builder::new()
-                            .prefix("cgi-session-demo-")
-                            .tempdir()?;
-                        let path = t.path().to_path_buf();
-                        temp_dir = Some(t);
-                        path
-                    }
-                };
-                let description = format!("files in {}", dir.display());
-                (DriverArgs::new().directory(dir), description)
-            } else {
-                (DriverArgs::new(), format!("the {other} driver"))
-            }
+        StoreKind::File { .. } => {
+            no_servers(args, &dsn_text)?;
+            let dir = match &args.dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    let t = tempfile::Builder::new()
+                        .prefix("cgi-session-demo-")
+                        .tempdir()?;
+                    let path = t.path().to_path_buf();
+                    temp_dir = Some(t);
+                    path
+                }
+            };
+            spec = spec.directory(&dir);
+            format!("files in {}", dir.display())
+        }
+        _ => {
+            no_servers(args, &dsn_text)?;
+            "the memory driver".to_owned()
         }
     };
-    let store = builder_from_dsn(&dsn_text, &driver_args)?
+    let opened = spec.open().await.map_err(|e| match e {
+        OpenError::Memcached(e) => DemoError::Memcached {
+            server: args
+                .servers
+                .clone()
+                .unwrap_or_else(|| cgi_session::DEFAULT_MEMCACHED.to_owned()),
+            message: e.to_string(),
+        },
+        e => e.into(),
+    })?;
+    if let OpenedDriver::Memcache(m) = &opened {
+        warn_down(m);
+        tracing::info!("{description}: connected");
+    }
+    let store = spec
+        .builder_over(&opened)?
         .default_expire(expire)
         .lock_mode(args.lock)
         .lock_lease(args.lock_lease)
@@ -296,54 +293,26 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
     })
 }
 
-/// Checks every server (version, then a set/get/delete probe), then connects a client over
-/// all of them (keys spread with ketama). Servers that fail the check are named in a warning
-/// and the demo starts without them: their sessions fail with 503 until they are back, new
-/// sessions go to the others. Only when every server fails does the start fail.
-async fn connect_memcached(servers: &[String]) -> Result<Client, DemoError> {
-    let settings = |config: ClientConfig| {
-        config
-            .timeout(Duration::from_secs(1))
-            .connect_timeout(Duration::from_secs(1))
-    };
-    let mut down: Vec<(String, String)> = Vec::new();
-    for server in servers {
-        let checked = match Client::connect(settings(ClientConfig::new(server.as_str()))).await {
-            Ok(one) => MemcacheDriver::new(one)
-                .check()
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match checked {
-            Ok(report) => tracing::info!(
-                version = %report.version,
-                item_size_max = report.item_size_max,
-                probe = ?report.probe_time,
-                "memcached at {server} is alive"
-            ),
-            Err(message) => down.push((server.clone(), message)),
-        }
+/// `--servers` is for the memcached drivers only.
+fn no_servers(args: &Args, dsn: &str) -> Result<(), DemoError> {
+    if args.servers.is_some() {
+        return Err(DemoError::Usage(format!(
+            "--servers is for driver:memcache or driver:memcached, but the DSN is {dsn}"
+        )));
     }
-    if down.len() == servers.len() {
-        let (server, message) = down.swap_remove(0);
-        return Err(DemoError::Memcached { server, message });
-    }
-    for (server, message) in &down {
+    Ok(())
+}
+
+/// Names in the log each server of the pool that did not answer: the demo starts without
+/// them; their sessions get 503 until they are back, new sessions go to the others.
+fn warn_down(m: &OpenedMemcache) {
+    let total = m.client.as_ref().map_or(0, |c| c.servers().len());
+    for (server, error) in &m.down {
         tracing::warn!(
-            "memcached at {server} is down ({message}); starting with {} of {} servers: its sessions get 503 until it is back, new sessions go to the others",
-            servers.len() - down.len(),
-            servers.len()
+            "memcached at {server} is down ({error}); starting with {} of {total} servers: its sessions get 503 until it is back, new sessions go to the others",
+            total - m.down.len(),
         );
     }
-    Client::connect(
-        settings(ClientConfig::pool(servers.iter().map(String::as_str))).lazy(!down.is_empty()),
-    )
-    .await
-    .map_err(|e| DemoError::Memcached {
-        server: servers.join(","),
-        message: e.to_string(),
-    })
 }
 
 /// Runs the demo: opens the store, listens, prints where to point the browser, serves until

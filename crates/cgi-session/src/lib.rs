@@ -28,6 +28,11 @@ use std::sync::Arc;
 
 pub use cgi_session_core::*;
 
+mod spec;
+pub use spec::{OpenedDriver, StoreKind, StoreSpec};
+#[cfg(feature = "memcache")]
+pub use spec::{OpenedMemcache, DEFAULT_MEMCACHED};
+
 /// The memcached driver and its bundled client (feature `memcache`, on by default).
 #[cfg(feature = "memcache")]
 pub use cgi_session_memcache as memcache;
@@ -193,6 +198,34 @@ pub enum OpenError {
     /// The driver could not be set up (e.g. a missing directory).
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// memcached could not be reached, or refused the TLS handshake or the login (the message
+    /// names the server).
+    #[cfg(feature = "memcache")]
+    #[error(transparent)]
+    Memcached(#[from] memcache::client::Error),
+}
+
+impl OpenError {
+    /// Whether the store could not be reached (a memcached server that does not answer): a
+    /// web adapter answers 503 and a retry may succeed, unlike for a wrong DSN, directory,
+    /// certificate or password.
+    ///
+    /// ```
+    /// use cgi_session::{DriverError, OpenError};
+    ///
+    /// let down = DriverError::Unavailable { driver: "memcache", source: "connection refused".into() };
+    /// assert!(OpenError::Driver(down).is_unavailable());
+    /// let bad = cgi_session::store_from_dsn("driver:mysql", &Default::default()).unwrap_err();
+    /// assert!(!bad.is_unavailable());
+    /// ```
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            OpenError::Dsn(_) => false,
+            OpenError::Driver(e) => e.is_unavailable(),
+            #[cfg(feature = "memcache")]
+            OpenError::Memcached(e) => e.is_unavailable(),
+        }
+    }
 }
 
 fn unknown(kind: &'static str, name: &str, valid: &[&'static str]) -> DsnError {
@@ -222,44 +255,57 @@ pub fn driver_by_name(name: &str, args: &DriverArgs) -> Result<Arc<dyn Driver>, 
             None => MemoryDriver::new(),
         })),
         #[cfg(feature = "memcache")]
-        "memcache" => {
+        flavour @ ("memcache" | "memcached") => {
             let handle = args.handle.clone().ok_or_else(|| {
-                DsnError::Argument(
-                    "driver:memcache needs a memcached client: pass it with DriverArgs::handle(client) (the seed's {Handle => $memd})"
-                        .to_owned(),
-                )
+                DsnError::Argument(if flavour == "memcache" {
+                    "driver:memcache needs a memcached client: pass it with DriverArgs::handle(client) (the seed's {Handle => $memd}), or open the store with StoreSpec::servers"
+                } else {
+                    "driver:memcached needs a memcached client: pass it with DriverArgs::memcached(client) (Perl's {Memcached => $memd}), or open the store with StoreSpec::servers"
+                }
+                .to_owned())
             })?;
-            let mut builder =
-                memcache::MemcacheDriver::builder_dyn(handle).hashed_keys(args.hashed_keys);
-            if let Some(prefix) = &args.prefix {
-                builder = builder.prefix(prefix.clone());
-            }
-            Ok(Arc::new(builder.build()?))
-        }
-        // Debian's CGI::Session::Driver::memcached: the same driver, keys are the bare ids
-        // (they share the key space with everything else in that memcached; see
-        // `MemcacheDriverBuilder::prefix`).
-        #[cfg(feature = "memcache")]
-        "memcached" => {
-            let handle = args.handle.clone().ok_or_else(|| {
-                DsnError::Argument(
-                    "driver:memcached needs a memcached client: pass it with DriverArgs::memcached(client) (Perl's {Memcached => $memd})"
-                        .to_owned(),
-                )
-            })?;
-            if args.prefix.as_deref().is_some_and(|p| !p.is_empty()) {
-                return Err(DsnError::Argument(
-                    "driver:memcached stores sessions under their bare ids and takes no key prefix; use driver:memcache for prefixed keys"
-                        .to_owned(),
-                )
-                .into());
-            }
-            let builder = memcache::MemcacheDriver::builder_dyn(handle)
-                .prefix("")
-                .hashed_keys(args.hashed_keys);
-            Ok(Arc::new(builder.build()?))
+            Ok(Arc::new(memcache_driver(flavour, handle, args)?))
         }
         other => Err(unknown("driver", other, DRIVERS).into()),
+    }
+}
+
+/// The memcached driver of `flavour` over `handle`: `memcache` keeps sessions under
+/// `<prefix><id>` (the seed's `CGI::Session::Driver::memcache`), `memcached` under the bare id
+/// (Debian's `CGI::Session::Driver::memcached`: the keys share the key space with everything
+/// else in that memcached; see `MemcacheDriverBuilder::prefix`).
+#[cfg(feature = "memcache")]
+fn memcache_driver(
+    flavour: &str,
+    handle: Arc<dyn memcache::MemcacheHandle>,
+    args: &DriverArgs,
+) -> Result<memcache::MemcacheDriver, OpenError> {
+    if flavour != "memcache" && flavour != "memcached" {
+        return Err(DsnError::Argument(format!(
+            "driver:{flavour} is not a memcached driver: use driver:memcache or driver:memcached"
+        ))
+        .into());
+    }
+    let prefix = key_prefix(flavour, args.prefix.as_deref())?;
+    Ok(memcache::MemcacheDriver::builder_dyn(handle)
+        .prefix(prefix)
+        .hashed_keys(args.hashed_keys)
+        .build()?)
+}
+
+/// The key prefix of a memcached flavour: `prefix` (default `sessions:`) for `memcache`; none
+/// for `memcached`, which refuses one.
+#[cfg(feature = "memcache")]
+pub(crate) fn key_prefix(flavour: &str, prefix: Option<&str>) -> Result<String, OpenError> {
+    match (flavour, prefix) {
+        ("memcached", Some(p)) if !p.is_empty() => Err(DsnError::Argument(
+            "driver:memcached stores sessions under their bare ids and takes no key prefix; use driver:memcache for prefixed keys"
+                .to_owned(),
+        )
+        .into()),
+        ("memcached", _) => Ok(String::new()),
+        (_, Some(p)) => Ok(p.to_owned()),
+        (_, None) => Ok(memcache::DEFAULT_PREFIX.to_owned()),
     }
 }
 
