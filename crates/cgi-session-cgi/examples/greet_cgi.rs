@@ -32,7 +32,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cgi_session_cgi::{CgiError, CgiRequest, CgiSession, DriverArgs, LockMode};
+use cgi_session::StoreSpec;
+use cgi_session_cgi::{CgiError, CgiRequest, CgiSession, LockMode};
 
 fn main() -> ExitCode {
     let lock_mode = match std::env::var("CGI_SESSION_LOCK") {
@@ -94,31 +95,24 @@ fn misconfigured(detail: &str, for_the_visitor: &str) -> ExitCode {
 }
 
 fn run(lock_mode: LockMode, store: Store) -> Result<(), CgiError> {
-    let (dsn, args) = match store {
+    // The seed's `my $memd = new Cache::Memcached({servers => ['localhost:11211']})` and
+    // `CGI::Session->new("driver:memcache", $cgi, {'Handle' => $memd})` in one step: the
+    // store is opened from its server list (or directory) as the demo and the CLI open theirs;
+    // a dead server is an error (the seed's `die("No Connection to Memcached !")`), a 503.
+    let (dsn, spec) = match store {
         #[cfg(feature = "memcache")]
-        Store::Memcached(server) => {
-            use cgi_session_cgi::{connect_memcached, ClientConfig};
-            // my $memd = new Cache::Memcached({servers => ['localhost:11211']});
-            // if (!$memd) {die("No Connection to Memcached !");}
-            let memd = connect_memcached(ClientConfig::new(server))?;
-            ("driver:memcache", DriverArgs::new().handle(memd))
-        }
-        Store::Files(dir) => ("driver:file", DriverArgs::new().directory(dir)),
+        Store::Memcached(server) => (
+            "driver:memcache",
+            StoreSpec::new("driver:memcache").servers([server]),
+        ),
+        Store::Files(dir) => ("driver:file", StoreSpec::new("driver:file").directory(dir)),
     };
 
     // my $cgi = CGI->new();
     let cgi = CgiRequest::from_env()?;
-    let mut sess = if lock_mode == LockMode::Off {
-        // my $sess = CGI::Session->new("driver:memcache", $cgi, {'Handle' => $memd});
-        CgiSession::new(dsn, &cgi, args)?
-    } else {
-        // The same store with a session lock: with `EveryRequest` it is taken here, before
-        // the session is read, and held until `close`.
-        let store = cgi_session::builder_from_dsn(dsn, &args)?
-            .lock_mode(lock_mode)
-            .build();
-        CgiSession::from_store(&store, &cgi)?
-    };
+    // With `LockMode::EveryRequest` the session lock is taken here, before the session is
+    // read, and held until `close`.
+    let mut sess = CgiSession::open(&spec, &cgi, |store| store.lock_mode(lock_mode))?;
     if lock_mode == LockMode::OnDemand {
         // Locks the session (if it is stored already) and reloads it under the lock.
         sess.lock()?;

@@ -88,6 +88,7 @@ impl CgiError {
             #[cfg(feature = "memcache")]
             Self::Memcached(e) => e.is_unavailable(),
             Self::Session(e) => e.is_unavailable(),
+            Self::Open(e) => e.is_unavailable(),
             _ => false,
         }
     }
@@ -104,6 +105,7 @@ impl CgiError {
             Self::Session(e) => e.retry_after().map(|d| d.as_secs().max(1)),
             #[cfg(feature = "memcache")]
             Self::Memcached(e) if e.is_unavailable() => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            Self::Open(e) if e.is_unavailable() => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -176,7 +178,6 @@ impl CgiError {
     }
 }
 
-#[cfg(feature = "memcache")]
 /// `Retry-After` for a memcached server that could not be reached when connecting (the
 /// session layer's own value for an unreachable store).
 const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;

@@ -73,6 +73,37 @@ impl CgiSession {
         Self::from_store(&store, request)
     }
 
+    /// Opens the store `spec` names (memcached servers or a directory, the same
+    /// [`StoreSpec`](cgi_session::StoreSpec) the demo and the operator CLI open stores with),
+    /// lets `configure` adjust the store (expiry, lock mode, cookie...), then loads the
+    /// request's session as [`CgiSession::from_store`] does.
+    ///
+    /// ```
+    /// use cgi_session::StoreSpec;
+    /// use cgi_session_cgi::{CgiRequest, CgiSession};
+    ///
+    /// let dir = std::env::temp_dir();
+    /// let spec = StoreSpec::new("driver:file").directory(&dir);
+    /// let req = CgiRequest::from_parts([("REQUEST_METHOD", "GET")], std::io::empty(), 0)?;
+    /// let mut sess = CgiSession::open(&spec, &req, |b| b.default_expire(600))?;
+    /// assert!(sess.is_new());
+    /// sess.discard();
+    /// # Ok::<(), cgi_session_cgi::CgiError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CgiError::Open`] for a bad DSN or driver set-up (503 via [`CgiError::http_status`] when
+    /// memcached cannot be reached); [`CgiError::Session`] when the store fails.
+    pub fn open(
+        spec: &cgi_session::StoreSpec,
+        request: &CgiRequest,
+        configure: impl FnOnce(cgi_session::SessionStoreBuilder) -> cgi_session::SessionStoreBuilder,
+    ) -> Result<Self, CgiError> {
+        log::ensure_installed();
+        let builder = block_on(spec.builder())??;
+        Self::from_store(&configure(builder).build(), request)
+    }
+
     /// `CGI::Session->new` on a store configured in code (expiry, ip matching, cookie
     /// settings...).
     ///
