@@ -1,11 +1,11 @@
-//! A session created by Perl's CGI::Session (the seed-style memcache driver) is picked up by
-//! the Rust demo web app when the browser sends the same CGISESSID cookie, and the demo's
-//! changes are seen by Perl.
+//! A session created by Perl's CGI::Session (with `CGI::Session::Driver::memcache`, the Perl
+//! driver this project started from) is picked up by the Rust demo web app when the browser
+//! sends the same CGISESSID cookie, and the demo's changes are seen by Perl.
 
 use axum::body::Body;
 use cgi_session::memcache::client::{Client, ClientConfig};
 use cgi_session::{builder_from_dsn, DriverArgs};
-use cgi_session_perl_interop::Perl;
+use cgi_session_e2e::Perl;
 use memcached_harness::MemcachedServer;
 use serde_json::{json, Value};
 use tower::ServiceExt;

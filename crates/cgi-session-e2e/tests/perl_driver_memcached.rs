@@ -6,7 +6,7 @@
 use cgi_session::memcache::client::{Client, ClientConfig, GetOptions};
 use cgi_session::memcache::DEFAULT_LIFETIME;
 use cgi_session::{builder_from_dsn, DriverArgs, SessionStore};
-use cgi_session_perl_interop::Perl;
+use cgi_session_e2e::Perl;
 use memcached_harness::MemcachedServer;
 use serde_json::{json, Value};
 

@@ -4,7 +4,7 @@
 
 use cgi_session::memcache::client::{Client, ClientConfig, GetOptions};
 use cgi_session::{builder_from_dsn, DriverArgs, ManualClock, SessionStore};
-use cgi_session_perl_interop::Perl;
+use cgi_session_e2e::Perl;
 use memcached_harness::MemcachedServer;
 use serde_json::json;
 
@@ -225,7 +225,7 @@ async fn delete_on_one_side_is_seen_on_the_other() {
 }
 
 #[tokio::test]
-async fn the_stored_item_has_the_seed_drivers_shape() {
+async fn the_stored_item_has_the_perl_memcache_drivers_shape() {
     let f = fixture().await;
     let perl_id = f.perl.create(&json!({"user": "jo"}), None, &[]);
     let mut s = f.store.new_session(None, None).await.unwrap();
@@ -243,11 +243,15 @@ async fn the_stored_item_has_the_seed_drivers_shape() {
             .await
             .unwrap()
             .expect("stored under sessions:<id>");
-        assert_eq!(item.flags, Some(0), "flags 0, as the seed stores");
+        assert_eq!(
+            item.flags,
+            Some(0),
+            "flags 0, as the Perl memcache driver stores"
+        );
         let text = String::from_utf8(item.value.to_vec()).unwrap();
         assert!(text.starts_with("$D = {"), "{text}");
         assert!(text.ends_with(";;$D"), "{text}");
-        // The seed stores without a TTL; ours sets one, which Perl ignores.
+        // The Perl memcache driver stores without a TTL; ours sets one, which Perl ignores.
         assert_eq!(item.ttl_remaining.unwrap() > 0, expect_ttl, "{id}");
     }
     // Perl rewrites the Rust item on load (CGI::Session rewrites every loaded session), and
