@@ -10,14 +10,18 @@
 //! Every test fails (none skips) when its program is missing: `scripts/test.sh` installs them
 //! (Debian packages). memcached itself is started by each test (`memcached-harness`).
 //!
-//! The library is the tests' support: [`Perl`] runs the Perl tool scripts of `tests/perl`.
+//! The library is the tests' support: [`Perl`] runs the Perl tool scripts of `tests/perl`;
+//! [`SharedStore`], [`connect`] and [`perl_sharing_store`] set up the Rust side (a memcached
+//! of the test's own, the bundled client, a store).
 //! Under `cargo test` (doctests) it also compiles every Rust code block of the README and of
 //! `docs/`, so that the documentation's examples cannot drift from the API.
 #![forbid(unsafe_code)]
 
 mod perl;
+mod store;
 
 pub use perl::Perl;
+pub use store::{connect, perl_sharing_store, SharedStore};
 
 /// The Rust code blocks of `README.md`, compiled (and run where they need no server) as
 /// doctests.

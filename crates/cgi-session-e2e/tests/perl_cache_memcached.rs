@@ -7,18 +7,10 @@ use std::process::Command;
 use cgi_session_memcache_client::{Client, ClientConfig, Distribution, GetOptions};
 use memcached_harness::MemcachedServer;
 
-fn three() -> Vec<MemcachedServer> {
-    (0..3).map(|_| MemcachedServer::start()).collect()
-}
-
-fn addrs(servers: &[MemcachedServer]) -> Vec<String> {
-    servers.iter().map(|s| s.addr().to_string()).collect()
-}
-
 #[tokio::test]
 async fn modula_finds_keys_where_perl_cache_memcached_put_them() {
-    let servers = three();
-    let list = addrs(&servers);
+    let servers: Vec<MemcachedServer> = (0..3).map(|_| MemcachedServer::start()).collect();
+    let list: Vec<String> = servers.iter().map(|s| s.addr().to_string()).collect();
     // Weights as Cache::Memcached takes them: [addr, weight].
     let perl_servers = format!(
         "[['{}', 1], ['{}', 2], ['{}', 1]]",
