@@ -159,17 +159,11 @@ async fn setup(
             ))
         }
         Workload::Memory => {
-            let store = session_builder(SessionStore::builder(MemoryDriver::new())).build();
-            let ids = populate_sessions(&store, n).await?;
-            let size = stored_size_via_serializer(&store, &ids[0]).await;
-            Ok((
-                Target::Session {
-                    store,
-                    ids,
-                    read_only: false,
-                },
-                size,
-            ))
+            local_target(
+                session_builder(SessionStore::builder(MemoryDriver::new())).build(),
+                n,
+            )
+            .await
         }
         Workload::File => {
             let dir = tmp.path().join("file-driver");
@@ -183,19 +177,24 @@ async fn setup(
                     })?;
             }
             let driver = FileDriver::new(&dir).map_err(|e| BenchError::Config(e.to_string()))?;
-            let store = session_builder(SessionStore::builder(driver)).build();
-            let ids = populate_sessions(&store, n).await?;
-            let size = stored_size_via_serializer(&store, &ids[0]).await;
-            Ok((
-                Target::Session {
-                    store,
-                    ids,
-                    read_only: false,
-                },
-                size,
-            ))
+            local_target(session_builder(SessionStore::builder(driver)).build(), n).await
         }
     }
+}
+
+/// The read-write session cycle over an in-process or file `store`, with its pool of `n`
+/// sessions, and the stored size of one of them.
+async fn local_target(store: SessionStore, n: usize) -> Result<(Target, usize), BenchError> {
+    let ids = populate_sessions(&store, n).await?;
+    let size = stored_size_via_serializer(&store, &ids[0]).await;
+    Ok((
+        Target::Session {
+            store,
+            ids,
+            read_only: false,
+        },
+        size,
+    ))
 }
 
 async fn stored_size_via_serializer(store: &SessionStore, id: &str) -> usize {
