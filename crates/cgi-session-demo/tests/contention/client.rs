@@ -305,11 +305,7 @@ pub(crate) async fn new_session(http: &Http, addr: SocketAddr) -> String {
 }
 
 /// `GET /api/session`, or what went wrong.
-async fn session_info(
-    http: &Http,
-    addr: SocketAddr,
-    cookie: &str,
-) -> Result<SessionInfo, String> {
+async fn session_info(http: &Http, addr: SocketAddr, cookie: &str) -> Result<SessionInfo, String> {
     let r = http.get(addr, "/api/session", Some(cookie)).await;
     if !r.is(200) {
         return Err(format!("GET /api/session: {}", r.describe()));
