@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, each with the command or Perl module that shows it is there.
+# The tests that run perl, lighttpd, chromium and nutcracker are in crates/cgi-session-e2e
+# (memcached is started by tests all over the workspace).
 need=()
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 perl -MCGI::Session -e1 >/dev/null 2>&1 || need+=(libcgi-session-perl)
@@ -41,8 +43,9 @@ echo "==> cargo doc (broken links and missing docs are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
 echo "==> cargo test"
 cargo test --workspace --all-features --locked
-# The crates meant for the registry (the others say `publish = false`): each must package and
-# build from its package alone, with versioned internal dependencies.
+# The crates meant for the registry (the others say `publish = false`: bench, conformance,
+# demo, e2e, fuzz, memcached-harness): each must package and build from its package alone,
+# with versioned internal dependencies.
 echo "==> cargo package (published crates)"
 cargo package --locked --allow-dirty \
   -p cgi-session-core -p cgi-session-dumper -p cgi-session-storable \

@@ -41,16 +41,18 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-const INSTALL_HINT: &str = "install memcached: apt-get install memcached";
+use crate::process::{free_port, thread_states, StartError};
+
+mod process;
+mod spawn;
+mod stats;
+#[cfg(test)]
+mod tests;
 
 /// Builder for a [`MemcachedServer`]: extra command-line arguments, memory and
 /// start-up deadline.
@@ -275,45 +277,6 @@ pub struct MemcachedServer {
     auth_file: Option<PathBuf>,
 }
 
-enum StartError {
-    PortTaken(String),
-    Fatal(String),
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("cannot bind a loopback port to find a free one: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("cannot read the local address of a loopback socket: {e}"))
-        .port()
-}
-
-/// The state letter of every thread of `pid` (`R`, `S`, `T`, ...).
-fn thread_states(pid: u32) -> Vec<char> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|entry| {
-        let stat = std::fs::read_to_string(entry.ok()?.path().join("stat")).ok()?;
-        // Format: "tid (comm) S ...": the state follows the last ')'.
-        let after = &stat[stat.rfind(')')? + 1..];
-        after.trim_start().chars().next()
-    })
-    .collect()
-}
-
-fn running_as_root() -> bool {
-    // The owner of /proc/self is the effective uid of this process.
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
-fn memcached_binary() -> String {
-    std::env::var("MEMCACHED_BIN").unwrap_or_else(|_| "memcached".to_string())
-}
-
 impl MemcachedServer {
     /// Starts a server with default settings (64 MiB, no extra arguments).
     ///
@@ -394,158 +357,6 @@ impl MemcachedServer {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
         }
-    }
-
-    fn spawn_and_wait(&mut self) -> Result<(), StartError> {
-        let mut cmd = Command::new(memcached_binary());
-        if running_as_root() {
-            cmd.arg("-u").arg("root");
-        }
-        match &self.config.tls {
-            None => {
-                cmd.arg("-l").arg("127.0.0.1");
-            }
-            Some(tls) => {
-                let mut opts = format!(
-                    "ssl_chain_cert={},ssl_key={}",
-                    tls.chain.display(),
-                    tls.key.display()
-                );
-                if let Some(ca) = &tls.client_ca {
-                    opts.push_str(&format!(",ssl_ca_cert={},ssl_verify_mode=2", ca.display()));
-                }
-                cmd.arg("-l")
-                    .arg(format!(
-                        "127.0.0.1:{},notls:127.0.0.1:{}",
-                        self.port, self.plain_port
-                    ))
-                    .arg("-Z")
-                    .arg("-o")
-                    .arg(opts);
-            }
-        }
-        if let Some((user, password)) = &self.config.auth {
-            if self.auth_file.is_none() {
-                static SEQ: AtomicU64 = AtomicU64::new(0);
-                let path = std::env::temp_dir().join(format!(
-                    "memcached-harness-auth-{}-{}-{}",
-                    std::process::id(),
-                    self.port,
-                    SEQ.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::write(&path, format!("{user}:{password}\n")).map_err(|e| {
-                    StartError::Fatal(format!(
-                        "cannot write the memcached auth file {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                self.auth_file = Some(path);
-            }
-            if let Some(path) = &self.auth_file {
-                cmd.arg("-Y").arg(path);
-            }
-        }
-        cmd.arg("-p")
-            .arg(self.port.to_string())
-            .arg("-U")
-            .arg("0")
-            .arg("-m")
-            .arg(self.config.memory_mb.to_string())
-            .args(&self.config.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StartError::Fatal(format!(
-                    "memcached binary `{}` not found in PATH; {INSTALL_HINT} (or set MEMCACHED_BIN)",
-                    memcached_binary()
-                )))
-            }
-            Err(e) => {
-                return Err(StartError::Fatal(format!(
-                    "cannot start `{}`: {e}; {INSTALL_HINT}",
-                    memcached_binary()
-                )))
-            }
-        };
-        self.child = Some(child);
-        self.paused = false;
-        self.wait_ready()
-    }
-
-    fn wait_ready(&mut self) -> Result<(), StartError> {
-        let deadline = Instant::now() + self.config.ready_timeout;
-        loop {
-            let child = self
-                .child
-                .as_mut()
-                .ok_or_else(|| StartError::Fatal("memcached is not running".into()))?;
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                self.child = None;
-                let msg = format!(
-                    "memcached on port {} exited at start-up ({status}): {}",
-                    self.port,
-                    stderr.trim()
-                );
-                if stderr.contains("in use") || stderr.contains("failed to listen") {
-                    return Err(StartError::PortTaken(msg));
-                }
-                return Err(StartError::Fatal(msg));
-            }
-            if self.answers_version() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(StartError::Fatal(format!(
-                    "memcached on port {} did not answer `version` within {:?}",
-                    self.port, self.config.ready_timeout
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Connects to [`plain_addr`](Self::plain_addr) and logs in if the
-    /// server has authentication.
-    fn plain_connection(&self, timeout: Duration) -> std::io::Result<BufReader<TcpStream>> {
-        let stream = TcpStream::connect_timeout(&self.plain_addr(), timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        let mut reader = BufReader::new(stream);
-        if let Some((user, password)) = &self.config.auth {
-            let login = format!(
-                "set harness_auth 0 -1 {}\r\n{user} {password}\r\n",
-                user.len() + 1 + password.len()
-            );
-            reader.get_mut().write_all(login.as_bytes())?;
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            if line != "STORED\r\n" {
-                return Err(std::io::Error::other(format!(
-                    "login refused: {}",
-                    line.trim_end()
-                )));
-            }
-        }
-        Ok(reader)
-    }
-
-    fn answers_version(&self) -> bool {
-        let Ok(mut reader) = self.plain_connection(Duration::from_millis(500)) else {
-            return false;
-        };
-        if reader.get_mut().write_all(b"version\r\n").is_err() {
-            return false;
-        }
-        let mut line = String::new();
-        reader.read_line(&mut line).is_ok() && line.starts_with("VERSION ")
     }
 
     /// Kills the process with SIGKILL and reaps it. The port stays reserved
@@ -662,74 +473,6 @@ impl MemcachedServer {
         self.paused = false;
         self.wait_threads("running", |state| state != 'T' && state != 't');
     }
-
-    /// Runs `stats` over a fresh plain TCP connection and returns the counters
-    /// (e.g. `cmd_get`, `cmd_set`, `cmd_touch`, `get_hits`, `curr_items`).
-    ///
-    /// # Panics
-    ///
-    /// If the server does not answer within 5 s.
-    ///
-    /// ```no_run
-    /// let server = memcached_harness::MemcachedServer::start();
-    /// let stats = server.stats();
-    /// let gets: u64 = stats["cmd_get"].parse().unwrap();
-    /// assert_eq!(gets, 0);
-    /// ```
-    pub fn stats(&self) -> HashMap<String, String> {
-        self.stats_arg("")
-    }
-
-    /// Runs `stats <arg>` (e.g. `settings`, `items`, `slabs`); an empty
-    /// `arg` runs plain `stats`.
-    ///
-    /// # Panics
-    ///
-    /// If the server does not answer within 5 s or answers with an error.
-    ///
-    /// ```no_run
-    /// let server = memcached_harness::MemcachedServer::builder().arg("-I").arg("2m").start();
-    /// assert_eq!(server.stats_arg("settings")["item_size_max"], "2097152");
-    /// ```
-    pub fn stats_arg(&self, arg: &str) -> HashMap<String, String> {
-        let port = self.port;
-        let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
-            panic!("stats on memcached at 127.0.0.1:{port}: {what}: {e}")
-        };
-        let mut reader = self
-            .plain_connection(Duration::from_secs(5))
-            .unwrap_or_else(|e| fail("connect", &e));
-        let cmd = if arg.is_empty() {
-            "stats\r\n".to_string()
-        } else {
-            format!("stats {arg}\r\n")
-        };
-        reader
-            .get_mut()
-            .write_all(cmd.as_bytes())
-            .unwrap_or_else(|e| fail("write", &e));
-        let mut out = HashMap::new();
-        loop {
-            let mut line = String::new();
-            let n = reader
-                .read_line(&mut line)
-                .unwrap_or_else(|e| fail("read", &e));
-            if n == 0 {
-                fail("read", &"connection closed before END");
-            }
-            let line = line.trim_end_matches(['\r', '\n']);
-            if line == "END" {
-                return out;
-            }
-            let mut parts = line.splitn(3, ' ');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some("STAT"), Some(name), value) => {
-                    out.insert(name.to_string(), value.unwrap_or("").to_string());
-                }
-                _ => fail("unexpected reply line", &line),
-            }
-        }
-    }
 }
 
 impl Drop for MemcachedServer {
@@ -739,99 +482,5 @@ impl Drop for MemcachedServer {
         if let Some(path) = self.auth_file.take() {
             let _ = std::fs::remove_file(path);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn connect_fails(addr: SocketAddr) -> bool {
-        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err()
-    }
-
-    #[test]
-    fn start_answers_and_counts() {
-        let server = MemcachedServer::start();
-        assert!(server.answers_version());
-        let stats = server.stats();
-        assert_eq!(stats["cmd_get"], "0");
-        let mut s = TcpStream::connect(server.addr()).unwrap();
-        s.write_all(b"mg nokey v\r\n").unwrap();
-        let mut reader = BufReader::new(s);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        assert_eq!(line, "EN\r\n");
-        assert_eq!(server.stats()["cmd_get"], "1");
-    }
-
-    #[test]
-    fn builder_args_reach_memcached() {
-        let server = MemcachedServer::builder()
-            .arg("-I")
-            .arg("2m")
-            .memory_mb(32)
-            .start();
-        let settings = server.stats_arg("settings");
-        assert_eq!(settings["item_size_max"], "2097152");
-        assert_eq!(settings["maxbytes"], (32u64 * 1024 * 1024).to_string());
-    }
-
-    #[test]
-    fn kill_and_restart_same_port() {
-        let mut server = MemcachedServer::start();
-        let port = server.port();
-        server.kill();
-        assert!(!server.is_running());
-        assert!(connect_fails(server.addr()));
-        server.restart();
-        assert_eq!(server.port(), port);
-        assert!(server.is_running());
-        assert!(server.answers_version());
-    }
-
-    #[test]
-    fn pause_and_resume() {
-        let mut server = MemcachedServer::start();
-        server.pause();
-        assert!(
-            !server.answers_version(),
-            "a stopped server must not answer"
-        );
-        server.resume();
-        assert!(server.answers_version());
-    }
-
-    #[test]
-    fn two_servers_get_different_ports() {
-        let a = MemcachedServer::start();
-        let b = MemcachedServer::start();
-        assert_ne!(a.port(), b.port());
-    }
-
-    #[test]
-    fn auth_server_is_ready_and_answers_stats_after_login() {
-        let mut server = MemcachedServer::builder().auth("app", "s3cret").start();
-        assert_eq!(server.stats()["curr_items"], "0");
-        let file = server.auth_file.clone().expect("auth file written");
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "app:s3cret\n");
-        // Without logging in, memcached refuses commands.
-        let mut s = TcpStream::connect(server.addr()).unwrap();
-        s.write_all(b"version\r\n").unwrap();
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
-        assert_eq!(line, "CLIENT_ERROR unauthenticated\r\n");
-        server.restart();
-        assert!(server.answers_version());
-        drop(server);
-        assert!(!file.exists(), "the auth file is removed with the server");
-    }
-
-    #[test]
-    fn drop_kills_the_process() {
-        let server = MemcachedServer::start();
-        let addr = server.addr();
-        drop(server);
-        assert!(connect_fails(addr));
     }
 }

@@ -3,10 +3,10 @@
 //! memcached, keyed by the bare session id: both directions, delete both ways, the key and the
 //! item's lifetime.
 
-use cgi_session::memcache::client::{Client, ClientConfig, GetOptions};
+use cgi_session::memcache::client::{Client, GetOptions};
 use cgi_session::memcache::DEFAULT_LIFETIME;
-use cgi_session::{builder_from_dsn, DriverArgs, SessionStore};
-use cgi_session_perl_interop::Perl;
+use cgi_session::DriverArgs;
+use cgi_session_e2e::{Perl, SharedStore};
 use memcached_harness::MemcachedServer;
 use serde_json::{json, Value};
 
@@ -19,29 +19,12 @@ fn perl_read(server: &MemcachedServer, id: &str) -> Value {
     serde_json::from_str(&perl(server, &["read", id])).unwrap()
 }
 
-struct Fixture {
-    server: MemcachedServer,
-    client: Client,
-    store: SessionStore,
-}
-
-async fn fixture() -> Fixture {
-    let server = MemcachedServer::start();
-    let client = Client::connect(ClientConfig::new(server.addr().to_string()))
-        .await
-        .unwrap();
+async fn fixture() -> SharedStore {
     // CGI::Session->new("driver:memcached;serializer:default", $sid, {Memcached => $memd})
-    let store = builder_from_dsn(
-        "driver:memcached;serializer:default",
-        &DriverArgs::new().memcached(client.clone()),
-    )
-    .unwrap()
-    .build();
-    Fixture {
-        server,
-        client,
-        store,
-    }
+    SharedStore::start("driver:memcached;serializer:default", |c| {
+        DriverArgs::new().memcached(c)
+    })
+    .await
 }
 
 /// What memcached holds under `key`: the value and its remaining TTL (-1: none).

@@ -1,11 +1,9 @@
-//! A session created by Perl's CGI::Session (the seed-style memcache driver) is picked up by
-//! the Rust demo web app when the browser sends the same CGISESSID cookie, and the demo's
-//! changes are seen by Perl.
+//! A session created by Perl's CGI::Session (with `CGI::Session::Driver::memcache`, the Perl
+//! driver this project started from) is picked up by the Rust demo web app when the browser
+//! sends the same CGISESSID cookie, and the demo's changes are seen by Perl.
 
 use axum::body::Body;
-use cgi_session::memcache::client::{Client, ClientConfig};
-use cgi_session::{builder_from_dsn, DriverArgs};
-use cgi_session_perl_interop::Perl;
+use cgi_session_e2e::{connect, perl_sharing_store, Perl};
 use memcached_harness::MemcachedServer;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -38,15 +36,8 @@ async fn the_demo_app_reads_a_session_perl_created() {
         &[],
     );
 
-    let client = Client::connect(ClientConfig::new(server.addr().to_string()))
-        .await
-        .unwrap();
-    let store = builder_from_dsn(
-        "driver:memcache;serializer:default",
-        &DriverArgs::new().handle(client),
-    )
-    .unwrap()
-    .build();
+    let client = connect(&server).await;
+    let store = perl_sharing_store(&client).build();
     let app = cgi_session_demo::app(store);
 
     let (info, set_cookie) = get(&app, "/api/session", &id).await;

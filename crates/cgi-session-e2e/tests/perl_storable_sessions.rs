@@ -4,44 +4,26 @@
 //! Perl byte-identical (`length`, `utf8::is_utf8`, the bytes, the class, the sharing); a map
 //! from Rust naming a class is a plain hash in Perl; an `nfreeze` image is read too.
 
-use cgi_session::memcache::client::{Client, ClientConfig, GetOptions, SetOptions};
-use cgi_session::{builder_from_dsn, DriverArgs, Serializer, SessionStore, StorableSerializer};
-use cgi_session_perl_interop::Perl;
-use memcached_harness::MemcachedServer;
+use cgi_session::memcache::client::{GetOptions, SetOptions};
+use cgi_session::{DriverArgs, Serializer, StorableSerializer};
+use cgi_session_e2e::{Perl, SharedStore};
 use serde_json::{json, Value};
 
-struct Fixture {
-    server: MemcachedServer,
-    client: Client,
-    store: SessionStore,
-}
-
-async fn fixture() -> Fixture {
-    let server = MemcachedServer::start();
-    let client = Client::connect(ClientConfig::new(server.addr().to_string()))
-        .await
-        .unwrap();
+async fn fixture() -> SharedStore {
     // CGI::Session->new("driver:memcache;serializer:storable", $cgi, {Handle => $memd})
-    let store = builder_from_dsn(
-        "driver:memcache;serializer:storable",
-        &DriverArgs::new().handle(client.clone()),
-    )
-    .unwrap()
-    .build();
-    Fixture {
-        server,
-        client,
-        store,
-    }
+    SharedStore::start("driver:memcache;serializer:storable", |c| {
+        DriverArgs::new().handle(c)
+    })
+    .await
 }
 
 /// Runs `tests/perl/storable-tool.pl`; panics with Perl's stderr.
-fn perl(f: &Fixture, args: &[&str]) -> String {
+fn perl(f: &SharedStore, args: &[&str]) -> String {
     Perl::with_tool(f.server.addr().to_string(), "storable-tool.pl").run(args)
 }
 
 /// Perl's description of the session (see `describe` in storable-tool.pl).
-fn perl_read(f: &Fixture, id: &str) -> Value {
+fn perl_read(f: &SharedStore, id: &str) -> Value {
     serde_json::from_str(&perl(f, &["read", id])).expect("storable-tool prints JSON")
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
-# The Perl side of the Storable cross-language tests (tests/storable_sessions.rs): the real
-# CGI::Session 4.48 with serializer:storable, over Cache::Memcached and the seed-style
-# memcache driver in this directory.
+# The Perl side of the Storable cross-language tests (tests/perl_storable_sessions.rs): the real
+# CGI::Session 4.48 with serializer:storable, over Cache::Memcached and the memcache driver
+# in CGI/Session/Driver/memcache.pm (the Perl driver this project started from).
 #
 #   storable-tool.pl SERVER create            -> prints the new id (a session holding every kind of value)
 #   storable-tool.pl SERVER create-nfreeze    -> the same session stored as an nfreeze image; prints the id

@@ -1,5 +1,6 @@
 //! End to end under a real CGI-capable web server: lighttpd (Debian package `lighttpd`) with
-//! mod_cgi runs the `greet-cgi` binary on a loopback port; the sessions live in a real
+//! mod_cgi runs the CGI example of cgi-session-cgi (`examples/greet_cgi.rs`, built by this
+//! package as the binary `e2e-greet-cgi`) on a loopback port; the sessions live in a real
 //! memcached (memcached-harness) or in a temporary directory.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use cgi_session::memcache::client::GetOptions;
 use cgi_session_cgi::{block_on, connect_memcached, ClientConfig};
 use memcached_harness::MemcachedServer;
 
-const PROGRAM: &str = env!("CARGO_BIN_EXE_greet-cgi");
+const PROGRAM: &str = env!("CARGO_BIN_EXE_e2e-greet-cgi");
 
 fn lighttpd_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("LIGHTTPD_BIN") {
@@ -383,7 +384,7 @@ fn two_requests_share_a_memcached_session_through_the_cookie() {
     assert_eq!(r1.line("store: "), "driver:memcache");
     let id = r1.session_cookie();
 
-    // It is in memcached under the seed's key, as JSON.
+    // It is in memcached under the key `sessions:<id>` (the Perl memcache driver's), as JSON.
     let client = connect_memcached(ClientConfig::new(addr.clone())).unwrap();
     let item = block_on(client.get(format!("sessions:{id}"), GetOptions::new()))
         .unwrap()

@@ -2,9 +2,9 @@
 //! nested data, UTF-8, numbers vs numeric strings, expiry and per-parameter expiry set on one
 //! side and honoured by the other, delete seen across, and the stored item's shape.
 
-use cgi_session::memcache::client::{Client, ClientConfig, GetOptions};
-use cgi_session::{builder_from_dsn, DriverArgs, ManualClock, SessionStore};
-use cgi_session_perl_interop::Perl;
+use cgi_session::memcache::client::{Client, GetOptions};
+use cgi_session::{ManualClock, SessionStore};
+use cgi_session_e2e::{connect, perl_sharing_store, Perl};
 use memcached_harness::MemcachedServer;
 use serde_json::json;
 
@@ -18,19 +18,11 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let server = MemcachedServer::start();
-    let client = Client::connect(ClientConfig::new(server.addr().to_string()))
-        .await
-        .unwrap();
+    let client = connect(&server).await;
     let clock = ManualClock::starting_now();
     // What a Rust service sharing sessions with Perl configures: the DSN's serializer is
     // `default` (CGI::Session's), the key prefix stays `sessions:`, keys are not hashed.
-    let store = builder_from_dsn(
-        "driver:memcache;serializer:default",
-        &DriverArgs::new().handle(client.clone()),
-    )
-    .unwrap()
-    .clock(clock.clone())
-    .build();
+    let store = perl_sharing_store(&client).clock(clock.clone()).build();
     let perl = Perl::new(server.addr().to_string());
     Fixture {
         server,
@@ -146,13 +138,7 @@ async fn expiry_set_on_one_side_is_honoured_by_the_other() {
 
     // Rust sets the timeout; Perl, 20 s later, finds the session expired.
     let rust_now = ManualClock::starting_now();
-    let store = builder_from_dsn(
-        "driver:memcache;serializer:default",
-        &DriverArgs::new().handle(f.client.clone()),
-    )
-    .unwrap()
-    .clock(rust_now)
-    .build();
+    let store = perl_sharing_store(&f.client).clock(rust_now).build();
     let mut s = store.new_session(None, None).await.unwrap();
     s.set("user", "erin").unwrap();
     s.set_expire(10);
@@ -187,13 +173,7 @@ async fn per_parameter_expiry_crosses_both_ways() {
     s.flush().await.unwrap();
 
     let rust_now = ManualClock::starting_now();
-    let store = builder_from_dsn(
-        "driver:memcache;serializer:default",
-        &DriverArgs::new().handle(f.client.clone()),
-    )
-    .unwrap()
-    .clock(rust_now)
-    .build();
+    let store = perl_sharing_store(&f.client).clock(rust_now).build();
     let mut s = store.new_session(None, None).await.unwrap();
     s.set("user", "gus").unwrap();
     s.set("logged_in", &1).unwrap();
@@ -225,7 +205,7 @@ async fn delete_on_one_side_is_seen_on_the_other() {
 }
 
 #[tokio::test]
-async fn the_stored_item_has_the_seed_drivers_shape() {
+async fn the_stored_item_has_the_perl_memcache_drivers_shape() {
     let f = fixture().await;
     let perl_id = f.perl.create(&json!({"user": "jo"}), None, &[]);
     let mut s = f.store.new_session(None, None).await.unwrap();
@@ -243,11 +223,15 @@ async fn the_stored_item_has_the_seed_drivers_shape() {
             .await
             .unwrap()
             .expect("stored under sessions:<id>");
-        assert_eq!(item.flags, Some(0), "flags 0, as the seed stores");
+        assert_eq!(
+            item.flags,
+            Some(0),
+            "flags 0, as the Perl memcache driver stores"
+        );
         let text = String::from_utf8(item.value.to_vec()).unwrap();
         assert!(text.starts_with("$D = {"), "{text}");
         assert!(text.ends_with(";;$D"), "{text}");
-        // The seed stores without a TTL; ours sets one, which Perl ignores.
+        // The Perl memcache driver stores without a TTL; ours sets one, which Perl ignores.
         assert_eq!(item.ttl_remaining.unwrap() > 0, expect_ttl, "{id}");
     }
     // Perl rewrites the Rust item on load (CGI::Session rewrites every loaded session), and

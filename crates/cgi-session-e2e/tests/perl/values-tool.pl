@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # The Perl side of perl_values_and_lifetimes.rs: CGI::Session 4.48 over Cache::Memcached with
-# the seed's memcache driver, storing the kinds of strings a real Perl app stores.
+# the memcache driver of CGI/Session/Driver/memcache.pm, storing the kinds of strings a real Perl app stores.
 #
 #   values-tool.pl SERVER SERIALIZER create [EXPIRE]   -> prints the new id
 #   values-tool.pl SERVER SERIALIZER inspect ID        -> prints, per parameter, its length,

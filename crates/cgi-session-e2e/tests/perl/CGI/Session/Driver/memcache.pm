@@ -1,7 +1,7 @@
 package CGI::Session::Driver::memcache;
 
-# A CGI::Session driver written from the seed's description
-# (CGI::Session::Driver::memcache by Olli Hollmen): the application passes a memcached
+# A re-creation of CGI::Session::Driver::memcache by Olli Hollmen, the Perl driver this
+# project started from (written from its description): the application passes a memcached
 # client as the raw 'Handle'; sessions live under "sessions:<id>", stored with no expiry.
 # Used by the cross-language tests only.
 

@@ -1,6 +1,7 @@
 #!/usr/bin/perl
-# The Perl side of the cross-language tests: CGI::Session 4.48 with the seed-style memcache
-# driver over Cache::Memcached.
+# The Perl side of the cross-language tests: CGI::Session 4.48 with the memcache driver of
+# CGI/Session/Driver/memcache.pm (the Perl driver this project started from) over
+# Cache::Memcached.
 #
 #   session-tool.pl SERVER create  JSON-PARAMS [EXPIRE] [PARAM=SECS ...]  -> prints the new id
 #   session-tool.pl SERVER read    ID                                      -> prints JSON

@@ -1,10 +1,8 @@
-//! Runs the Perl side of the cross-language tests: `tests/perl/session-tool.pl`, which drives
-//! the real CGI::Session 4.48 (Debian's `libcgi-session-perl`) through a memcache driver
-//! written from the seed's description, over Cache::Memcached, or another tool script of
-//! `tests/perl` ([`Perl::with_tool`]).
-//!
-//! The tests themselves are in `tests/`; this library only wraps the Perl program.
-#![forbid(unsafe_code)]
+//! The Perl side of the cross-language tests: `tests/perl/session-tool.pl`, which drives the
+//! real CGI::Session 4.48 (Debian's `libcgi-session-perl`) over Cache::Memcached through
+//! `tests/perl/CGI/Session/Driver/memcache.pm`, a re-creation of `CGI::Session::Driver::memcache`
+//! (the Perl driver this project started from: keys `sessions:<id>`, the application's own
+//! memcached handle); or another tool script of `tests/perl` ([`Perl::with_tool`]).
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -68,6 +68,26 @@ async fn wait_for_text(client: &Client, css: &str, expected: &str) {
     panic!("{css} shows {seen:?}, not {expected:?}");
 }
 
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits (the navigation may still be under way) until `css` is on the page, up to 20 s.
+async fn wait_for_element(client: &Client, css: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"));
+}
+
 async fn counter(client: &Client) -> u64 {
     text(client, "#counter").await.parse().unwrap()
 }
@@ -209,31 +229,14 @@ async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: Socket
             let input = client.find(Locator::Css("#greet-input")).await.unwrap();
             input.clear().await.unwrap();
             input.send_keys("Hi <b>there</b> !").await.unwrap();
-            client
-                .find(Locator::Css("#greet-submit"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            click(&client, "#greet-submit").await;
             wait_for_text(&client, "#greeting", "Hi <b>there</b> !").await;
 
             // Log in: a new id, the data kept.
             let name = client.find(Locator::Css("#username")).await.unwrap();
             name.send_keys("ann").await.unwrap();
-            client
-                .find(Locator::Css("#login"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            client
-                .wait()
-                .at_most(Duration::from_secs(20))
-                .for_element(Locator::Css("#user"))
-                .await
-                .unwrap();
+            click(&client, "#login").await;
+            wait_for_element(&client, "#user").await;
             assert_eq!(text(&client, "#user").await, "ann");
             let logged_in_id = session_id(&client).await;
             assert_ne!(logged_in_id, first_id, "login regenerates the id");
@@ -243,19 +246,8 @@ async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: Socket
             );
 
             // Log out: the session ends, the next view has a new id and starts counting again.
-            client
-                .find(Locator::Css("#logout"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            client
-                .wait()
-                .at_most(Duration::from_secs(20))
-                .for_element(Locator::Css("#username"))
-                .await
-                .unwrap();
+            click(&client, "#logout").await;
+            wait_for_element(&client, "#username").await;
             assert_eq!(counter(&client).await, 1);
             let after_logout = session_id(&client).await;
             assert_ne!(after_logout, logged_in_id, "logout gives a new id");
