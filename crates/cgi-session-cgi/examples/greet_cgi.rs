@@ -1,4 +1,4 @@
-//! The seed's synopsis as a CGI program (binary `greet-cgi`): read `greet_en` from the session,
+//! The synopsis of CGI::Session::Driver::memcache (the Perl driver this project started from) as a CGI program (binary `greet-cgi`): read `greet_en` from the session,
 //! then set it, count the visit, and answer with CGI::Session's header (the session cookie)
 //! and a short text.
 //!
@@ -6,7 +6,7 @@
 //! (pass it with the web server's configuration, e.g. lighttpd's `setenv.add-environment`;
 //! built without the `memcache` feature, the program then answers 500 and says why in the
 //! error log), otherwise files in `CGI_SESSION_DIR` (default: the temp directory). The new value of
-//! `greet_en` is the request's `greet_en` parameter, or the seed's `"Hi !"`.
+//! `greet_en` is the request's `greet_en` parameter, or the Perl driver's `"Hi !"`.
 //!
 //! A browser sends several requests of one session at once, and under CGI each is its own
 //! process. The visit counter shows both ways of keeping every update:
@@ -95,10 +95,10 @@ fn misconfigured(detail: &str, for_the_visitor: &str) -> ExitCode {
 }
 
 fn run(lock_mode: LockMode, store: Store) -> Result<(), CgiError> {
-    // The seed's `my $memd = new Cache::Memcached({servers => ['localhost:11211']})` and
+    // CGI::Session::Driver::memcache's `my $memd = new Cache::Memcached({servers => ['localhost:11211']})` and
     // `CGI::Session->new("driver:memcache", $cgi, {'Handle' => $memd})` in one step: the
     // store is opened from its server list (or directory) as the demo and the CLI open theirs;
-    // a dead server is an error (the seed's `die("No Connection to Memcached !")`), a 503.
+    // a dead server is an error (the Perl driver's `die("No Connection to Memcached !")`), a 503.
     let (dsn, spec) = match store {
         #[cfg(feature = "memcache")]
         Store::Memcached(server) => (

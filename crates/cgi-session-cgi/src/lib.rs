@@ -32,7 +32,7 @@
 //!   Without it a CGI program on files or memory does not compile the memcached client (nor
 //!   its TLS and compression).
 //!
-//! # The seed's synopsis, line for line
+//! # The synopsis of CGI::Session::Driver::memcache (the Perl driver this project started from), line for line
 //!
 //! ```no_run
 //! # #[cfg(not(feature = "memcache"))] fn main() {}

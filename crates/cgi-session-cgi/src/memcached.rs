@@ -7,7 +7,7 @@ use crate::error::CgiError;
 use crate::log;
 use crate::runtime::block_on;
 
-/// Connects the bundled memcached client on this crate's runtime: the seed's
+/// Connects the bundled memcached client on this crate's runtime: the Perl driver's
 /// `Cache::Memcached->new(...)`, except that a dead server is an error here (unless the
 /// config is [`lazy`](ClientConfig::lazy)).
 ///

@@ -79,7 +79,7 @@ pub(crate) fn home(info: &SessionInfo, expired: bool) -> String {
     };
     let _ = writeln!(
         body,
-        "<section><h2>greet_en</h2>\n<p>The seed's parameter: {greeting}</p>\n\
+        "<section><h2>greet_en</h2>\n<p>The Perl driver's example parameter: {greeting}</p>\n\
 <form method=\"post\" action=\"/greet\"><label>New greeting <input id=\"greet-input\" name=\"greet_en\" maxlength=\"{max}\" value=\"{value}\"></label> \
 <button id=\"greet-submit\" type=\"submit\">Set greet_en</button></form></section>",
         max = crate::MAX_FIELD_CHARS,

@@ -1,4 +1,4 @@
-//! The cgi-session demo web app: the seed's `greet_en` example in a browser, with a visit
+//! The cgi-session demo web app: the Perl driver's `greet_en` example in a browser, with a visit
 //! counter, login/logout (with session id regeneration) and the session's metadata, on the
 //! embedded default store (files in a temporary directory) or on memcached.
 //!
@@ -106,7 +106,7 @@ pub struct SessionInfo {
     pub counter: u64,
     /// The logged-in user.
     pub user: Option<String>,
-    /// The seed's `greet_en`.
+    /// The Perl driver's example parameter `greet_en`.
     pub greet_en: Option<String>,
     /// The first 8 characters of the id followed by `…`; `None` before anything was stored.
     pub id_prefix: Option<String>,

@@ -29,7 +29,7 @@ use crate::server::{default_max_connections, open_file_limit, ServerLimits};
     name = "cgi-session-demo",
     version,
     about = "The cgi-session demo web app: greet_en, a visit counter, login/logout, session metadata",
-    long_about = "The cgi-session demo web app: the seed's greet_en, a visit counter, login/logout \
+    long_about = "The cgi-session demo web app: the Perl driver's greet_en, a visit counter, login/logout \
 (with session id regeneration) and the session's metadata.\n\n\
 With no options it keeps sessions in files in a fresh temporary directory (removed at exit) and \
 listens on 127.0.0.1:8080. Use --dsn 'driver:memcache' --servers 127.0.0.1:11211 for memcached."

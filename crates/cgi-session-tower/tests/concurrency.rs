@@ -1,6 +1,6 @@
 //! Many requests of one session at once, through the layer: `update`, the lock modes, and the
 //! 503 answers when a session stays busy. (The demo's tests run the same over real HTTP with
-//! memcached and files: `crates/cgi-session-demo/tests/contention.rs`.)
+//! memcached and files: `crates/cgi-session-demo/tests/contention/`.)
 
 use std::time::Duration;
 

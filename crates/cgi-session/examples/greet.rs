@@ -1,4 +1,4 @@
-//! The seed's synopsis in Rust, on the embedded default store (files in the temp directory):
+//! The synopsis of CGI::Session::Driver::memcache (the Perl driver this project started from) in Rust, on the embedded default store (files in the temp directory):
 //! set `greet_en`, then read it back in a "second request" that only knows the cookie.
 //!
 //! Run: `cargo run -p cgi-session --example greet`

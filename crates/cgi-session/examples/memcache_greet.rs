@@ -1,4 +1,4 @@
-//! The seed's synopsis in Rust: build a memcached client, hand it to the session layer as the
+//! The synopsis of CGI::Session::Driver::memcache (the Perl driver this project started from) in Rust: build a memcached client, hand it to the session layer as the
 //! driver's handle, then get and set `greet_en` the CGI::Session way.
 //!
 //! Run against a memcached on 127.0.0.1:11211 (or pass another `host:port`):
@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The bundled client connects at once, so a dead server fails here, clearly.
     let memd = Client::connect(ClientConfig::new(server)).await?;
 
-    // The seed's manual "is memcached alive?" test, built in.
+    // CGI::Session::Driver::memcache's manual "is memcached alive?" test, built in.
     let report = MemcacheDriver::new(memd.clone()).check().await?;
     println!(
         "{} is alive: version {}, set/get/delete probe {:?}, item limit {} bytes",

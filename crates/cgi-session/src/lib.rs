@@ -37,7 +37,7 @@ pub use spec::{OpenedMemcache, DEFAULT_MEMCACHED};
 #[cfg(feature = "memcache")]
 pub use cgi_session_memcache as memcache;
 
-/// The drivers a DSN can name: `memcache` keeps sessions under `sessions:<id>` (the seed's
+/// The drivers a DSN can name: `memcache` keeps sessions under `sessions:<id>` (the Perl driver's
 /// `CGI::Session::Driver::memcache`), `memcached` under the bare id (Debian's
 /// `CGI::Session::Driver::memcached`).
 #[cfg(feature = "memcache")]
@@ -112,7 +112,7 @@ impl DriverArgs {
 
     /// `Handle` of the `memcache` driver: any memcached client implementing
     /// [`MemcacheHandle`](memcache::MemcacheHandle), such as the bundled
-    /// [`memcache::client::Client`] (the seed's `{Handle => $memd}`).
+    /// [`memcache::client::Client`] (the Perl driver's `{Handle => $memd}`).
     #[cfg(feature = "memcache")]
     pub fn handle(mut self, handle: impl memcache::MemcacheHandle) -> Self {
         self.handle = Some(Arc::new(handle));
@@ -142,7 +142,7 @@ impl DriverArgs {
         self.handle(handle)
     }
 
-    /// Key prefix of the `memcache` driver (`sessions:` by default, the seed's). The
+    /// Key prefix of the `memcache` driver (`sessions:` by default, the Perl driver's). The
     /// `memcached` driver has none (its keys are the bare ids) and refuses one.
     #[cfg(feature = "memcache")]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -258,7 +258,7 @@ pub fn driver_by_name(name: &str, args: &DriverArgs) -> Result<Arc<dyn Driver>, 
         flavour @ ("memcache" | "memcached") => {
             let handle = args.handle.clone().ok_or_else(|| {
                 DsnError::Argument(if flavour == "memcache" {
-                    "driver:memcache needs a memcached client: pass it with DriverArgs::handle(client) (the seed's {Handle => $memd}), or open the store with StoreSpec::servers"
+                    "driver:memcache needs a memcached client: pass it with DriverArgs::handle(client) (the Perl driver's {Handle => $memd}), or open the store with StoreSpec::servers"
                 } else {
                     "driver:memcached needs a memcached client: pass it with DriverArgs::memcached(client) (Perl's {Memcached => $memd}), or open the store with StoreSpec::servers"
                 }
@@ -271,7 +271,7 @@ pub fn driver_by_name(name: &str, args: &DriverArgs) -> Result<Arc<dyn Driver>, 
 }
 
 /// The memcached driver of `flavour` over `handle`: `memcache` keeps sessions under
-/// `<prefix><id>` (the seed's `CGI::Session::Driver::memcache`), `memcached` under the bare id
+/// `<prefix><id>` (Perl's `CGI::Session::Driver::memcache`), `memcached` under the bare id
 /// (Debian's `CGI::Session::Driver::memcached`: the keys share the key space with everything
 /// else in that memcached; see `MemcacheDriverBuilder::prefix`).
 #[cfg(feature = "memcache")]

@@ -1,4 +1,4 @@
-//! `driver:memcache` through the DSN, as the seed's synopsis uses it, against a real
+//! `driver:memcache` through the DSN, as the Perl driver's synopsis uses it, against a real
 //! memcached started by the test.
 
 use cgi_session::memcache::client::{Client, ClientConfig};
@@ -7,7 +7,7 @@ use cgi_session::{store_from_dsn, DriverArgs, OpenError};
 use memcached_harness::MemcachedServer;
 
 #[tokio::test]
-async fn the_seed_synopsis_in_rust() {
+async fn the_perl_drivers_synopsis_in_rust() {
     let server = MemcachedServer::start();
     // my $memd = Cache::Memcached->new({servers => [...]});
     let memd = Client::connect(ClientConfig::new(server.addr().to_string()))
@@ -32,7 +32,7 @@ async fn the_seed_synopsis_in_rust() {
         Some("Hi !")
     );
 
-    // The item sits where the seed's driver puts it.
+    // The item sits where the Perl driver puts it.
     let raw = memd
         .get(format!("sessions:{id}"), Default::default())
         .await
@@ -178,6 +178,6 @@ async fn driver_memcached_refuses_a_prefix_and_names_its_argument() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("bare ids"), "{err}");
-    // The seed's name for the argument works too.
+    // The Perl driver's name for the argument works too.
     assert!(store_from_dsn("driver:memcached", &DriverArgs::new().handle(memd)).is_ok());
 }
