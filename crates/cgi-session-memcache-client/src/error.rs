@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Hint appended to availability errors.
-const CHECK_HINT: &str = "is it running and reachable? (check with `cgi-session check`)";
+const CHECK_HINT: &str =
+    "is it running, and reachable at that address from this host (host, port, firewall)?";
 
 /// Everything that can go wrong talking to memcached.
 ///
@@ -168,7 +169,7 @@ impl Error {
     /// assert!(e.is_unavailable());
     /// assert_eq!(
     ///     e.to_string(),
-    ///     "memcached at 127.0.0.1:11211 did not answer within 500ms; is it running and reachable? (check with `cgi-session check`)"
+    ///     "memcached at 127.0.0.1:11211 did not answer within 500ms; is it running, and reachable at that address from this host (host, port, firewall)?"
     /// );
     /// ```
     pub fn is_unavailable(&self) -> bool {
