@@ -125,6 +125,9 @@
 //! let saved = client
 //!     .set("cgisess_abc", b"{\"n\":1}", SetOptions::new().ttl(1800).cas(item.cas))
 //!     .await?;
+//! # let _ = saved;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
