@@ -360,7 +360,11 @@ async fn a_health_probe_key_left_in_memcached_is_never_listed() {
         })
         .await
         .unwrap();
-    assert_eq!(listed, [id.clone()], "only the session, not the probe key");
+    assert_eq!(
+        listed,
+        std::slice::from_ref(&id),
+        "only the session, not the probe key"
+    );
     let keys: Vec<String> = driver
         .list_keys()
         .await
