@@ -8,7 +8,6 @@ use std::sync::Arc;
 use crate::config::{ClientConfig, FailurePolicy};
 use crate::dist::Ring;
 use crate::error::{Error, Result};
-use crate::key::validate_key;
 use crate::metadump::Metadump;
 use crate::node::{Dialect, Node};
 use crate::options::{DeleteStatus, GetOptions, Item, SetOptions, StoreStatus};
@@ -309,7 +308,6 @@ impl Client {
     /// ```
     pub async fn get(&self, key: impl AsRef<[u8]>, opts: GetOptions) -> Result<Option<Item>> {
         let key = key.as_ref();
-        validate_key(key)?;
         self.route(key).get(key, opts).await
     }
 
@@ -341,7 +339,6 @@ impl Client {
         opts: SetOptions,
     ) -> Result<StoreStatus> {
         let key = key.as_ref();
-        validate_key(key)?;
         self.route(key).set(key, value.as_ref(), opts).await
     }
 
@@ -361,7 +358,6 @@ impl Client {
     /// ```
     pub async fn delete(&self, key: impl AsRef<[u8]>, cas: Option<u64>) -> Result<DeleteStatus> {
         let key = key.as_ref();
-        validate_key(key)?;
         self.route(key).delete(key, cas).await
     }
 
@@ -380,7 +376,6 @@ impl Client {
     /// ```
     pub async fn touch(&self, key: impl AsRef<[u8]>, exptime: u32) -> Result<bool> {
         let key = key.as_ref();
-        validate_key(key)?;
         self.route(key).touch(key, exptime).await
     }
 

@@ -238,7 +238,7 @@ impl Error {
     }
 
     pub(crate) fn io(server: &str, what: &str, e: std::io::Error) -> Error {
-        if let Some(cause) = crate::secure::tls_cause(&e) {
+        if let Some(cause) = tls_cause(&e) {
             return Error::Tls {
                 server: server.to_string(),
                 detail: format!("{what}: {cause}"),
@@ -257,6 +257,11 @@ impl Error {
             detail: detail.into(),
         }
     }
+}
+
+/// The rustls error inside an I/O error, if any.
+pub(crate) fn tls_cause(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// `Result` with this crate's [`Error`].

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use crate::admin;
 use crate::config::Protocol;
 use crate::error::{Error, Result};
+use crate::key::validate_key;
 use crate::meta;
 use crate::metadump::{self, Metadump};
 use crate::options::{DeleteStatus, GetOptions, Item, SetOptions, StoreStatus};
@@ -37,7 +38,8 @@ impl Dialect {
     }
 }
 
-/// One server: its connections and its dialect. Keys are validated by the caller.
+/// One server: its connections and its dialect. Every key is validated here, once, before
+/// anything is encoded.
 pub(crate) struct Node {
     pub(crate) pool: ServerPool,
     pub(crate) dialect: Dialect,
@@ -49,6 +51,7 @@ impl Node {
     }
 
     pub(crate) async fn get(&self, key: &[u8], opts: GetOptions) -> Result<Option<Item>> {
+        validate_key(key)?;
         match self.dialect {
             Dialect::Meta => meta::get(&self.pool, key, opts).await,
             Dialect::Text { gat } => text::get(&self.pool, key, opts, gat).await,
@@ -61,6 +64,7 @@ impl Node {
         value: &[u8],
         opts: SetOptions,
     ) -> Result<StoreStatus> {
+        validate_key(key)?;
         let max = self.pool.settings().max_value_size;
         if value.len() > max {
             return Err(Error::ValueTooLarge {
@@ -75,6 +79,7 @@ impl Node {
     }
 
     pub(crate) async fn delete(&self, key: &[u8], cas: Option<u64>) -> Result<DeleteStatus> {
+        validate_key(key)?;
         match self.dialect {
             Dialect::Meta => meta::delete(&self.pool, key, cas).await,
             Dialect::Text { .. } => text::delete(&self.pool, key, cas).await,
@@ -82,6 +87,7 @@ impl Node {
     }
 
     pub(crate) async fn touch(&self, key: &[u8], exptime: u32) -> Result<bool> {
+        validate_key(key)?;
         match self.dialect {
             Dialect::Meta => meta::touch(&self.pool, key, exptime).await,
             Dialect::Text { .. } => text::touch(&self.pool, key, exptime).await,

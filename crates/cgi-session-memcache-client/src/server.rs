@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::key::validate_key;
 use crate::metadump::Metadump;
 use crate::node::Node;
 use crate::options::{DeleteStatus, GetOptions, Item, SetOptions, StoreStatus};
@@ -68,9 +67,7 @@ impl Server {
     ///
     /// As [`Client::get`](crate::Client::get).
     pub async fn get(&self, key: impl AsRef<[u8]>, opts: GetOptions) -> Result<Option<Item>> {
-        let key = key.as_ref();
-        validate_key(key)?;
-        self.node.get(key, opts).await
+        self.node.get(key.as_ref(), opts).await
     }
 
     /// [`Client::set`](crate::Client::set) on this server.
@@ -84,9 +81,7 @@ impl Server {
         value: impl AsRef<[u8]>,
         opts: SetOptions,
     ) -> Result<StoreStatus> {
-        let key = key.as_ref();
-        validate_key(key)?;
-        self.node.set(key, value.as_ref(), opts).await
+        self.node.set(key.as_ref(), value.as_ref(), opts).await
     }
 
     /// [`Client::delete`](crate::Client::delete) on this server.
@@ -95,9 +90,7 @@ impl Server {
     ///
     /// As [`Client::delete`](crate::Client::delete).
     pub async fn delete(&self, key: impl AsRef<[u8]>, cas: Option<u64>) -> Result<DeleteStatus> {
-        let key = key.as_ref();
-        validate_key(key)?;
-        self.node.delete(key, cas).await
+        self.node.delete(key.as_ref(), cas).await
     }
 
     /// [`Client::touch`](crate::Client::touch) on this server.
@@ -106,9 +99,7 @@ impl Server {
     ///
     /// As [`Client::touch`](crate::Client::touch).
     pub async fn touch(&self, key: impl AsRef<[u8]>, exptime: u32) -> Result<bool> {
-        let key = key.as_ref();
-        validate_key(key)?;
-        self.node.touch(key, exptime).await
+        self.node.touch(key.as_ref(), exptime).await
     }
 
     /// Sends `mn` and waits for `MN` (`version` in [`Protocol::Text`](crate::Protocol::Text)):
