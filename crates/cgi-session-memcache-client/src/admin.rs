@@ -24,7 +24,12 @@ pub(crate) fn stats_request(arg: Option<&str>) -> Result<Vec<u8>> {
 /// `version`.
 pub(crate) async fn version(pool: &ServerPool) -> Result<String> {
     match pool
-        .call(b"version\r\n".to_vec(), ReplyKind::Version, Check::None)
+        .call(
+            b"version\r\n".to_vec(),
+            ReplyKind::Version,
+            Check::None,
+            false,
+        )
         .await?
     {
         Reply::Version(v) => Ok(v),
@@ -34,7 +39,10 @@ pub(crate) async fn version(pool: &ServerPool) -> Result<String> {
 
 /// A `stats` request built by [`stats_request`].
 pub(crate) async fn stats(pool: &ServerPool, request: Vec<u8>) -> Result<HashMap<String, String>> {
-    match pool.call(request, ReplyKind::Stats, Check::None).await? {
+    match pool
+        .call(request, ReplyKind::Stats, Check::None, false)
+        .await?
+    {
         Reply::Stats(lines) => Ok(lines.into_iter().collect()),
         other => Err(pool.unexpected("stats", &other)),
     }

@@ -1,4 +1,5 @@
-//! Connections and the per-server pool.
+//! One connection: the task that owns its socket ([`spawn`]). The connections of a server
+//! and their failure bookkeeping are in [`crate::pool`].
 //!
 //! Each connection is owned by one task. Callers send a [`Request`] (encoded
 //! bytes, the kind of reply expected, a deadline and a oneshot for the reply)

@@ -131,11 +131,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// Layers, lowest first; each module uses only those above it in this list:
-// error, key, options, config, dist, secure, proto (wire parser and encoders),
+// Layers, lowest first; each module uses only modules above it in this list:
+// error, key, options, dist, secure, config, proto (wire parser and encoders),
 // conn (one connection's task), pool (a server's connections and health),
-// admin, metadump, meta and text (the two dialects), node (a server and its dialect),
-// server (the public per-server handle), client.
+// admin (version, stats), metadump, meta, text (the two dialects),
+// node (a server and its dialect), server (the public per-server handle), client.
 mod admin;
 mod client;
 mod config;

@@ -26,13 +26,9 @@ async fn call(
         bytes.extend_from_slice(b"\r\n");
     }
     tracing::debug!(server = %pool.server(), cmd, key = %key::log_prefix(key), "memcached request");
-    if matches!(cmd, "ms" | "md") {
-        pool.call_write(bytes, ReplyKind::Meta, Check::Opaque(opaque))
-            .await
-    } else {
-        pool.call(bytes, ReplyKind::Meta, Check::Opaque(opaque))
-            .await
-    }
+    let write = matches!(cmd, "ms" | "md");
+    pool.call(bytes, ReplyKind::Meta, Check::Opaque(opaque), write)
+        .await
 }
 
 fn parse_num<T: std::str::FromStr>(
@@ -177,7 +173,7 @@ pub(crate) async fn touch(pool: &ServerPool, key: &[u8], exptime: u32) -> Result
 /// `mn`, answered `MN`.
 pub(crate) async fn noop(pool: &ServerPool) -> Result<()> {
     let reply = pool
-        .call(b"mn\r\n".to_vec(), ReplyKind::Meta, Check::None)
+        .call(b"mn\r\n".to_vec(), ReplyKind::Meta, Check::None, false)
         .await?;
     match code(&reply) {
         Some(MetaCode::Mn) => Ok(()),

@@ -280,28 +280,9 @@ impl ServerPool {
     /// Sends one request and waits for its reply. `SERVER_ERROR`,
     /// `CLIENT_ERROR` and `ERROR` replies come back as errors. A server
     /// marked down fails at once (but for one probe request per retry delay);
-    /// availability failures are counted.
+    /// availability failures are counted. `write`: a store or delete, whose
+    /// failure after the request was sent in full is [`Error::OutcomeUnknown`].
     pub(crate) async fn call(
-        &self,
-        bytes: Vec<u8>,
-        kind: ReplyKind,
-        check: Check,
-    ) -> Result<Reply> {
-        self.call_as(bytes, kind, check, false).await
-    }
-
-    /// [`call`](Self::call) for a store or delete: a failure after the request was sent in
-    /// full is [`Error::OutcomeUnknown`].
-    pub(crate) async fn call_write(
-        &self,
-        bytes: Vec<u8>,
-        kind: ReplyKind,
-        check: Check,
-    ) -> Result<Reply> {
-        self.call_as(bytes, kind, check, true).await
-    }
-
-    async fn call_as(
         &self,
         bytes: Vec<u8>,
         kind: ReplyKind,

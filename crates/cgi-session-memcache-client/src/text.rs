@@ -32,11 +32,7 @@ async fn call(
     } else {
         Check::None
     };
-    if write {
-        pool.call_write(bytes, kind, check).await
-    } else {
-        pool.call(bytes, kind, check).await
-    }
+    pool.call(bytes, kind, check, write).await
 }
 
 async fn read(pool: &ServerPool, line: String, key: &[u8]) -> Result<Reply> {
