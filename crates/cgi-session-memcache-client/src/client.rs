@@ -19,7 +19,7 @@ use crate::server::Server;
 /// clone (shares the connections); drop every clone to close them.
 ///
 /// With several servers ([`ClientConfig::pool`]) each key lives on one
-/// server chosen by [`Distribution`] (ketama by default); a server that
+/// server chosen by [`Distribution`](crate::Distribution) (ketama by default); a server that
 /// fails [`ClientConfig::failure_limit`] times in a row is marked down for
 /// [`ClientConfig::retry_delay`] and handled per [`FailurePolicy`]. Each
 /// server has its own connections, so a dead or hung server never delays
@@ -161,7 +161,7 @@ impl Client {
 
     /// Up to `n` distinct servers for `key` in ring order, whether up or
     /// not: its own server first, then the next distinct servers on the ring
-    /// (for [`Distribution::Modula`], Cache::Memcached's rehash sequence).
+    /// (for [`Distribution::Modula`](crate::Distribution::Modula), Cache::Memcached's rehash sequence).
     /// Replicated stores put their copies there.
     ///
     /// ```

@@ -162,7 +162,7 @@ fn url_decode(s: &[u8]) -> std::result::Result<Vec<u8>, String> {
 }
 
 /// Parses one line of `lru_crawler metadump` output (`key=<url-encoded> exp=... la=...
-/// cas=... fetch=... cls=... size=...`). [`read`] uses it; with the `fuzzing` feature it is
+/// cas=... fetch=... cls=... size=...`). `read` uses it; with the `fuzzing` feature it is
 /// exported (hidden) for the fuzz targets.
 ///
 /// # Errors
