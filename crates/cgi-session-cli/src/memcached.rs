@@ -68,7 +68,11 @@ pub(crate) async fn replicas(
     let mut holders = Vec::new();
     let mut enveloped = false;
     for (server, name) in names.iter().enumerate() {
-        match client.get_on(server, &key, GetOptions::new()).await {
+        let read = match client.server(server) {
+            Ok(one) => one.get(&key, GetOptions::new()).await,
+            Err(e) => Err(e),
+        };
+        match read {
             Ok(Some(item)) => {
                 enveloped |= decode_replica(&item.value).is_some();
                 holders.push(server);

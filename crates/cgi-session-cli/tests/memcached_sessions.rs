@@ -284,13 +284,18 @@ fn replicated_sessions_are_shown_decoded_and_removed_from_every_copy() {
     let copies = |id: &str| -> Vec<Option<bool>> {
         (0..2)
             .map(|server| {
-                rt.block_on(client.get_on(server, format!("sessions:{id}"), GetOptions::new()))
-                    .unwrap()
-                    .map(|item| {
-                        decode_replica(&item.value)
-                            .expect("in the replica envelope")
-                            .tombstone
-                    })
+                rt.block_on(
+                    client
+                        .server(server)
+                        .unwrap()
+                        .get(format!("sessions:{id}"), GetOptions::new()),
+                )
+                .unwrap()
+                .map(|item| {
+                    decode_replica(&item.value)
+                        .expect("in the replica envelope")
+                        .tombstone
+                })
             })
             .collect()
     };

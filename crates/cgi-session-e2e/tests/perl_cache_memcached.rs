@@ -49,7 +49,12 @@ print "ok\n";"#
         let home = client.server_for(&key);
         per_server[home] += 1;
         for s in 0..3 {
-            let found = client.get_on(s, &key, GetOptions::new()).await.unwrap();
+            let found = client
+                .server(s)
+                .unwrap()
+                .get(&key, GetOptions::new())
+                .await
+                .unwrap();
             if s == home {
                 assert_eq!(
                     found.map(|i| i.value.to_vec()),

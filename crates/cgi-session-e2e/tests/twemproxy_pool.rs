@@ -136,7 +136,12 @@ async fn ketama_places_keys_exactly_where_twemproxy_does() {
         let home = direct.server_for(&key);
         per_server[home] += 1;
         for s in 0..3 {
-            let found = direct.get_on(s, &key, GetOptions::new()).await.unwrap();
+            let found = direct
+                .server(s)
+                .unwrap()
+                .get(&key, GetOptions::new())
+                .await
+                .unwrap();
             assert_eq!(
                 found.is_some(),
                 s == home,

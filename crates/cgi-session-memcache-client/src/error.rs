@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Hint appended to availability errors.
-const CHECK_HINT: &str = "is it running and reachable? (check with `cgi-session check`)";
+const CHECK_HINT: &str =
+    "is it running, and reachable at that address from this host (host, port, firewall)?";
 
 /// Everything that can go wrong talking to memcached.
 ///
@@ -168,7 +169,7 @@ impl Error {
     /// assert!(e.is_unavailable());
     /// assert_eq!(
     ///     e.to_string(),
-    ///     "memcached at 127.0.0.1:11211 did not answer within 500ms; is it running and reachable? (check with `cgi-session check`)"
+    ///     "memcached at 127.0.0.1:11211 did not answer within 500ms; is it running, and reachable at that address from this host (host, port, firewall)?"
     /// );
     /// ```
     pub fn is_unavailable(&self) -> bool {
@@ -237,7 +238,7 @@ impl Error {
     }
 
     pub(crate) fn io(server: &str, what: &str, e: std::io::Error) -> Error {
-        if let Some(cause) = crate::secure::tls_cause(&e) {
+        if let Some(cause) = tls_cause(&e) {
             return Error::Tls {
                 server: server.to_string(),
                 detail: format!("{what}: {cause}"),
@@ -256,6 +257,11 @@ impl Error {
             detail: detail.into(),
         }
     }
+}
+
+/// The rustls error inside an I/O error, if any.
+pub(crate) fn tls_cause(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// `Result` with this crate's [`Error`].

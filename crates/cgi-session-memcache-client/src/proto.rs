@@ -469,6 +469,9 @@ pub fn encode_meta(out: &mut Vec<u8>, cmd: &str, key: &[u8], args: &[String]) {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

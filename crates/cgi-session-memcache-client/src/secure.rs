@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::error::{Error, Result};
+use crate::error::{tls_cause, Error, Result};
 
 /// TLS settings for the connections to memcached (`memcached -Z`).
 ///
@@ -425,11 +425,6 @@ fn host_of(server: &str) -> &str {
         Some((host, _)) if !host.contains(':') => host,
         _ => server,
     }
-}
-
-/// The rustls error inside an I/O error, if any.
-pub(crate) fn tls_cause(e: &io::Error) -> Option<&rustls::Error> {
-    e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 fn handshake_error(server: &str, e: io::Error) -> Error {

@@ -33,18 +33,22 @@ async fn ketama_spreads_keys_and_each_key_lives_on_one_server() {
             .is_stored());
     }
     let mut counts = Vec::new();
-    for (server, stats) in client.stats_per_server().await {
+    for (server, stats) in client.each_server(|s| async move { s.stats().await }).await {
         let items: u64 = stats.unwrap()["curr_items"].parse().unwrap();
         counts.push(items);
         assert!(items > 50, "{server} holds only {items} of 300 keys");
     }
     assert_eq!(counts.iter().sum::<u64>(), 300);
-    let versions = client.version_per_server().await;
+    let versions = client
+        .each_server(|s| async move { s.version().await })
+        .await;
     assert_eq!(versions.len(), 3);
     assert!(versions
         .iter()
         .all(|(_, v)| v.as_ref().unwrap().starts_with("1.")));
-    let dumps = client.metadump_per_server().await;
+    let dumps = client
+        .each_server(|s| async move { s.metadump().await })
+        .await;
     let listed: usize = dumps
         .iter()
         .map(|(_, d)| d.as_ref().unwrap().entries.len())
@@ -52,12 +56,12 @@ async fn ketama_spreads_keys_and_each_key_lives_on_one_server() {
     assert_eq!(listed, 300);
     assert_eq!(client.metadump().await.unwrap().entries.len(), 300);
     assert!(client
-        .item_size_max_per_server()
+        .each_server(|s| async move { s.item_size_max().await })
         .await
         .iter()
         .all(|(_, m)| *m.as_ref().unwrap() >= 1 << 20));
     assert!(matches!(
-        client.get_on(7, "k1", GetOptions::new()).await,
+        client.server(7),
         Err(Error::NoSuchServer { index: 7, count: 3 })
     ));
 }
@@ -94,7 +98,11 @@ async fn consistent_policy_fails_fast_for_the_dead_servers_keys_only() {
     servers[1].kill();
     // Two failures mark it down.
     poll_until("server 1 marked down", Duration::from_secs(5), || async {
-        let _ = client.get_on(1, "probe", GetOptions::new()).await;
+        let _ = client
+            .server(1)
+            .unwrap()
+            .get("probe", GetOptions::new())
+            .await;
         client.is_marked_down(1)
     })
     .await;
@@ -145,7 +153,12 @@ async fn failover_policy_moves_keys_of_a_dead_server_and_back() {
         .unwrap();
     servers[2].restart();
     poll_until("server 2 back", Duration::from_secs(5), || async {
-        client.get_on(2, "probe", GetOptions::new()).await.is_ok()
+        client
+            .server(2)
+            .unwrap()
+            .get("probe", GetOptions::new())
+            .await
+            .is_ok()
     })
     .await;
     assert_eq!(client.server_for(&key), 2, "the key moves back");

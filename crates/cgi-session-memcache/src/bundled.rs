@@ -1,26 +1,66 @@
 //! [`MemcacheHandle`] for the bundled client: every operation is one meta-protocol round trip.
 
 use async_trait::async_trait;
+use cgi_session_core::{StoreMode, StoreOutcome};
 use cgi_session_memcache_client::{
-    Client, DeleteStatus, Error, GetOptions, SetMode, SetOptions, StoreStatus,
+    Client, DeleteStatus, GetOptions, Item, MetadumpEntry, SetMode, SetOptions, StoreStatus,
 };
 
-use crate::handle::{
-    DeleteIfOutcome, Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode,
-    WriteOutcome,
-};
+use crate::handle::{DeleteIfOutcome, HandleError, ListedKey, MemcacheHandle, ServerInfo};
 
-fn map_err(e: Error) -> HandleError {
-    if let Error::Unsupported { what, .. } = e {
-        return HandleError::Unsupported(what);
+/// The client's options for a store in `mode`.
+pub(crate) fn set_options(mode: StoreMode, flags: u32, exptime: u32) -> SetOptions {
+    let opts = SetOptions::new().ttl(exptime).flags(flags);
+    match mode {
+        StoreMode::Create => opts.mode(SetMode::Add),
+        StoreMode::Replace { expected: None } => opts.mode(SetMode::Replace),
+        StoreMode::Replace {
+            expected: Some(cas),
+        } => opts.cas(Some(cas)),
     }
-    if e.is_outcome_unknown() {
-        HandleError::OutcomeUnknown(Box::new(e))
-    } else if e.is_unavailable() {
-        HandleError::Unavailable(Box::new(e))
-    } else {
-        HandleError::Other(Box::new(e))
-    }
+}
+
+/// memcached's answer to a store in `mode`, in the session layer's words: "not stored" is
+/// `Exists` for a create (`add`) and `NotFound` for a replace.
+pub(crate) fn store_outcome(
+    status: StoreStatus,
+    mode: StoreMode,
+) -> Result<StoreOutcome, HandleError> {
+    Ok(match (status, mode) {
+        (StoreStatus::Stored { cas }, _) => StoreOutcome::Stored(cas),
+        (StoreStatus::NotStored | StoreStatus::Exists, StoreMode::Create) => StoreOutcome::Exists,
+        (StoreStatus::NotStored | StoreStatus::NotFound, _) => StoreOutcome::NotFound,
+        (StoreStatus::Exists, _) => StoreOutcome::Conflict,
+        (other, _) => {
+            return Err(HandleError::Other(
+                format!("unexpected store status {other:?}").into(),
+            ))
+        }
+    })
+}
+
+/// memcached's answer to a compare-and-delete.
+pub(crate) fn delete_if_outcome(status: DeleteStatus) -> Result<DeleteIfOutcome, HandleError> {
+    Ok(match status {
+        DeleteStatus::Deleted => DeleteIfOutcome::Deleted,
+        DeleteStatus::Exists => DeleteIfOutcome::Changed,
+        DeleteStatus::NotFound => DeleteIfOutcome::NotFound,
+        other => {
+            return Err(HandleError::Other(
+                format!("unexpected delete status {other:?}").into(),
+            ))
+        }
+    })
+}
+
+/// A metadump line as a listed key (`None` for a key that is not UTF-8).
+pub(crate) fn listed_key(entry: MetadumpEntry) -> Option<ListedKey> {
+    Some(ListedKey {
+        key: String::from_utf8(entry.key).ok()?,
+        exp: entry.exp,
+        last_access: Some(entry.last_access),
+        size: Some(entry.size),
+    })
 }
 
 #[async_trait]
@@ -29,17 +69,13 @@ impl MemcacheHandle for Client {
         format!("memcached {}", self.servers().join(", "))
     }
 
-    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Fetched>, HandleError> {
+    /// `mg <key> v c f [T<exptime>]`: the client's item as it came off the wire.
+    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Item>, HandleError> {
         let mut opts = GetOptions::new().cas(true).flags(true);
         if let Some(exptime) = touch {
             opts = opts.touch(exptime);
         }
-        let item = Client::get(self, key, opts).await.map_err(map_err)?;
-        Ok(item.map(|item| Fetched {
-            value: Vec::from(item.value),
-            cas: item.cas,
-            flags: item.flags.unwrap_or(0),
-        }))
+        Ok(Client::get(self, key, opts).await?)
     }
 
     async fn write(
@@ -48,58 +84,32 @@ impl MemcacheHandle for Client {
         value: &[u8],
         flags: u32,
         exptime: u32,
-        mode: WriteMode,
-    ) -> Result<WriteOutcome, HandleError> {
-        let opts = SetOptions::new().ttl(exptime).flags(flags);
-        let opts = match mode {
-            WriteMode::Add => opts.mode(SetMode::Add),
-            WriteMode::Replace => opts.mode(SetMode::Replace),
-            WriteMode::Cas(cas) => opts.cas(Some(cas)),
-        };
-        let status = self.set(key, value, opts).await.map_err(map_err)?;
-        Ok(match status {
-            StoreStatus::Stored { cas } => WriteOutcome::Stored { cas },
-            StoreStatus::NotStored => WriteOutcome::NotStored,
-            StoreStatus::Exists => WriteOutcome::Exists,
-            StoreStatus::NotFound => WriteOutcome::NotFound,
-            other => {
-                return Err(HandleError::Other(
-                    format!("unexpected store status {other:?}").into(),
-                ))
-            }
-        })
+        mode: StoreMode,
+    ) -> Result<StoreOutcome, HandleError> {
+        let status = self
+            .set(key, value, set_options(mode, flags, exptime))
+            .await?;
+        store_outcome(status, mode)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, HandleError> {
-        let status = Client::delete(self, key, None).await.map_err(map_err)?;
+        let status = Client::delete(self, key, None).await?;
         Ok(matches!(status, DeleteStatus::Deleted))
     }
 
     /// `md <key> C<cas>`. Servers configured with the text protocol (twemproxy) have no
     /// compare-and-delete: [`HandleError::Unsupported`], before anything is sent.
     async fn delete_if(&self, key: &str, cas: u64) -> Result<DeleteIfOutcome, HandleError> {
-        let status = Client::delete(self, key, Some(cas))
-            .await
-            .map_err(map_err)?;
-        Ok(match status {
-            DeleteStatus::Deleted => DeleteIfOutcome::Deleted,
-            DeleteStatus::Exists => DeleteIfOutcome::Changed,
-            DeleteStatus::NotFound => DeleteIfOutcome::NotFound,
-            other => {
-                return Err(HandleError::Other(
-                    format!("unexpected delete status {other:?}").into(),
-                ))
-            }
-        })
+        delete_if_outcome(Client::delete(self, key, Some(cas)).await?)
     }
 
     async fn touch(&self, key: &str, exptime: u32) -> Result<bool, HandleError> {
-        Client::touch(self, key, exptime).await.map_err(map_err)
+        Ok(Client::touch(self, key, exptime).await?)
     }
 
     async fn server_info(&self) -> Result<ServerInfo, HandleError> {
-        let version = self.version().await.map_err(map_err)?;
-        let item_size_max = Client::item_size_max(self).await.map_err(map_err)?;
+        let version = self.version().await?;
+        let item_size_max = Client::item_size_max(self).await?;
         Ok(ServerInfo {
             version,
             item_size_max: Some(item_size_max),
@@ -107,24 +117,13 @@ impl MemcacheHandle for Client {
     }
 
     async fn list_keys(&self) -> Result<Vec<ListedKey>, HandleError> {
-        let dump = self.metadump().await.map_err(map_err)?;
+        let dump = self.metadump().await?;
         if !dump.skipped.is_empty() {
             tracing::warn!(
                 skipped = dump.skipped.len(),
                 "lru_crawler metadump: some lines could not be parsed and were skipped"
             );
         }
-        Ok(dump
-            .entries
-            .into_iter()
-            .filter_map(|e| {
-                Some(ListedKey {
-                    key: String::from_utf8(e.key).ok()?,
-                    exp: e.exp,
-                    last_access: Some(e.last_access),
-                    size: Some(e.size),
-                })
-            })
-            .collect())
+        Ok(dump.entries.into_iter().filter_map(listed_key).collect())
     }
 }

@@ -16,7 +16,7 @@ use cgi_session_memcache_client::memcached_exptime;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::handle::{DeleteIfOutcome, HandleError, MemcacheHandle, WriteMode, WriteOutcome};
+use crate::handle::{DeleteIfOutcome, HandleError, MemcacheHandle, NAME};
 
 /// The seed's key prefix: sessions live under `sessions:<id>`.
 pub const DEFAULT_PREFIX: &str = "sessions:";
@@ -39,11 +39,14 @@ const ITEM_OVERHEAD: u64 = 64;
 /// Largest value accepted when decompressing, against zip bombs.
 const MAX_DECOMPRESSED: u64 = 64 * 1024 * 1024;
 
-const NAME: &str = "memcache";
-
 /// What session lock keys start with, before the session's own key: `lock:sessions:<id>`
 /// (not under the session prefix, so listing sessions never sees locks).
 pub const LOCK_KEY_PREFIX: &str = "lock:";
+
+/// What the health probe's keys start with after the prefix (`<prefix>__cgi_session_probe__<hex>`).
+/// [`check`](MemcacheDriver::check) deletes its key right after; one left behind (a probe
+/// cut short) expires within 30 s, and listing never reports it.
+const PROBE_MARKER: &str = "__cgi_session_probe__";
 
 /// The value of a lock item: it only has to exist (the holder's token is its CAS value).
 const LOCK_VALUE: &[u8] = b"locked";
@@ -60,7 +63,8 @@ const NO_CAS: &str = "session locks with this memcached server or client (it ret
 /// - Keys are `sessions:<id>` by default (the seed's scheme, so Perl apps share sessions),
 ///   with a configurable prefix, or `<prefix><sha256(id) in hex>` with
 ///   [`MemcacheDriverBuilder::hashed_keys`] (a dump of the server then yields no usable
-///   cookie). Keys are validated before anything is sent.
+///   cookie). Keys are valid by construction (see [`MemcacheDriver::key_for`]) and checked
+///   by the client before anything is sent.
 /// - Items get real TTLs: the session's idle timeout (plus the store's grace), or
 ///   [`DEFAULT_LIFETIME`] for sessions without one; TTLs over 30 days are sent as absolute
 ///   Unix times, as memcached requires.
@@ -296,6 +300,12 @@ impl MemcacheDriver {
     }
 
     /// The memcached key of session `id`.
+    ///
+    /// Built once per operation, and a valid memcached key by construction: the prefix was
+    /// checked when the driver was built (at most 100 bytes, no whitespace or control bytes)
+    /// and an id is 1 to 128 bytes of `A-Z a-z 0-9 _ -` (a digest: 64 hex digits), so the
+    /// key (lock keys included) is at most 233 bytes; the client checks it once before
+    /// sending.
     pub fn key_for(&self, id: &SessionId) -> String {
         let mut key = self.inner.prefix.clone();
         if self.inner.hashed {
@@ -305,6 +315,7 @@ impl MemcacheDriver {
         } else {
             key.push_str(id.as_str());
         }
+        debug_assert!(cgi_session_memcache_client::validate_key(key.as_bytes()).is_ok());
         key
     }
 
@@ -315,24 +326,6 @@ impl MemcacheDriver {
         let mut key = String::from(LOCK_KEY_PREFIX);
         key.push_str(&self.key_for(id));
         key
-    }
-
-    fn checked_key(&self, id: &SessionId) -> Result<String, DriverError> {
-        Self::validated(self.key_for(id))
-    }
-
-    fn checked_lock_key(&self, id: &SessionId) -> Result<String, DriverError> {
-        Self::validated(self.lock_key_for(id))
-    }
-
-    fn validated(key: String) -> Result<String, DriverError> {
-        cgi_session_memcache_client::validate_key(key.as_bytes()).map_err(|e| {
-            DriverError::Config {
-                driver: NAME,
-                message: e.to_string(),
-            }
-        })?;
-        Ok(key)
     }
 
     fn lock_refused(reason: &'static str) -> DriverError {
@@ -359,7 +352,7 @@ impl MemcacheDriver {
                         let _ = self.inner.lock_refusal.set(NO_DELETE_IF);
                         Ok(())
                     }
-                    Err(e) => Err(self.error(e)),
+                    Err(e) => Err(DriverError::from(e)),
                 }
             })
             .await?;
@@ -381,7 +374,7 @@ impl MemcacheDriver {
             .get_or_try_init(|| async {
                 match self.inner.handle.server_info().await {
                     Ok(info) => Ok(info.item_size_max.unwrap_or(DEFAULT_ITEM_SIZE_MAX)),
-                    Err(e @ HandleError::Unavailable(_)) => Err(self.error(e)),
+                    Err(e @ HandleError::Unavailable(_)) => Err(DriverError::from(e)),
                     // A proxy (twemproxy) or a client that cannot ask: assume memcached's
                     // default; `MemcacheDriverBuilder::item_size_max` sets the real one.
                     Err(e) => {
@@ -392,27 +385,6 @@ impl MemcacheDriver {
             })
             .await
             .copied()
-    }
-
-    fn error(&self, e: HandleError) -> DriverError {
-        match e {
-            HandleError::Unavailable(source) => DriverError::Unavailable {
-                driver: NAME,
-                source,
-            },
-            HandleError::OutcomeUnknown(source) => DriverError::OutcomeUnknown {
-                driver: NAME,
-                source,
-            },
-            HandleError::Unsupported(operation) => DriverError::Unsupported {
-                driver: NAME,
-                operation,
-            },
-            HandleError::Other(source) => DriverError::Backend {
-                driver: NAME,
-                source,
-            },
-        }
     }
 
     fn encode<'a>(&self, data: &'a [u8]) -> Result<(Cow<'a, [u8]>, u32), DriverError> {
@@ -463,34 +435,33 @@ impl MemcacheDriver {
     /// [`DriverError::Backend`] when the probe value does not read back.
     pub async fn check(&self) -> Result<HealthReport, DriverError> {
         let handle = &self.inner.handle;
-        let info = handle.server_info().await.map_err(|e| self.error(e))?;
+        let info = handle.server_info().await.map_err(DriverError::from)?;
         let mut token = [0u8; 8];
         let _ = getrandom::fill(&mut token);
         let mut suffix = String::new();
         for b in token {
             let _ = write!(suffix, "{b:02x}");
         }
-        let key = format!("{}__cgi_session_probe__{suffix}", self.inner.prefix);
+        let key = format!("{}{PROBE_MARKER}{suffix}", self.inner.prefix);
         let value = format!("it_is_{}", self.inner.clock.now());
         let started = Instant::now();
         let written = handle
-            .write(&key, value.as_bytes(), 0, 30, WriteMode::Add)
-            .await
-            .map_err(|e| self.error(e))?;
+            .write(&key, value.as_bytes(), 0, 30, StoreMode::Create)
+            .await?;
         let probe_failed = |what: &str| DriverError::Backend {
             driver: NAME,
             source: format!("{}: {what}", handle.describe()).into(),
         };
-        if !matches!(written, WriteOutcome::Stored { .. }) {
+        if !matches!(written, StoreOutcome::Stored(_)) {
             return Err(probe_failed("storing the probe key failed"));
         }
-        let read = handle.get(&key, None).await.map_err(|e| self.error(e))?;
-        if read.map(|f| f.value) != Some(value.into_bytes()) {
+        let read = handle.get(&key, None).await.map_err(DriverError::from)?;
+        if read.map(|item| item.value) != Some(value.into_bytes().into()) {
             return Err(probe_failed(
                 "the probe value could not be read back (is the server out of memory?)",
             ));
         }
-        handle.delete(&key).await.map_err(|e| self.error(e))?;
+        handle.delete(&key).await.map_err(DriverError::from)?;
         let probe_time = started.elapsed();
         Ok(HealthReport {
             server: handle.describe(),
@@ -501,20 +472,21 @@ impl MemcacheDriver {
     }
 
     /// Every key under the prefix the server lists (`lru_crawler metadump`): only items the
-    /// crawler reaches are listed, and with hashed keys these are digests, not ids.
+    /// crawler reaches are listed, and with hashed keys these are digests, not ids. The keys
+    /// of this driver's own health probe ([`check`](Self::check)) are never listed.
     ///
     /// # Errors
     /// Store errors; [`DriverError::Unsupported`] when the handle cannot list keys.
     pub async fn list_keys(&self) -> Result<Vec<crate::ListedKey>, DriverError> {
-        let keys = self
-            .inner
-            .handle
-            .list_keys()
-            .await
-            .map_err(|e| self.error(e))?;
+        let keys = self.inner.handle.list_keys().await?;
+        let prefix = self.inner.prefix.as_str();
         Ok(keys
             .into_iter()
-            .filter(|k| k.key.starts_with(&self.inner.prefix))
+            .filter(|k| {
+                k.key
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| !rest.starts_with(PROBE_MARKER))
+            })
             .collect())
     }
 }
@@ -534,22 +506,17 @@ impl Driver for MemcacheDriver {
         id: &SessionId,
         touch: Option<Duration>,
     ) -> Result<Option<Loaded>, DriverError> {
-        let key = self.checked_key(id)?;
+        let key = self.key_for(id);
         let touch = touch
             .filter(|_| self.inner.refresh_ttl_on_read)
             .map(|t| self.exptime(Some(t)));
-        let Some(fetched) = self
-            .inner
-            .handle
-            .get(&key, touch)
-            .await
-            .map_err(|e| self.error(e))?
-        else {
+        let Some(item) = self.inner.handle.get(&key, touch).await? else {
             return Ok(None);
         };
+        // The value's bytes move from the reply into `Loaded` (no copy unless compressed).
         Ok(Some(Loaded {
-            data: self.decode(fetched.value, fetched.flags)?,
-            version: fetched.cas,
+            data: self.decode(Vec::from(item.value), item.flags.unwrap_or(0))?,
+            version: item.cas,
             last_access: None,
         }))
     }
@@ -561,7 +528,7 @@ impl Driver for MemcacheDriver {
         mode: StoreMode,
         ttl: Option<Duration>,
     ) -> Result<StoreOutcome, DriverError> {
-        let key = self.checked_key(id)?;
+        let key = self.key_for(id);
         let (value, flags) = self.encode(data)?;
         let limit = self.item_size_max().await?;
         let size = value.len() as u64 + key.len() as u64 + ITEM_OVERHEAD;
@@ -573,44 +540,29 @@ impl Driver for MemcacheDriver {
                     .unwrap_or(usize::MAX),
             });
         }
-        let write_mode = match mode {
-            StoreMode::Create => WriteMode::Add,
-            StoreMode::Replace { expected: None } => WriteMode::Replace,
-            StoreMode::Replace {
-                expected: Some(cas),
-            } => WriteMode::Cas(cas),
-        };
-        let outcome = self
+        Ok(self
             .inner
             .handle
-            .write(&key, &value, flags, self.exptime(ttl), write_mode)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(match (outcome, mode) {
-            (WriteOutcome::Stored { cas }, _) => StoreOutcome::Stored(cas),
-            (WriteOutcome::NotStored, StoreMode::Create) => StoreOutcome::Exists,
-            (WriteOutcome::NotStored | WriteOutcome::NotFound, _) => StoreOutcome::NotFound,
-            (WriteOutcome::Exists, StoreMode::Create) => StoreOutcome::Exists,
-            (WriteOutcome::Exists, _) => StoreOutcome::Conflict,
-        })
+            .write(&key, &value, flags, self.exptime(ttl), mode)
+            .await?)
     }
 
     async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
-        let key = self.checked_key(id)?;
+        let key = self.key_for(id);
         self.inner
             .handle
             .delete(&key)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(DriverError::from)
     }
 
     async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
-        let key = self.checked_key(id)?;
+        let key = self.key_for(id);
         self.inner
             .handle
             .touch(&key, self.exptime(ttl))
             .await
-            .map_err(|e| self.error(e))
+            .map_err(DriverError::from)
     }
 
     /// `add` of the lock item ([`MemcacheDriver::lock_key_for`]) with the lease as its
@@ -630,26 +582,23 @@ impl Driver for MemcacheDriver {
     /// compare-and-delete, or no CAS value returned), checked before the first lock is taken;
     /// [`DriverError::Unavailable`] naming the server when it is down or hung.
     async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
-        let key = self.checked_lock_key(id)?;
+        let key = self.lock_key_for(id);
         self.check_lock_support(&key).await?;
         let exptime = self.exptime(Some(lease.max(MIN_LEASE)));
         let outcome = self
             .inner
             .handle
             .add_lock(&key, LOCK_VALUE, exptime)
-            .await
-            .map_err(|e| self.error(e))?;
+            .await?;
         match outcome {
-            WriteOutcome::Stored {
-                cas: Some(cas @ 1..),
-            } => Ok(LockAttempt::Acquired(LockToken(cas))),
-            WriteOutcome::Stored { .. } => {
+            StoreOutcome::Stored(Some(cas @ 1..)) => Ok(LockAttempt::Acquired(LockToken(cas))),
+            StoreOutcome::Stored(_) => {
                 // The item stays until its lease ends: deleting it without a CAS value could
                 // free a lock that is not ours.
                 let _ = self.inner.lock_refusal.set(NO_CAS);
                 Err(Self::lock_refused(NO_CAS))
             }
-            WriteOutcome::NotStored | WriteOutcome::Exists => Ok(LockAttempt::Held),
+            StoreOutcome::Exists => Ok(LockAttempt::Held),
             other => Err(DriverError::Backend {
                 driver: NAME,
                 source: format!(
@@ -669,18 +618,13 @@ impl Driver for MemcacheDriver {
     /// [`DriverError::Unsupported`] when the handle has no compare-and-delete;
     /// [`DriverError::Unavailable`] naming the server when it is down or hung.
     async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
-        let key = self.checked_lock_key(id)?;
+        let key = self.lock_key_for(id);
         if token.0 == 0 {
             // Never handed out (0 is memcached's "no CAS"), and `C0` could match an item of
             // a server without CAS values.
             return Ok(false);
         }
-        let outcome = self
-            .inner
-            .handle
-            .delete_if(&key, token.0)
-            .await
-            .map_err(|e| self.error(e))?;
+        let outcome = self.inner.handle.delete_if(&key, token.0).await?;
         Ok(matches!(outcome, DeleteIfOutcome::Deleted))
     }
 

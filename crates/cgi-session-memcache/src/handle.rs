@@ -4,46 +4,11 @@
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use cgi_session_core::BoxError;
+use cgi_session_core::{BoxError, DriverError, StoreMode, StoreOutcome};
+use cgi_session_memcache_client::{Error as ClientError, Item};
 
-/// What a read found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    /// The item's value.
-    pub value: Vec<u8>,
-    /// Its CAS value, when the client returns one.
-    pub cas: Option<u64>,
-    /// Its client flags (0 when the client does not return them).
-    pub flags: u32,
-}
-
-/// How [`MemcacheHandle::write`] stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Store only if the key is absent (`add`).
-    Add,
-    /// Store only if the key is present (`replace`).
-    Replace,
-    /// Store only if the item's CAS value is still this one (`cas`).
-    Cas(u64),
-}
-
-/// What [`MemcacheHandle::write`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WriteOutcome {
-    /// Stored; the new CAS value when the client returns it.
-    Stored {
-        /// The new CAS value.
-        cas: Option<u64>,
-    },
-    /// `Add` found the key present, or `Replace` found it absent.
-    NotStored,
-    /// `Cas` found another CAS value (the item changed).
-    Exists,
-    /// `Cas` found no item.
-    NotFound,
-}
+/// The driver's name in [`DriverError`]s.
+pub(crate) const NAME: &str = "memcache";
 
 /// What [`MemcacheHandle::delete_if`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +64,50 @@ pub enum HandleError {
     Other(#[source] BoxError),
 }
 
+impl From<ClientError> for HandleError {
+    /// The bundled client's errors: [`ClientError::Unsupported`] stays unsupported, a write
+    /// whose outcome is unknown stays so, the other availability failures (down, hung,
+    /// unreachable) are [`HandleError::Unavailable`], the rest [`HandleError::Other`].
+    fn from(e: ClientError) -> Self {
+        if let ClientError::Unsupported { what, .. } = e {
+            return HandleError::Unsupported(what);
+        }
+        if e.is_outcome_unknown() {
+            HandleError::OutcomeUnknown(Box::new(e))
+        } else if e.is_unavailable() {
+            HandleError::Unavailable(Box::new(e))
+        } else {
+            HandleError::Other(Box::new(e))
+        }
+    }
+}
+
+impl From<HandleError> for DriverError {
+    /// The one mapping from a handle's errors to the session layer's:
+    /// [`DriverError::Unavailable`], [`DriverError::OutcomeUnknown`],
+    /// [`DriverError::Unsupported`], or [`DriverError::Backend`] for the rest.
+    fn from(e: HandleError) -> Self {
+        match e {
+            HandleError::Unavailable(source) => DriverError::Unavailable {
+                driver: NAME,
+                source,
+            },
+            HandleError::OutcomeUnknown(source) => DriverError::OutcomeUnknown {
+                driver: NAME,
+                source,
+            },
+            HandleError::Unsupported(operation) => DriverError::Unsupported {
+                driver: NAME,
+                operation,
+            },
+            HandleError::Other(source) => DriverError::Backend {
+                driver: NAME,
+                source,
+            },
+        }
+    }
+}
+
 /// The memcached operations the session driver needs. Implement it for any client and hand
 /// the client to [`MemcacheDriver`](crate::MemcacheDriver), as the seed's
 /// `CGI::Session->new("driver:memcache", $cgi, {Handle => $memd})` does.
@@ -114,19 +123,25 @@ pub trait MemcacheHandle: Send + Sync + Debug + 'static {
     /// Names the server(s) for messages, e.g. `memcached 127.0.0.1:11211`.
     fn describe(&self) -> String;
 
-    /// Reads `key` with its CAS value; with `touch`, sets the item's new exptime in the same
-    /// operation where the client can. A miss is `Ok(None)`.
-    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Fetched>, HandleError>;
+    /// Reads `key` with its CAS value ([`Item::cas`]) and client flags ([`Item::flags`];
+    /// `None` counts as 0); with `touch`, sets the item's new exptime in the same operation
+    /// where the client can. A miss is `Ok(None)`. The driver moves [`Item::value`] into the
+    /// session layer's [`Loaded`](cgi_session_core::Loaded) without copying it.
+    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Item>, HandleError>;
 
-    /// Stores `value` under `key` according to `mode`.
+    /// Stores `value` under `key` according to `mode`, in the session layer's words: memcached
+    /// `add` for [`StoreMode::Create`], `replace` for a [`StoreMode::Replace`] without
+    /// expected version, `cas` with one. memcached's "not stored" is
+    /// [`StoreOutcome::Exists`] for a create and [`StoreOutcome::NotFound`] for a replace; a
+    /// CAS mismatch is [`StoreOutcome::Conflict`] (for a create, `Exists`).
     async fn write(
         &self,
         key: &str,
         value: &[u8],
         flags: u32,
         exptime: u32,
-        mode: WriteMode,
-    ) -> Result<WriteOutcome, HandleError>;
+        mode: StoreMode,
+    ) -> Result<StoreOutcome, HandleError>;
 
     /// Deletes `key`; `Ok(false)` when it was absent.
     async fn delete(&self, key: &str) -> Result<bool, HandleError>;
@@ -147,7 +162,7 @@ pub trait MemcacheHandle: Send + Sync + Debug + 'static {
     /// item: the token that [`delete_if`](Self::delete_if) compares later. The item must land
     /// on the server where `delete_if` looks for `key`.
     ///
-    /// The default is [`write`](Self::write) with [`WriteMode::Add`], right for any handle
+    /// The default is [`write`](Self::write) with [`StoreMode::Create`], right for any handle
     /// whose `write` stores values unchanged on one server. Handles that transform values or
     /// keep several copies ([`ReplicatedHandle`](crate::ReplicatedHandle)) override it.
     async fn add_lock(
@@ -155,8 +170,8 @@ pub trait MemcacheHandle: Send + Sync + Debug + 'static {
         key: &str,
         value: &[u8],
         exptime: u32,
-    ) -> Result<WriteOutcome, HandleError> {
-        self.write(key, value, 0, exptime, WriteMode::Add).await
+    ) -> Result<StoreOutcome, HandleError> {
+        self.write(key, value, 0, exptime, StoreMode::Create).await
     }
 
     /// Deletes `key` only if its CAS value is still `cas`, compared atomically by the server
@@ -178,7 +193,7 @@ impl<H: MemcacheHandle + ?Sized> MemcacheHandle for std::sync::Arc<H> {
     fn describe(&self) -> String {
         (**self).describe()
     }
-    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Fetched>, HandleError> {
+    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Item>, HandleError> {
         (**self).get(key, touch).await
     }
     async fn write(
@@ -187,8 +202,8 @@ impl<H: MemcacheHandle + ?Sized> MemcacheHandle for std::sync::Arc<H> {
         value: &[u8],
         flags: u32,
         exptime: u32,
-        mode: WriteMode,
-    ) -> Result<WriteOutcome, HandleError> {
+        mode: StoreMode,
+    ) -> Result<StoreOutcome, HandleError> {
         (**self).write(key, value, flags, exptime, mode).await
     }
     async fn delete(&self, key: &str) -> Result<bool, HandleError> {
@@ -208,7 +223,7 @@ impl<H: MemcacheHandle + ?Sized> MemcacheHandle for std::sync::Arc<H> {
         key: &str,
         value: &[u8],
         exptime: u32,
-    ) -> Result<WriteOutcome, HandleError> {
+    ) -> Result<StoreOutcome, HandleError> {
         (**self).add_lock(key, value, exptime).await
     }
     async fn delete_if(&self, key: &str, cas: u64) -> Result<DeleteIfOutcome, HandleError> {

@@ -42,10 +42,7 @@ pub use driver::{
     HealthReport, MemcacheDriver, MemcacheDriverBuilder, DEFAULT_ITEM_SIZE_MAX, DEFAULT_LIFETIME,
     DEFAULT_PREFIX, FLAG_COMPRESSED, LOCK_KEY_PREFIX,
 };
-pub use handle::{
-    DeleteIfOutcome, Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode,
-    WriteOutcome,
-};
+pub use handle::{DeleteIfOutcome, HandleError, ListedKey, MemcacheHandle, ServerInfo};
 pub use replicated::{
     decode_replica, ReplicaEnvelope, ReplicatedHandle, DEFAULT_TOMBSTONE_TTL, ENVELOPE_LEN,
 };

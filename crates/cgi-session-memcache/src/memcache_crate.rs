@@ -32,7 +32,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use memcache::{CommandError, MemcacheError};
 
-use crate::handle::{Fetched, HandleError, MemcacheHandle, ServerInfo, WriteMode, WriteOutcome};
+use cgi_session_core::{StoreMode, StoreOutcome};
+use cgi_session_memcache_client::Item;
+
+use crate::handle::{HandleError, MemcacheHandle, ServerInfo};
 
 /// A [`memcache::Client`] as a [`MemcacheHandle`].
 #[derive(Clone)]
@@ -92,14 +95,14 @@ impl MemcacheHandle for MemcacheCrateHandle {
         format!("memcached {} (memcache crate)", self.server)
     }
 
-    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Fetched>, HandleError> {
+    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Item>, HandleError> {
         let key = key.to_owned();
         self.run(move |c| {
             let got: Option<(Vec<u8>, u32, Option<u64>)> = c.get(&key)?;
             if let (Some(_), Some(exptime)) = (&got, touch) {
                 c.touch(&key, exptime)?;
             }
-            Ok(got.map(|(value, flags, cas)| Fetched { value, cas, flags }))
+            Ok(got.map(|(value, flags, cas)| Item::new(value).with_cas(cas).with_flags(flags)))
         })
         .await
     }
@@ -110,8 +113,8 @@ impl MemcacheHandle for MemcacheCrateHandle {
         value: &[u8],
         flags: u32,
         exptime: u32,
-        mode: WriteMode,
-    ) -> Result<WriteOutcome, HandleError> {
+        mode: StoreMode,
+    ) -> Result<StoreOutcome, HandleError> {
         if flags != 0 {
             return Err(HandleError::Unsupported(
                 "client flags (turn compression off with this client)",
@@ -122,38 +125,34 @@ impl MemcacheHandle for MemcacheCrateHandle {
         self.run(move |c| {
             let bytes: &[u8] = &value;
             let outcome = match mode {
-                WriteMode::Add => match c.add(&key, bytes, exptime) {
-                    Ok(()) => Ok(WriteOutcome::Stored { cas: None }),
-                    Err(e) if is_command(&e, &CommandError::KeyExists) => {
-                        Ok(WriteOutcome::NotStored)
-                    }
-                    Err(e) => Err(e),
+                StoreMode::Create => match c.add(&key, bytes, exptime) {
+                    Ok(()) => StoreOutcome::Stored(None),
+                    Err(e) if is_command(&e, &CommandError::KeyExists) => StoreOutcome::Exists,
+                    Err(e) => return Err(e),
                 },
-                WriteMode::Replace => match c.replace(&key, bytes, exptime) {
-                    Ok(()) => Ok(WriteOutcome::Stored { cas: None }),
-                    Err(e) if is_command(&e, &CommandError::KeyNotFound) => {
-                        Ok(WriteOutcome::NotStored)
-                    }
-                    Err(e) => Err(e),
+                StoreMode::Replace { expected: None } => match c.replace(&key, bytes, exptime) {
+                    Ok(()) => StoreOutcome::Stored(None),
+                    Err(e) if is_command(&e, &CommandError::KeyNotFound) => StoreOutcome::NotFound,
+                    Err(e) => return Err(e),
                 },
-                WriteMode::Cas(cas) => {
+                StoreMode::Replace {
+                    expected: Some(cas),
+                } => {
                     if c.cas(&key, bytes, exptime, cas)? {
-                        return Ok(WriteOutcome::Stored { cas: None });
+                        return Ok(StoreOutcome::Stored(None));
                     }
                     // The crate folds "changed" and "gone" into `false`: tell them apart.
                     let now: Option<(Vec<u8>, u32, Option<u64>)> = c.get(&key)?;
-                    Ok(if now.is_some() {
-                        WriteOutcome::Exists
+                    if now.is_some() {
+                        StoreOutcome::Conflict
                     } else {
-                        WriteOutcome::NotFound
-                    })
+                        StoreOutcome::NotFound
+                    }
                 }
-            }?;
-            if let WriteOutcome::Stored { .. } = outcome {
+            };
+            if let StoreOutcome::Stored(_) = outcome {
                 let now: Option<(Vec<u8>, u32, Option<u64>)> = c.get(&key)?;
-                return Ok(WriteOutcome::Stored {
-                    cas: now.and_then(|(_, _, cas)| cas),
-                });
+                return Ok(StoreOutcome::Stored(now.and_then(|(_, _, cas)| cas)));
             }
             Ok(outcome)
         })

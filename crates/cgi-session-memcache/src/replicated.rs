@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use cgi_session_core::{StoreMode, StoreOutcome};
 use cgi_session_memcache_client::{
-    Client, DeleteStatus, Error, GetOptions, Item, SetMode, SetOptions, StoreStatus,
+    Client, Error, GetOptions, Item, SetMode, SetOptions, StoreStatus,
 };
 
-use crate::handle::{
-    DeleteIfOutcome, Fetched, HandleError, ListedKey, MemcacheHandle, ServerInfo, WriteMode,
-    WriteOutcome,
-};
+use crate::bundled::{delete_if_outcome, listed_key, store_outcome};
+use crate::handle::{DeleteIfOutcome, HandleError, ListedKey, MemcacheHandle, ServerInfo};
 
 /// First bytes of every replicated value.
 const MAGIC: &[u8; 4] = b"RPL1";
@@ -22,19 +22,6 @@ const KIND_DATA: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
 /// Lifetime of a tombstone when the deleted item's own TTL is not known: one day.
 pub const DEFAULT_TOMBSTONE_TTL: u32 = 86_400;
-
-fn map_err(e: Error) -> HandleError {
-    if let Error::Unsupported { what, .. } = e {
-        return HandleError::Unsupported(what);
-    }
-    if e.is_outcome_unknown() {
-        HandleError::OutcomeUnknown(Box::new(e))
-    } else if e.is_unavailable() {
-        HandleError::Unavailable(Box::new(e))
-    } else {
-        HandleError::Other(Box::new(e))
-    }
-}
 
 fn envelope(version: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(ENVELOPE_LEN + payload.len());
@@ -100,7 +87,8 @@ pub fn decode_replica(value: &[u8]) -> Option<ReplicaEnvelope<'_>> {
 struct Replica {
     version: u64,
     tombstone: bool,
-    payload: Vec<u8>,
+    /// The driver's bytes: a slice of the value read, not a copy.
+    payload: Bytes,
     flags: u32,
     cas: Option<u64>,
     ttl: Option<i64>,
@@ -109,10 +97,10 @@ struct Replica {
 impl Replica {
     fn parse(item: Item) -> Replica {
         let (version, tombstone, payload) = match decode_replica(&item.value) {
-            Some(e) => (e.version, e.tombstone, e.payload.to_vec()),
+            Some(e) => (e.version, e.tombstone, item.value.slice(ENVELOPE_LEN..)),
             // Written without replication (e.g. before replicas were turned on): the oldest
             // possible version.
-            None => (0, false, item.value.to_vec()),
+            None => (0, false, item.value),
         };
         Replica {
             version,
@@ -254,13 +242,24 @@ impl ReplicatedHandle {
         self.client.placement(key, self.copies)
     }
 
+    /// [`Client::set`] on server `server`.
+    async fn set_on(
+        &self,
+        server: usize,
+        key: &str,
+        value: &[u8],
+        opts: SetOptions,
+    ) -> Result<StoreStatus, Error> {
+        self.client.server(server)?.set(key, value, opts).await
+    }
+
     /// The key's own server on the ring, up or not: where its session lock lives.
     fn primary(&self, key: &str) -> Result<usize, HandleError> {
         self.client
             .placement(key, 1)
             .first()
             .copied()
-            .ok_or_else(|| map_err(Error::NoSuchServer { index: 0, count: 0 }))
+            .ok_or_else(|| Error::NoSuchServer { index: 0, count: 0 }.into())
     }
 
     async fn read_all(&self, key: &str, touch: Option<u32>) -> State {
@@ -272,9 +271,9 @@ impl ReplicatedHandle {
         let tasks: Vec<_> = servers
             .iter()
             .map(|&s| {
-                let client = self.client.clone();
+                let server = self.client.server(s);
                 let key = key.to_string();
-                tokio::spawn(async move { client.get_on(s, key, opts).await })
+                tokio::spawn(async move { server?.get(key, opts).await })
             })
             .collect();
         let mut slots = Vec::with_capacity(tasks.len());
@@ -313,7 +312,7 @@ impl ReplicatedHandle {
                 // Down at read time: skip it; a later read repairs it.
                 Slot::Failed(_) => continue,
             };
-            match self.client.set_on(server, key, value, opts).await {
+            match self.set_on(server, key, value, opts).await {
                 Ok(StoreStatus::Stored { .. }) => written += 1,
                 Ok(other) if written == 0 => return Ok(Err(other)),
                 Ok(other) => {
@@ -324,12 +323,12 @@ impl ReplicatedHandle {
                     );
                 }
                 Err(e) if e.is_unavailable() => last_err = Some(e),
-                Err(e) => return Err(map_err(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         if written == 0 {
             if let Some(e) = last_err {
-                return Err(map_err(e));
+                return Err(e.into());
             }
         }
         Ok(Ok(written))
@@ -355,9 +354,7 @@ impl ReplicatedHandle {
                 Slot::Read(None) => opts.mode(SetMode::Add),
                 _ => continue,
             };
-            if let Ok(StoreStatus::Stored { .. }) =
-                self.client.set_on(server, key, &value, opts).await
-            {
+            if let Ok(StoreStatus::Stored { .. }) = self.set_on(server, key, &value, opts).await {
                 tracing::info!(server = %self.client.servers()[server], "replica repaired");
             }
         }
@@ -374,10 +371,10 @@ impl MemcacheHandle for ReplicatedHandle {
         )
     }
 
-    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Fetched>, HandleError> {
+    async fn get(&self, key: &str, touch: Option<u32>) -> Result<Option<Item>, HandleError> {
         let state = self.read_all(key, touch).await;
         if let Some(e) = state.all_failed() {
-            return Err(map_err(e));
+            return Err(e.into());
         }
         let Some(newest) = state.newest().cloned() else {
             return Ok(None);
@@ -393,11 +390,11 @@ impl MemcacheHandle for ReplicatedHandle {
         if newest.tombstone {
             return Ok(None);
         }
-        Ok(Some(Fetched {
-            value: newest.payload,
-            cas: Some(newest.version),
-            flags: newest.flags,
-        }))
+        Ok(Some(
+            Item::new(newest.payload)
+                .with_cas(Some(newest.version))
+                .with_flags(newest.flags),
+        ))
     }
 
     async fn write(
@@ -406,33 +403,38 @@ impl MemcacheHandle for ReplicatedHandle {
         value: &[u8],
         flags: u32,
         exptime: u32,
-        mode: WriteMode,
-    ) -> Result<WriteOutcome, HandleError> {
+        mode: StoreMode,
+    ) -> Result<StoreOutcome, HandleError> {
         let state = self.read_all(key, None).await;
         if let Some(e) = state.all_failed() {
-            return Err(map_err(e));
+            return Err(e.into());
         }
         let live = state.newest().filter(|c| !c.tombstone);
         match (mode, live) {
-            (WriteMode::Add, Some(_)) => return Ok(WriteOutcome::NotStored),
-            (WriteMode::Replace, None) => return Ok(WriteOutcome::NotStored),
-            (WriteMode::Cas(_), None) => return Ok(WriteOutcome::NotFound),
-            (WriteMode::Cas(v), Some(c)) if c.version != v => return Ok(WriteOutcome::Exists),
+            (StoreMode::Create, Some(_)) => return Ok(StoreOutcome::Exists),
+            (StoreMode::Replace { .. }, None) => return Ok(StoreOutcome::NotFound),
+            (
+                StoreMode::Replace {
+                    expected: Some(v), ..
+                },
+                Some(c),
+            ) if c.version != v => return Ok(StoreOutcome::Conflict),
             _ => {}
         }
         let version = state.max_version() + 1;
         let stored = envelope(version, KIND_DATA, value);
         match self.write_all(key, &state, &stored, flags, exptime).await? {
-            Ok(_) => Ok(WriteOutcome::Stored { cas: Some(version) }),
-            Err(StoreStatus::NotStored) if mode == WriteMode::Add => Ok(WriteOutcome::NotStored),
-            Err(_) => Ok(WriteOutcome::Exists),
+            Ok(_) => Ok(StoreOutcome::Stored(Some(version))),
+            // The first copy changed under this write: another writer won the race.
+            Err(_) if mode == StoreMode::Create => Ok(StoreOutcome::Exists),
+            Err(_) => Ok(StoreOutcome::Conflict),
         }
     }
 
     async fn delete(&self, key: &str) -> Result<bool, HandleError> {
         let state = self.read_all(key, None).await;
         if let Some(e) = state.all_failed() {
-            return Err(map_err(e));
+            return Err(e.into());
         }
         let Some(newest) = state.newest().cloned() else {
             return Ok(false);
@@ -474,21 +476,13 @@ impl MemcacheHandle for ReplicatedHandle {
         key: &str,
         value: &[u8],
         exptime: u32,
-    ) -> Result<WriteOutcome, HandleError> {
+    ) -> Result<StoreOutcome, HandleError> {
         let server = self.primary(key)?;
         let opts = SetOptions::new().ttl(exptime).mode(SetMode::Add);
-        match self
-            .client
-            .set_on(server, key, value, opts)
-            .await
-            .map_err(map_err)?
-        {
-            StoreStatus::Stored { cas } => Ok(WriteOutcome::Stored { cas }),
-            StoreStatus::NotStored => Ok(WriteOutcome::NotStored),
-            other => Err(HandleError::Other(
-                format!("unexpected reply {other:?} to an add").into(),
-            )),
-        }
+        store_outcome(
+            self.set_on(server, key, value, opts).await?,
+            StoreMode::Create,
+        )
     }
 
     /// A compare-and-delete on the key's own server only, for the items
@@ -496,25 +490,14 @@ impl MemcacheHandle for ReplicatedHandle {
     /// values, whose copies are removed with [`delete`](MemcacheHandle::delete).
     async fn delete_if(&self, key: &str, cas: u64) -> Result<DeleteIfOutcome, HandleError> {
         let server = self.primary(key)?;
-        match self
-            .client
-            .delete_on(server, key, Some(cas))
-            .await
-            .map_err(map_err)?
-        {
-            DeleteStatus::Deleted => Ok(DeleteIfOutcome::Deleted),
-            DeleteStatus::Exists => Ok(DeleteIfOutcome::Changed),
-            DeleteStatus::NotFound => Ok(DeleteIfOutcome::NotFound),
-            other => Err(HandleError::Other(
-                format!("unexpected delete status {other:?}").into(),
-            )),
-        }
+        let status = self.client.server(server)?.delete(key, Some(cas)).await?;
+        delete_if_outcome(status)
     }
 
     async fn touch(&self, key: &str, exptime: u32) -> Result<bool, HandleError> {
         let state = self.read_all(key, Some(exptime)).await;
         if let Some(e) = state.all_failed() {
-            return Err(map_err(e));
+            return Err(e.into());
         }
         Ok(state.newest().is_some_and(|c| !c.tombstone))
     }
@@ -523,7 +506,11 @@ impl MemcacheHandle for ReplicatedHandle {
         let mut version = None;
         let mut limit: Option<u64> = None;
         let mut last_err = None;
-        for (_, answer) in self.client.version_per_server().await {
+        for (_, answer) in self
+            .client
+            .each_server(|s| async move { s.version().await })
+            .await
+        {
             match answer {
                 Ok(v) => {
                     version.get_or_insert(v);
@@ -531,7 +518,11 @@ impl MemcacheHandle for ReplicatedHandle {
                 Err(e) => last_err = Some(e),
             }
         }
-        for (_, answer) in self.client.item_size_max_per_server().await {
+        for (_, answer) in self
+            .client
+            .each_server(|s| async move { s.item_size_max().await })
+            .await
+        {
             if let Ok(max) = answer {
                 limit = Some(limit.map_or(max, |l| l.min(max)));
             }
@@ -541,31 +532,24 @@ impl MemcacheHandle for ReplicatedHandle {
                 version,
                 item_size_max: limit.map(|l| l.saturating_sub(ENVELOPE_LEN as u64)),
             }),
-            None => Err(map_err(
-                last_err.unwrap_or(Error::NoSuchServer { index: 0, count: 0 }),
-            )),
+            None => Err(last_err
+                .unwrap_or(Error::NoSuchServer { index: 0, count: 0 })
+                .into()),
         }
     }
 
     async fn list_keys(&self) -> Result<Vec<ListedKey>, HandleError> {
+        // Every server's keys (an error if any fails: never a partial listing), each key
+        // once although it has several copies.
         let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for (_, dump) in self.client.metadump_per_server().await {
-            let dump = dump.map_err(map_err)?;
-            for e in dump.entries {
-                let Ok(key) = String::from_utf8(e.key) else {
-                    continue;
-                };
-                if seen.insert(key.clone()) {
-                    out.push(ListedKey {
-                        key,
-                        exp: e.exp,
-                        last_access: Some(e.last_access),
-                        size: Some(e.size),
-                    });
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .client
+            .metadump()
+            .await?
+            .entries
+            .into_iter()
+            .filter_map(listed_key)
+            .filter(|k| seen.insert(k.key.clone()))
+            .collect())
     }
 }

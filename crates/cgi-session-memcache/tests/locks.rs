@@ -368,7 +368,9 @@ async fn replicated_sessions_keep_their_lock_on_the_primary_only() {
         let pool = pool.clone();
         let key = key.clone();
         async move {
-            pool.get_on(server, key, GetOptions::new().cas(true))
+            pool.server(server)
+                .unwrap()
+                .get(key, GetOptions::new().cas(true))
                 .await
                 .unwrap()
         }

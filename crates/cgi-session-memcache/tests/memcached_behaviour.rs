@@ -331,6 +331,51 @@ async fn find_lists_only_this_prefix() {
 }
 
 #[tokio::test]
+async fn a_health_probe_key_left_in_memcached_is_never_listed() {
+    use cgi_session_core::Driver;
+
+    let server = MemcachedServer::start();
+    let c = client(&server, Duration::from_secs(2)).await;
+    let driver = MemcacheDriver::new(c.clone());
+    let store = SessionStore::builder(driver.clone()).build();
+    let mut s = store.new_session(None, None).await.unwrap();
+    s.flush().await.unwrap();
+    let id = s.id().unwrap().as_str().to_owned();
+    // What `check` writes, left behind as if the probe had been cut short before its delete
+    // (its key looks like a session id under the prefix).
+    c.set(
+        "sessions:__cgi_session_probe__0123456789abcdef",
+        b"it_is_1700000000",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(counter(&server, "curr_items"), 2);
+
+    let mut listed = Vec::new();
+    driver
+        .list(&mut |session| {
+            listed.push(session.id.as_str().to_owned());
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        std::slice::from_ref(&id),
+        "only the session, not the probe key"
+    );
+    let keys: Vec<String> = driver
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    assert_eq!(keys, [format!("sessions:{id}")]);
+}
+
+#[tokio::test]
 async fn health_check_reports_the_server_and_names_a_dead_one() {
     let mut server = MemcachedServer::builder().args(["-I", "2m"]).start();
     let c = client(&server, Duration::from_millis(500)).await;

@@ -210,7 +210,12 @@ async fn read_all(store: &SessionStore, ids: &Arc<Vec<String>>) -> (Vec<Option<i
 async fn wait_back(client: &Client, idx: usize) {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let ok = client.get_on(idx, "probe", GetOptions::new()).await.is_ok();
+        let ok = client
+            .server(idx)
+            .unwrap()
+            .get("probe", GetOptions::new())
+            .await
+            .is_ok();
         if ok && !client.is_marked_down(idx) {
             return;
         }
@@ -345,7 +350,9 @@ async fn replicas_lose_nothing_and_resurrect_nothing_when_a_server_dies_or_hangs
         let key = driver.key_for(&SessionId::parse(id).unwrap());
         if handle.servers_for(&key).contains(&2)
             && client
-                .get_on(2, &key, GetOptions::new())
+                .server(2)
+                .unwrap()
+                .get(&key, GetOptions::new())
                 .await
                 .unwrap()
                 .is_some_and(|i| i.value.len() > 13)

@@ -331,7 +331,9 @@ impl StoreSpec {
             Err(e) if e.is_unavailable() && self.server_list()?.len() > 1 => {
                 let client = Client::connect(config.lazy(true)).await?;
                 // The one place the facade asks each server on its own.
-                let answers = client.version_per_server().await;
+                let answers = client
+                    .each_server(|s| async move { s.version().await })
+                    .await;
                 let total = answers.len();
                 let down: Vec<_> = answers
                     .into_iter()

@@ -1,7 +1,7 @@
 //! Property tests of the reply parser.
 
+use super::{parse_reply, MetaCode, Parsed, Reply, ReplyKind};
 use bytes::Bytes;
-use cgi_session_memcache_client::proto::{parse_reply, MetaCode, Parsed, Reply, ReplyKind};
 use proptest::prelude::*;
 
 const MAX: usize = 4096;
