@@ -333,3 +333,23 @@ impl Serializer for DataDumperSerializer {
         }
     }
 }
+
+/// `{"__perl_bless__": "Class", "value": inner}` -> `("Class", inner)`.
+pub(crate) fn as_bless(map: &Map<String, Value>) -> Option<(&str, &Value)> {
+    if map.len() != 2 {
+        return None;
+    }
+    match (map.get(BLESS_TAG), map.get(BLESS_VALUE)) {
+        (Some(Value::String(class)), Some(inner)) => Some((class, inner)),
+        _ => None,
+    }
+}
+
+/// `{"__perl_ref__": inner}` -> `inner`.
+pub(crate) fn as_ref(map: &Map<String, Value>) -> Option<&Value> {
+    if map.len() == 1 {
+        map.get(REF_TAG)
+    } else {
+        None
+    }
+}

@@ -9,7 +9,7 @@ use cgi_session_core::SerializeError;
 use serde_json::{Map, Number, Value};
 
 use crate::read::Previous;
-use crate::{StringStyle, BLESS_TAG, BLESS_VALUE, FORMAT, MAX_DEPTH, REF_TAG};
+use crate::{as_bless, as_ref, StringStyle, BLESS_TAG, BLESS_VALUE, FORMAT, MAX_DEPTH, REF_TAG};
 
 /// How values are written.
 #[derive(Clone, Copy)]
@@ -182,26 +182,6 @@ fn write_value(
         }
     }
     Ok(())
-}
-
-/// `{"__perl_bless__": "Class", "value": inner}` -> `("Class", inner)`.
-pub(crate) fn as_bless(map: &Map<String, Value>) -> Option<(&str, &Value)> {
-    if map.len() != 2 {
-        return None;
-    }
-    match (map.get(BLESS_TAG), map.get(BLESS_VALUE)) {
-        (Some(Value::String(class)), Some(inner)) => Some((class, inner)),
-        _ => None,
-    }
-}
-
-/// `{"__perl_ref__": inner}` -> `inner`.
-pub(crate) fn as_ref(map: &Map<String, Value>) -> Option<&Value> {
-    if map.len() == 1 {
-        map.get(REF_TAG)
-    } else {
-        None
-    }
 }
 
 fn write_number(out: &mut String, n: &Number) {

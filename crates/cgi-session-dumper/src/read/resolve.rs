@@ -7,8 +7,7 @@ use std::ops::Bound;
 use cgi_session_core::SerializeError;
 use serde_json::{Map, Value};
 
-use crate::write::{as_bless, as_ref};
-use crate::{BLESS_VALUE, MAX_DEPTH, REF_TAG};
+use crate::{as_bless, as_ref, BLESS_VALUE, MAX_DEPTH, REF_TAG};
 
 use super::{syntax, Fixup, Parser, Seg};
 

@@ -4,8 +4,7 @@
 use cgi_session_core::SerializeError;
 use serde_json::{Map, Value};
 
-use crate::write::{as_bless, as_ref};
-use crate::{BLESS_TAG, BLESS_VALUE, MAX_DEPTH, REF_TAG};
+use crate::{as_bless, as_ref, BLESS_TAG, BLESS_VALUE, MAX_DEPTH, REF_TAG};
 
 use super::{is_word, Fixup, Parser, Seg};
 
