@@ -18,11 +18,11 @@ use tokio::sync::OnceCell;
 
 use crate::handle::{DeleteIfOutcome, HandleError, MemcacheHandle, NAME};
 
-/// The seed's key prefix: sessions live under `sessions:<id>`.
+/// The Perl driver's key prefix: sessions live under `sessions:<id>`.
 pub const DEFAULT_PREFIX: &str = "sessions:";
 
 /// Lifetime of sessions that have no idle timeout (memcached would otherwise keep them until
-/// evicted, as the seed does): one day.
+/// evicted, as the Perl driver does): one day.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(86_400);
 
 /// Client flag marking a gzip-compressed value: the bit Perl's Cache::Memcached uses
@@ -58,9 +58,9 @@ const NO_DELETE_IF: &str = "session locks with this memcached client (it has no 
 
 const NO_CAS: &str = "session locks with this memcached server or client (it returned no CAS value for the lock item, e.g. memcached run with -C; releasing a lock without comparing it would let a request whose lease ended free the lock another request took since)";
 
-/// The memcached driver: the seed's `driver:memcache`, done properly.
+/// The memcached driver: Perl's `CGI::Session::Driver::memcache` (`driver:memcache`), done properly.
 ///
-/// - Keys are `sessions:<id>` by default (the seed's scheme, so Perl apps share sessions),
+/// - Keys are `sessions:<id>` by default (the Perl driver's scheme, so Perl apps share sessions),
 ///   with a configurable prefix, or `<prefix><sha256(id) in hex>` with
 ///   [`MemcacheDriverBuilder::hashed_keys`] (a dump of the server then yields no usable
 ///   cookie). Keys are valid by construction (see [`MemcacheDriver::key_for`]) and checked
@@ -95,7 +95,7 @@ const NO_CAS: &str = "session locks with this memcached server or client (it ret
 /// let memd = Client::connect(ClientConfig::new("127.0.0.1:11211")).await?;
 /// // CGI::Session->new("driver:memcache", $cgi, {Handle => $memd});
 /// let driver = MemcacheDriver::new(memd);
-/// driver.check().await?; // the seed's manual "is it alive?" test, built in
+/// driver.check().await?; // the Perl driver's manual "is it alive?" test, built in
 /// let store = SessionStore::builder(driver).build();
 /// let mut session = store.new_session(None, None).await?;
 /// session.set("greet_en", "Hi !")?;
@@ -169,7 +169,7 @@ impl MemcacheDriverBuilder {
     }
 
     /// Store sessions under a SHA-256 digest of the id instead of the id itself, so that a key
-    /// dump yields no usable cookie. Perl's seed driver cannot read such keys, and ids from
+    /// dump yields no usable cookie. The Perl driver cannot read such keys, and ids from
     /// the guessable `incr` generator are not hidden by it.
     pub fn hashed_keys(mut self, on: bool) -> Self {
         self.hashed = on;
@@ -427,7 +427,7 @@ impl MemcacheDriver {
         Ok(out)
     }
 
-    /// The seed's manual health check, built in: the server's version and item size limit,
+    /// The Perl driver's manual health check, built in: the server's version and item size limit,
     /// then a set/get/delete round trip on a probe key.
     ///
     /// # Errors

@@ -1,5 +1,5 @@
 //! The [`MemcacheHandle`] trait: the few memcached operations the driver needs, so that any
-//! client can be handed to it (the seed's `{Handle => $memd}`).
+//! client can be handed to it (the Perl driver's `{Handle => $memd}`).
 
 use std::fmt::Debug;
 
@@ -109,7 +109,7 @@ impl From<HandleError> for DriverError {
 }
 
 /// The memcached operations the session driver needs. Implement it for any client and hand
-/// the client to [`MemcacheDriver`](crate::MemcacheDriver), as the seed's
+/// the client to [`MemcacheDriver`](crate::MemcacheDriver), as the Perl driver's
 /// `CGI::Session->new("driver:memcache", $cgi, {Handle => $memd})` does.
 ///
 /// Implemented here for the bundled client ([`cgi_session_memcache_client::Client`], one

@@ -1,14 +1,15 @@
-//! The memcached driver of cgi-session: the seed's `driver:memcache`, done properly.
+//! The memcached driver of cgi-session: Perl's `CGI::Session::Driver::memcache`
+//! (`driver:memcache`), done properly.
 //!
-//! As in the seed, the application builds a memcached connection with the client it likes
-//! and hands the handle to the session layer; the driver needs only the few operations of the
+//! As in the Perl driver, the application builds a memcached connection with the client it
+//! likes and hands the handle to the session layer; the driver needs only the few operations of the
 //! [`MemcacheHandle`] trait. Implementations ship for the bundled async client
 //! ([`cgi_session_memcache_client::Client`], meta protocol, memcached >= 1.6) and, with the
 //! `memcache-crate` feature, for the `memcache` crate's client.
 //!
-//! What the seed left weak and this driver fixes:
+//! What the Perl driver left weak and this driver fixes:
 //!
-//! | seed (Perl) | here |
+//! | CGI::Session::Driver::memcache (Perl) | here |
 //! |---|---|
 //! | a dead server goes unnoticed; users are told to call `stats()` by hand | [`MemcacheDriver::check`] does the version + set/get/delete probe; every operation on a dead or hung server returns [`DriverError::Unavailable`](cgi_session_core::DriverError::Unavailable) naming it, never an empty session |
 //! | no TTL: sessions live until evicted | the item's TTL follows the idle timeout, refreshed in the same round trip that reads; TTLs over 30 days are sent as absolute times |

@@ -1,5 +1,5 @@
 //! [`MemcacheHandle`] for the [`memcache`] crate's (blocking) client: proof that any client
-//! plugs into the driver, as in the seed where any Perl memcached module could be passed.
+//! plugs into the driver, as in the Perl driver, where any Perl memcached module could be passed.
 //!
 //! Enabled by the `memcache-crate` feature. Calls run on tokio's blocking pool. Use the
 //! crate's binary protocol (its default URL form `memcache://host:port`): its text-protocol

@@ -48,7 +48,7 @@ async fn item_ttl_follows_idle_expiry_and_over_30_days_is_absolute() {
     short.set_expire_str("+10m").unwrap();
     short.flush().await.unwrap();
     let key = driver.key_for(short.id().unwrap());
-    assert!(key.starts_with("sessions:"), "the seed's key scheme");
+    assert!(key.starts_with("sessions:"), "the Perl driver's key scheme");
     let ttl = ttl_left(&c, &key).await;
     assert!((600..=610).contains(&ttl), "ttl {ttl}");
 
