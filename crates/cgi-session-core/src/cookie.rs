@@ -156,6 +156,114 @@ pub fn cgi_header(cookie: Option<&Cookie<'_>>, content_type: &str) -> String {
     out
 }
 
+/// The keys that sign session cookies, with rotation: the newest signs, every key verifies.
+///
+/// Signing (HMAC-SHA256, the `cookie` crate's signed jar) makes a cookie whose value was
+/// altered, or signed with a key not in the set, count as no cookie. To rotate, put a new key
+/// first and keep the old one as [`previous`](Self::previous) until every cookie it signed has
+/// expired: cookies signed with it still verify, and adapters re-send them signed with the
+/// newest key ([`Verified::by_newest`]). Every adapter (tower, actix-web, CGI) uses this type.
+///
+/// ```
+/// use cgi_session_core::cookie::{Key, SigningKeys};
+/// use cgi_session_core::CookieConfig;
+///
+/// let old = Key::generate();
+/// let signed_by_old = SigningKeys::new(old.clone())
+///     .sign(CookieConfig::default().session_cookie("abc", None));
+///
+/// // Rotation: a new key signs; the old one is still accepted.
+/// let keys = SigningKeys::new(Key::generate()).previous(old);
+/// let verified = keys.verify("CGISESSID", signed_by_old.value()).unwrap();
+/// assert_eq!(verified.value, "abc");
+/// assert!(!verified.by_newest, "re-send it signed with the newest key");
+///
+/// let fresh = keys.sign(CookieConfig::default().session_cookie("abc", None));
+/// assert!(keys.verify("CGISESSID", fresh.value()).unwrap().by_newest);
+/// assert!(keys.verify("CGISESSID", "abc").is_none(), "an unsigned value is refused");
+/// ```
+#[derive(Clone)]
+pub struct SigningKeys {
+    /// Newest first; never empty.
+    keys: Vec<Key>,
+}
+
+/// The `cookie` crate's signing key (64 bytes: [`Key::generate`], [`Key::from`] a secret of
+/// at least 64 bytes, or [`Key::derive_from`] a 32-byte master key).
+pub use ::cookie::Key;
+
+/// A cookie value that [`SigningKeys::verify`] accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verified {
+    /// The value without its signature.
+    pub value: String,
+    /// Whether the newest key signed it; `false` when an older one did, and the adapter should
+    /// send the cookie again signed with the newest key.
+    pub by_newest: bool,
+}
+
+impl SigningKeys {
+    /// Signs with `newest` and accepts only cookies it signed.
+    pub fn new(newest: Key) -> Self {
+        Self { keys: vec![newest] }
+    }
+
+    /// Also accepts cookies signed with `older` (never signs with it). Call it once per
+    /// retired key, newest retired key first.
+    #[must_use]
+    pub fn previous(mut self, older: Key) -> Self {
+        self.keys.push(older);
+        self
+    }
+
+    /// How many keys verify (the newest and the previous ones).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always `false`: there is at least the newest key.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// `cookie` with its value signed by the newest key (attributes unchanged).
+    pub fn sign(&self, cookie: Cookie<'static>) -> Cookie<'static> {
+        let name = cookie.name().to_owned();
+        let mut jar = ::cookie::CookieJar::new();
+        jar.signed_mut(&self.keys[0]).add(cookie.clone());
+        jar.get(&name).cloned().unwrap_or(cookie)
+    }
+
+    /// The value of the cookie `name` whose signed value is `signed_value`, when one of the
+    /// keys signed it; `None` when it was altered, unsigned or signed with another key.
+    pub fn verify(&self, name: &str, signed_value: &str) -> Option<Verified> {
+        self.keys.iter().enumerate().find_map(|(i, key)| {
+            let cookie = Cookie::new(name.to_owned(), signed_value.to_owned());
+            let verified = ::cookie::CookieJar::new().signed(key).verify(cookie)?;
+            Some(Verified {
+                value: verified.value().to_owned(),
+                by_newest: i == 0,
+            })
+        })
+    }
+}
+
+impl std::fmt::Debug for SigningKeys {
+    /// Shows how many keys there are, never the keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Key> for SigningKeys {
+    fn from(key: Key) -> Self {
+        Self::new(key)
+    }
+}
+
 /// [`Session::cookie`](crate::Session::cookie): none without an id, the removal cookie for a
 /// deleted session, otherwise the session cookie with the idle timeout as `Max-Age`.
 pub(crate) fn for_session(
@@ -177,6 +285,34 @@ mod tests {
     use super::*;
 
     const ID: &str = "5ee0c1d2a1b2c3d4e5f60718293a4b5c";
+
+    #[test]
+    fn rotation_signs_with_the_newest_and_accepts_the_previous_keys_only() {
+        let (a, b, c) = (Key::generate(), Key::generate(), Key::generate());
+        let by = |k: &Key| {
+            SigningKeys::new(k.clone()).sign(CookieConfig::default().session_cookie(ID, Some(60)))
+        };
+        let keys = SigningKeys::new(c.clone()).previous(b.clone());
+        let newest = keys.verify(DEFAULT_COOKIE_NAME, by(&c).value()).unwrap();
+        assert_eq!((newest.value.as_str(), newest.by_newest), (ID, true));
+        let older = keys.verify(DEFAULT_COOKIE_NAME, by(&b).value()).unwrap();
+        assert_eq!((older.value.as_str(), older.by_newest), (ID, false));
+        assert!(
+            keys.verify(DEFAULT_COOKIE_NAME, by(&a).value()).is_none(),
+            "a retired key"
+        );
+        let mut tampered = by(&c).value().to_owned();
+        tampered.pop();
+        tampered.push('0');
+        assert!(keys.verify(DEFAULT_COOKIE_NAME, &tampered).is_none());
+        let signed = keys.sign(CookieConfig::default().session_cookie(ID, Some(60)));
+        assert_eq!(
+            signed.max_age(),
+            Some(::cookie::time::Duration::seconds(60))
+        );
+        assert_ne!(signed.value(), ID);
+        assert!(!format!("{keys:?}").contains(&format!("{:?}", c.master())));
+    }
 
     #[test]
     fn every_attribute_of_the_config_reaches_the_cookie() {
