@@ -13,9 +13,9 @@
 //! The associated data is the 9-byte header followed by the session id, so an item opens only
 //! under the id it was sealed for, with the key id and version it says.
 
+use cgi_session_core::SessionId;
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{Tag, XNonce};
-use cgi_session_core::SessionId;
 
 use crate::key::KeyRing;
 
@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(open(&keys, &a, &sealed).unwrap(), PLAIN);
         // A fresh nonce each time: sealing twice gives two different items.
         assert_ne!(seal(&keys, &a, PLAIN).unwrap(), sealed);
-        assert_eq!(open(&keys, &a, &seal(&keys, &a, b"").unwrap()).unwrap(), b"");
+        assert_eq!(
+            open(&keys, &a, &seal(&keys, &a, b"").unwrap()).unwrap(),
+            b""
+        );
     }
 
     #[test]

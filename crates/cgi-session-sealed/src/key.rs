@@ -29,7 +29,9 @@ pub enum KeyError {
         len: usize,
     },
     /// The key file could not be read.
-    #[error("sealing key file {path:?} could not be read: {source}; check the path and its permissions")]
+    #[error(
+        "sealing key file {path:?} could not be read: {source}; check the path and its permissions"
+    )]
     File {
         /// The file.
         path: PathBuf,
@@ -294,7 +296,13 @@ mod tests {
         let nonce = chacha20poly1305::XNonce::default();
         let seal = |k: &SealingKey| {
             k.cipher
-                .encrypt(&nonce, Payload { msg: b"x", aad: b"" })
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: b"x",
+                        aad: b"",
+                    },
+                )
                 .unwrap()
         };
         let reference = seal(&SealingKey::new(1, std::array::from_fn(|i| i as u8)));
@@ -353,7 +361,11 @@ mod tests {
     fn debug_shows_no_key_material() {
         let key = SealingKey::from_text(9, HEX).unwrap();
         let ring = KeyRing::new(key.clone());
-        for shown in [format!("{key:?}"), format!("{ring:?}"), format!("{ring:#?}")] {
+        for shown in [
+            format!("{key:?}"),
+            format!("{ring:?}"),
+            format!("{ring:#?}"),
+        ] {
             assert!(shown.contains('9'), "{shown}");
             for needle in ["0001020304", "1f", "cipher", "AAEC"] {
                 assert!(!shown.contains(needle), "{shown} shows {needle}");
