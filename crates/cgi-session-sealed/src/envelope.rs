@@ -1,17 +1,6 @@
 //! The sealed item's layout and the seal/open functions.
 //!
-//! ```text
-//! offset  size  field
-//!      0     4  magic: 0x89 'c' 's' 'e'
-//!      4     1  format version: 1
-//!      5     4  key id, big-endian
-//!      9    24  XChaCha20 nonce (random, from the operating system)
-//!     33     n  ciphertext of the serializer's bytes
-//!   33+n    16  Poly1305 tag
-//! ```
-//!
-//! The associated data is the 9-byte header followed by the session id, so an item opens only
-//! under the id it was sealed for, with the key id and version it says.
+//! The layout is in the crate documentation ("The sealed item").
 
 use cgi_session_core::SessionId;
 use chacha20poly1305::aead::AeadInPlace;
@@ -196,6 +185,7 @@ mod tests {
         let a = id("aaaaaaaaaaaaaaaa");
         let sealed = seal(&keys, &a, PLAIN).unwrap();
         assert_eq!(sealed.len(), PLAIN.len() + OVERHEAD);
+        assert_eq!(OVERHEAD, 49, "as the crate documentation says");
         assert!(sealed.starts_with(&MAGIC));
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
         assert_eq!(open(&keys, &a, &sealed).unwrap(), PLAIN);

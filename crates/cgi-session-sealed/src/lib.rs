@@ -42,9 +42,21 @@
 //! # }).unwrap();
 //! ```
 //!
-//! The layout of a sealed item is in [`seal`]'s module documentation: magic bytes, format
-//! version, key id, nonce, ciphertext and tag ([`OVERHEAD`] bytes more than the
-//! serializer's output).
+//! # The sealed item
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic: 0x89 'c' 's' 'e'  (MAGIC; not ASCII, so no serializer's output starts so)
+//!      4     1  format version: 1        (VERSION)
+//!      5     4  key id, big-endian       (which key of the ring sealed it)
+//!      9    24  XChaCha20 nonce          (random, from the operating system)
+//!     33     n  ciphertext of the serializer's n bytes
+//!   33+n    16  Poly1305 tag
+//! ```
+//!
+//! The associated data is the 9-byte header followed by the session id, so an item opens
+//! only under the id it was sealed for, with the version and key id it says. Sealing adds
+//! [`OVERHEAD`] (49) bytes; memcached's item size limit applies to the sealed size.
 //!
 //! [cgi-session]: https://example.invalid/cgi-session
 #![forbid(unsafe_code)]
