@@ -42,6 +42,24 @@
 //! # }).unwrap();
 //! ```
 //!
+//! On memcached, with keys from files (the README's example):
+//!
+//! ```no_run
+//! use cgi_session::memcache::client::{Client, ClientConfig};
+//! use cgi_session::memcache::MemcacheDriver;
+//! use cgi_session::SessionStore;
+//! use cgi_session_sealed::{KeyRing, SealedDriver, SealingKey};
+//!
+//! async fn open_store() -> Result<SessionStore, Box<dyn std::error::Error>> {
+//!     // Key 2 seals; key 1 (the previous one) still opens the items it sealed.
+//!     let keys = KeyRing::new(SealingKey::from_file(2, "/etc/myapp/session-key-2")?)
+//!         .with_previous([SealingKey::from_file(1, "/etc/myapp/session-key-1")?])?;
+//!     let client = Client::connect(ClientConfig::new("127.0.0.1:11211")).await?;
+//!     let driver = SealedDriver::new(MemcacheDriver::new(client), keys);
+//!     Ok(SessionStore::builder(driver).build())
+//! }
+//! ```
+//!
 //! # The sealed item
 //!
 //! ```text
