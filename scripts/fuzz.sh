@@ -14,7 +14,7 @@ secs="${1:-300}"
 shift || true
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-  targets=(json_session perl_session storable_session dsn cookie_and_id meta_reply text_reply metadump_line)
+  targets=(json_session perl_session storable_session dsn cookie_and_id meta_reply text_reply metadump_line sealed_item)
 fi
 command -v cargo-fuzz >/dev/null 2>&1 || { echo "error: install cargo-fuzz: cargo install cargo-fuzz" >&2; exit 1; }
 export RUSTC_BOOTSTRAP=1

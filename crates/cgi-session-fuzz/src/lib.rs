@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("meta_reply", meta_reply),
     ("text_reply", text_reply),
     ("metadump_line", metadump_line),
+    ("sealed_item", sealed_item),
 ];
 
 /// The JSON session reader: bytes -> map -> session record; anything accepted re-encodes to
@@ -148,4 +149,41 @@ pub fn metadump_line(data: &[u8]) {
     for line in data.split(|b| *b == b'\n') {
         let _ = cgi_session_memcache_client::parse_metadump_line(line);
     }
+}
+
+/// The id and keys the `sealed_item` target opens items with; its seeds were sealed with them.
+pub const SEALED_ITEM_ID: &str = "fuzzfuzzfuzzfuzz";
+
+/// The key ring of the `sealed_item` target: key 2 (bytes all 2) current, key 1 (bytes all 1)
+/// previous.
+pub fn sealed_item_keys() -> cgi_session_sealed::KeyRing {
+    use cgi_session_sealed::{KeyRing, SealingKey};
+    KeyRing::new(SealingKey::new(2, [2; 32]))
+        .with_previous([SealingKey::new(1, [1; 32])])
+        .expect("two distinct key ids")
+}
+
+/// The sealed-item reader of `cgi-session-sealed` (stored bytes are untrusted: memcached
+/// takes writes from anyone who reaches it): never panics; what opens was sealed for this id
+/// with a key of the ring, and seals and opens again to the same bytes.
+pub fn sealed_item(data: &[u8]) {
+    let keys = sealed_item_keys();
+    let id = SessionId::parse(SEALED_ITEM_ID).expect("a valid id");
+    let _ = cgi_session_sealed::is_sealed(data);
+    let key_id = cgi_session_sealed::key_id_of(data);
+    let Ok(plain) = cgi_session_sealed::open(&keys, &id, data) else {
+        return;
+    };
+    assert!(
+        matches!(key_id, Some(1 | 2)),
+        "opened with a key of the ring"
+    );
+    let again = cgi_session_sealed::seal(&keys, &id, &plain).expect("seals");
+    assert_eq!(cgi_session_sealed::key_id_of(&again), Some(2));
+    assert_eq!(
+        cgi_session_sealed::open(&keys, &id, &again).expect("opens"),
+        plain
+    );
+    let other = SessionId::parse("fuzzfuzzfuzzfuzy").expect("a valid id");
+    assert!(cgi_session_sealed::open(&keys, &other, data).is_err());
 }
