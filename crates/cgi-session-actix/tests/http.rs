@@ -11,7 +11,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use cgi_session::memcache::client::{Client, ClientConfig};
 use cgi_session::memcache::MemcacheDriver;
-use cgi_session::SessionStore;
+use cgi_session::{LockMode, SessionStore};
 use cgi_session_actix::{Key, SessionError, SessionHandle, SessionMiddleware, SigningKeys};
 use memcached_harness::MemcachedServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,6 +42,17 @@ async fn count(session: SessionHandle) -> Result<String, SessionError> {
     Ok(n.to_string())
 }
 
+/// Reads, works a little, writes, under the session lock: concurrent requests wait their turn.
+async fn slow_count_locked(session: SessionHandle) -> Result<String, SessionError> {
+    let n = {
+        let s = session.lock().await?;
+        s.get::<u64>("visits")?.unwrap_or(0) + 1
+    };
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    session.set("visits", &n).await?;
+    Ok(n.to_string())
+}
+
 async fn logout(session: SessionHandle) -> Result<&'static str, SessionError> {
     session.delete().await?;
     Ok("bye")
@@ -68,6 +79,7 @@ fn serve(middleware: SessionMiddleware) -> Served {
             .route("/write", web::get().to(write))
             .route("/count", web::get().to(count))
             .route("/logout", web::get().to(logout))
+            .route("/locked", web::get().to(slow_count_locked))
     })
     .workers(2)
     .disable_signals()
@@ -135,11 +147,25 @@ async fn get_from(
     cookie: Option<&str>,
     from: Option<[u8; 4]>,
 ) -> Reply {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(c) = cookie {
-        request.push_str(&format!("Cookie: {c}\r\n"));
+    let cookies: Vec<&[u8]> = cookie.iter().map(|c| c.as_bytes()).collect();
+    get_raw(addr, path, &cookies, from).await
+}
+
+/// One HTTP/1.1 GET with the raw header values `cookie_headers` (each one `Cookie:` header).
+async fn get_raw(
+    addr: SocketAddr,
+    path: &str,
+    cookie_headers: &[&[u8]],
+    from: Option<[u8; 4]>,
+) -> Reply {
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n").into_bytes();
+    for value in cookie_headers {
+        request.extend_from_slice(b"Cookie: ");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
     }
-    request.push_str("\r\n");
+    request.extend_from_slice(b"\r\n");
     let mut stream = match from {
         None => TcpStream::connect(addr).await.unwrap(),
         Some(ip) => {
@@ -148,7 +174,7 @@ async fn get_from(
             socket.connect(addr).await.unwrap()
         }
     };
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&request).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
         .await
@@ -397,6 +423,86 @@ fn ip_matching_uses_the_connections_address() {
         // The same cookie from another address of the loopback range: not that session.
         let other = get_from(served.addr, "/read", Some(&cookie), Some([127, 0, 0, 2])).await;
         assert_eq!((other.status, other.body.as_str()), (200, ""), "{other:?}");
+        served.stop().await;
+    });
+}
+
+#[test]
+fn cookie_headers_as_browsers_send_them_keep_the_session() {
+    let memcached = MemcachedServer::start();
+    run(async {
+        let served =
+            serve(SessionMiddleware::new(store_on(&memcached).await).signed(Key::generate()));
+        let session = get(served.addr, "/count", None).await.cookie_pair();
+        let session = session.as_bytes();
+        let cat = |parts: &[&[u8]]| parts.concat();
+        // Each case is the list of `Cookie:` header values of one request.
+        let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            (
+                "analytics cookies with `=` and dots around it",
+                vec![cat(&[
+                    b"_ga=GA1.1.1234567890.1700000000; ",
+                    session,
+                    b"; prefs=eyJhIjoxfQ==",
+                ])],
+            ),
+            (
+                "a latin-1 byte in another cookie (a Perl page set it)",
+                vec![cat(&[b"lang=fran\xe7ais; ", session, b"; x=\xff"])],
+            ),
+            (
+                "several Cookie headers, one per cookie",
+                vec![
+                    b"lang=fran\xe7ais".to_vec(),
+                    b"theme=dark".to_vec(),
+                    session.to_vec(),
+                ],
+            ),
+            (
+                "a second, older session cookie after the first (CGI.pm takes the first)",
+                vec![cat(&[
+                    session,
+                    b"; CGISESSID=0123456789abcdef0123456789abcdef",
+                ])],
+            ),
+        ];
+        for (visits, (what, headers)) in (2..).zip(&cases) {
+            let headers: Vec<&[u8]> = headers.iter().map(Vec::as_slice).collect();
+            let r = get_raw(served.addr, "/count", &headers, None).await;
+            assert_eq!(r.status, 200, "{what}: {r:?}");
+            assert_eq!(
+                r.body,
+                visits.to_string(),
+                "{what}: the visitor was logged out"
+            );
+        }
+        served.stop().await;
+    });
+}
+
+#[test]
+fn on_demand_locks_serialize_read_then_write_handlers_across_workers() {
+    let memcached = MemcachedServer::start();
+    run(async {
+        let store = store_on(&memcached).await;
+        let served = serve(SessionMiddleware::new(store).lock_mode(LockMode::OnDemand));
+        let addr = served.addr;
+        let cookie = get(addr, "/count", None).await.cookie_pair();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let cookie = cookie.clone();
+                actix_web::rt::spawn(async move { get(addr, "/locked", Some(&cookie)).await })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+        assert_eq!(
+            get(addr, "/count", Some(&cookie)).await.body,
+            "22",
+            "no update lost"
+        );
         served.stop().await;
     });
 }

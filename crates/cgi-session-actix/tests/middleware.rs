@@ -587,6 +587,29 @@ fn a_lock_held_past_the_wait_is_a_503_with_retry_after_and_a_text_body() {
     });
 }
 
+#[test]
+fn lock_with_locking_off_is_a_500_that_says_how_to_turn_it_on() {
+    async fn locked(session: SessionHandle) -> Result<&'static str, SessionError> {
+        let _locked = session.lock().await?;
+        Ok("locked")
+    }
+    run(async {
+        let store = SessionStore::builder(MemoryDriver::new()).build();
+        let app = test::init_service(
+            App::new()
+                .wrap(SessionMiddleware::new(store))
+                .route("/locked", web::get().to(locked)),
+        )
+        .await;
+        let r = call!(app, "/locked", None);
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{r:?}");
+        assert!(r.body.contains("not set up"), "{}", r.body);
+        assert!(SessionError::LockingOff
+            .to_string()
+            .contains("LockMode::OnDemand"));
+    });
+}
+
 /// Log lines captured from the middleware (a `tracing` subscriber for this test's thread:
 /// actix's test service runs the app on it).
 #[derive(Clone, Default)]
