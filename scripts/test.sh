@@ -50,5 +50,5 @@ echo "==> cargo package (published crates)"
 cargo package --locked --allow-dirty \
   -p cgi-session-core -p cgi-session-dumper -p cgi-session-storable \
   -p cgi-session-memcache-client -p cgi-session-memcache -p cgi-session \
-  -p cgi-session-tower -p cgi-session-cgi -p cgi-session-cli -p cgi-session-sealed
+  -p cgi-session-tower -p cgi-session-actix -p cgi-session-cgi -p cgi-session-cli -p cgi-session-sealed
 echo "==> all tests passed"

@@ -1,0 +1,416 @@
+//! [`SessionHandle`]: the handler's lazily loaded session.
+
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use cgi_session_core::{LockMode, Session, SessionId, SessionLock, SessionStore};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+
+use crate::error::SessionError;
+
+/// Exclusive access to the request's loaded [`Session`], from [`SessionHandle::guard`] or
+/// [`SessionHandle::lock`].
+///
+/// Holding it blocks the handle's other methods (and the middleware's save) until it is dropped.
+pub type SessionGuard<'a> = MappedMutexGuard<'a, Session>;
+
+/// Per-request state shared by the middleware and the handler.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: SessionStore,
+    /// The id the client's cookie holds (verified when cookies are signed).
+    pub(crate) claimed: Option<String>,
+    /// Whether the request carried a session cookie at all (even one that failed to verify).
+    pub(crate) cookie_sent: bool,
+    pub(crate) remote_addr: Option<String>,
+    /// When this request takes the session lock.
+    pub(crate) lock_mode: LockMode,
+    /// The middleware's rate limits for logging store failures.
+    pub(crate) logs: Arc<crate::error::StoreLogs>,
+    pub(crate) state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Loaded on first use.
+    pub(crate) session: Option<Session>,
+    /// A store failure seen while the handler ran; the middleware answers 503/500.
+    pub(crate) failure: Option<SessionError>,
+    /// The session lock, when this request holds it; released by the middleware after saving.
+    pub(crate) store_lock: Option<SessionLock>,
+}
+
+/// The request's session, as an actix-web extractor: loaded from the store on first use
+/// (async, behind a tokio mutex), saved by [`SessionMiddleware`](crate::SessionMiddleware)
+/// after the handler returns, only if it changed.
+///
+/// Cloning is cheap; all clones share the same session. Taking the extractor costs nothing:
+/// a handler that takes it but never calls a method causes no store I/O.
+///
+/// ```
+/// use cgi_session_actix::{SessionError, SessionHandle};
+///
+/// // A visit counter: a read-modify-write, so `update` (parallel requests each count once).
+/// async fn count(session: SessionHandle) -> Result<String, SessionError> {
+///     let n = session
+///         .update(|s| {
+///             let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+///             s.set("visits", &n)?;
+///             Ok(n)
+///         })
+///         .await?;
+///     Ok(format!("visit number {n}"))
+/// }
+///
+/// // A greeting: a plain write (for one parameter, the last request's value stays).
+/// async fn greet(session: SessionHandle) -> Result<&'static str, SessionError> {
+///     session.set("greet_en", "Hi !").await?;
+///     Ok("saved")
+/// }
+///
+/// // Login: a new id against session fixation, then the user.
+/// async fn login(session: SessionHandle) -> Result<&'static str, SessionError> {
+///     session.regenerate_id().await?;
+///     session.set("user", "ann").await?;
+///     Ok("welcome")
+/// }
+///
+/// // Logout: the stored session is removed and the cookie cleared.
+/// async fn logout(session: SessionHandle) -> Result<&'static str, SessionError> {
+///     session.delete().await?;
+///     Ok("bye")
+/// }
+/// # let _ = (count, greet, login, logout);
+/// ```
+#[derive(Debug, Clone)]
+pub struct SessionHandle(pub(crate) Arc<Shared>);
+
+impl SessionHandle {
+    /// Loads the session if this is its first use and locks it.
+    async fn loaded(&self) -> Result<SessionGuard<'_>, SessionError> {
+        let mut state = self.0.state.lock().await;
+        if let Some(failure) = &state.failure {
+            return Err(failure.clone());
+        }
+        if state.session.is_none() {
+            if self.0.lock_mode == LockMode::EveryRequest && state.store_lock.is_none() {
+                // PHP's way: the session is locked before it is read, until it is saved.
+                if let Some(id) = self
+                    .0
+                    .claimed
+                    .as_deref()
+                    .and_then(|c| SessionId::parse(c).ok())
+                {
+                    match self.0.store.lock(&id).await {
+                        Ok(lock) => state.store_lock = Some(lock),
+                        Err(e) => {
+                            return Err(record_failure(
+                                &self.0.logs,
+                                &mut state,
+                                e,
+                                "waiting for the session lock",
+                            ))
+                        }
+                    }
+                }
+            }
+            match self
+                .0
+                .store
+                .new_session(self.0.claimed.as_deref(), self.0.remote_addr.as_deref())
+                .await
+            {
+                Ok(session) => state.session = Some(session),
+                Err(e) => {
+                    return Err(record_failure(
+                        &self.0.logs,
+                        &mut state,
+                        e,
+                        "loading the session",
+                    ))
+                }
+            }
+        }
+        MutexGuard::try_map(state, |s| s.session.as_mut())
+            .map_err(|_| SessionError::Session(Arc::new(cgi_session_core::Error::NoId)))
+    }
+
+    /// The loaded session, for everything [`Session`] offers (expiry, metadata, `names`,
+    /// `dump`...), held exclusively by this request's handler until the guard is dropped.
+    /// Loads it on first use. This takes no session lock: see [`SessionHandle::lock`].
+    ///
+    /// Do not call `flush` or `discard` on it: the middleware saves after the handler.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the store cannot be reached (the request is then
+    /// answered with 503), [`SessionError::Busy`] when the session lock stayed held past the
+    /// lock wait (503 with `Retry-After`), [`SessionError::Session`] for other store failures
+    /// (500).
+    pub async fn guard(&self) -> Result<SessionGuard<'_>, SessionError> {
+        self.loaded().await
+    }
+
+    /// Takes the session lock (when the middleware's [`LockMode`] is `OnDemand`), reloads the
+    /// session under it (this request's unsaved changes are kept on top), and returns it. The
+    /// lock is held until the middleware has saved the session after the handler: other requests
+    /// of the session that ask for it wait (up to the store's lock wait), in this process and
+    /// in others sharing the store. With `EveryRequest` the lock is already held; this is then
+    /// [`SessionHandle::guard`].
+    ///
+    /// ```
+    /// use cgi_session_actix::{SessionError, SessionHandle};
+    ///
+    /// // Checkout: no other request of this session may run between the read and the write.
+    /// async fn checkout(session: SessionHandle) -> Result<String, SessionError> {
+    ///     let mut s = session.lock().await?;
+    ///     let cart: Vec<String> = s.get("cart").map_err(SessionError::from)?.unwrap_or_default();
+    ///     s.remove("cart");
+    ///     Ok(format!("ordered {} items", cart.len()))
+    /// }
+    /// # let _ = checkout;
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::LockingOff`] when the middleware's lock mode is `Off`; otherwise as
+    /// [`SessionHandle::guard`].
+    pub async fn lock(&self) -> Result<SessionGuard<'_>, SessionError> {
+        match self.0.lock_mode {
+            LockMode::Off => return Err(SessionError::LockingOff),
+            LockMode::EveryRequest => return self.loaded().await,
+            _ => {}
+        }
+        drop(self.loaded().await?);
+        let mut state = self.0.state.lock().await;
+        if state.store_lock.is_none() {
+            let stored_id = state
+                .session
+                .as_ref()
+                .filter(|s| !s.is_new())
+                .and_then(|s| s.id().cloned());
+            if let Some(id) = stored_id {
+                match self.0.store.lock(&id).await {
+                    Ok(lock) => state.store_lock = Some(lock),
+                    Err(e) => {
+                        return Err(record_failure(
+                            &self.0.logs,
+                            &mut state,
+                            e,
+                            "waiting for the session lock",
+                        ))
+                    }
+                }
+                let reloaded = match state.session.as_mut() {
+                    Some(session) => session.reload().await,
+                    None => Ok(()),
+                };
+                if let Err(e) = reloaded {
+                    return Err(record_failure(
+                        &self.0.logs,
+                        &mut state,
+                        e,
+                        "reloading the locked session",
+                    ));
+                }
+            }
+        }
+        MutexGuard::try_map(state, |s| s.session.as_mut())
+            .map_err(|_| SessionError::Session(Arc::new(cgi_session_core::Error::NoId)))
+    }
+
+    /// Atomic read-modify-write: runs `change` on the freshest stored copy of the session and
+    /// saves the result at once; if another request or process wrote the session in between,
+    /// `change` runs again on the fresh copy. Use it for every value computed from its old
+    /// value (counters, carts): requests of one session sent at once (what browsers do) then
+    /// never lose an update. Returns what `change` returned.
+    ///
+    /// Concurrent updates of one session in this process are written together (one write for
+    /// many requests). `change` may run more than once and must not wait. This request's other
+    /// unsaved changes are saved with it.
+    ///
+    /// ```
+    /// use cgi_session_actix::{SessionError, SessionHandle};
+    ///
+    /// async fn count(session: SessionHandle) -> Result<String, SessionError> {
+    ///     let n = session
+    ///         .update(|s| {
+    ///             let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+    ///             s.set("visits", &n)?;
+    ///             Ok(n)
+    ///         })
+    ///         .await?;
+    ///     Ok(format!("visit number {n}"))
+    /// }
+    /// # let _ = count;
+    /// ```
+    ///
+    /// # Errors
+    /// As [`SessionHandle::guard`]; [`SessionError::Busy`] when other processes kept writing
+    /// the session past the save deadline (the request is answered with 503 and
+    /// `Retry-After`); [`SessionError::Session`] with what `change` returned.
+    pub async fn update<R, F>(&self, change: F) -> Result<R, SessionError>
+    where
+        F: FnMut(&mut Session) -> Result<R, cgi_session_core::Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        drop(self.loaded().await?);
+        let mut state = self.0.state.lock().await;
+        let Some(session) = state.session.as_mut() else {
+            return Err(SessionError::Session(Arc::new(
+                cgi_session_core::Error::NoId,
+            )));
+        };
+        match session.update(change).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.is_busy() || e.is_unavailable() => Err(record_failure(
+                &self.0.logs,
+                &mut state,
+                e,
+                "updating the session",
+            )),
+            Err(e) => Err(SessionError::Session(Arc::new(e))),
+        }
+    }
+
+    /// A parameter (CGI::Session's `param($name)`); `None` when unset.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`]; [`SessionError::Session`] when the stored value is not a
+    /// `T`.
+    pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, SessionError> {
+        let session = self.loaded().await?;
+        session
+            .get(name)
+            .map_err(|e| SessionError::Session(Arc::new(e)))
+    }
+
+    /// A parameter read with Perl's scalar rules, for sessions a Perl application writes
+    /// (`'7'` is 7 where a number is asked for, `undef` is `None`): see
+    /// [`Session::get_perl`](cgi_session_core::Session::get_perl).
+    ///
+    /// # Errors
+    /// As [`SessionHandle::get`].
+    pub async fn get_perl<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, SessionError> {
+        let session = self.loaded().await?;
+        session
+            .get_perl(name)
+            .map_err(|e| SessionError::Session(Arc::new(e)))
+    }
+
+    /// Sets a parameter (CGI::Session's `param($name, $value)`); saved after the handler.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`]; [`SessionError::Session`] for a reserved name
+    /// (`_SESSION_*`) or a value that cannot be encoded.
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), SessionError> {
+        let mut session = self.loaded().await?;
+        session
+            .set(name, value)
+            .map_err(|e| SessionError::Session(Arc::new(e)))
+    }
+
+    /// Removes a parameter (CGI::Session's `clear($name)`), returning its value.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`].
+    pub async fn remove(&self, name: &str) -> Result<Option<serde_json::Value>, SessionError> {
+        let mut session = self.loaded().await?;
+        Ok(session.remove(name))
+    }
+
+    /// Gives the session a new id, keeping its data (call it at login, against session
+    /// fixation). A stored session is moved at once and the old id stops working; the middleware
+    /// sends the new cookie.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`]; a store failure while moving the session is recorded like
+    /// a load failure (503 or 500).
+    pub async fn regenerate_id(&self) -> Result<(), SessionError> {
+        drop(self.loaded().await?);
+        let mut state = self.0.state.lock().await;
+        let Some(session) = state.session.as_mut() else {
+            return Err(SessionError::Session(Arc::new(
+                cgi_session_core::Error::NoId,
+            )));
+        };
+        match session.regenerate_id().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(record_failure(
+                &self.0.logs,
+                &mut state,
+                e,
+                "regenerating the session id",
+            )),
+        }
+    }
+
+    /// Marks the session for deletion (CGI::Session's `delete`, i.e. logout): the middleware
+    /// removes it from the store and sends a removal cookie.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`] (the session is loaded to learn whether it is stored).
+    pub async fn delete(&self) -> Result<(), SessionError> {
+        let mut session = self.loaded().await?;
+        session.delete();
+        Ok(())
+    }
+
+    /// The first 8 characters of the id followed by `…`, safe to show or log (never the full
+    /// id). Loads the session on first use.
+    ///
+    /// # Errors
+    /// As [`SessionHandle::lock`].
+    pub async fn id_prefix(&self) -> Result<String, SessionError> {
+        let session = self.loaded().await?;
+        Ok(session.id().map(|id| id.redacted()).unwrap_or_default())
+    }
+
+    /// Whether the session was loaded by this request so far (no I/O; `false` while another
+    /// clone holds the lock).
+    pub fn is_loaded(&self) -> bool {
+        self.0
+            .state
+            .try_lock()
+            .map(|s| s.session.is_some())
+            .unwrap_or(false)
+    }
+}
+
+/// Remembers a store failure so that the middleware answers with 503/500, logs it, and returns the
+/// handler's error.
+fn record_failure(
+    logs: &crate::error::StoreLogs,
+    state: &mut State,
+    e: cgi_session_core::Error,
+    what: &str,
+) -> SessionError {
+    let err = crate::error::logged_store_failure(logs, e, what);
+    state.failure = Some(err.clone());
+    err
+}
+
+impl FromRequest for SessionHandle {
+    type Error = SessionError;
+    type Future = std::future::Ready<Result<Self, SessionError>>;
+
+    /// The handle the [`SessionMiddleware`](crate::SessionMiddleware) put in the request's
+    /// extensions; [`SessionError::MissingMiddleware`] (a 500, logged) without the middleware.
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let handle = req.extensions().get::<SessionHandle>().cloned();
+        std::future::ready(handle.ok_or_else(|| {
+            let e = SessionError::MissingMiddleware;
+            // No middleware will see the response.
+            e.log_as_answer();
+            e
+        }))
+    }
+}

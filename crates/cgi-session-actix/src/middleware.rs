@@ -1,0 +1,391 @@
+//! [`SessionMiddleware`] and its [`SessionService`].
+
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE};
+use actix_web::{HttpMessage, ResponseError};
+use cgi_session_core::cookie::SigningKeys;
+use cgi_session_core::cookie_header::{self, SessionCookie};
+use cgi_session_core::{LockMode, Session, SessionId, SessionStore};
+use cookie::Cookie;
+use tokio::sync::Mutex;
+
+use crate::error::SessionError;
+use crate::handle::{SessionHandle, Shared, State};
+
+#[derive(Debug, Clone)]
+struct Config {
+    store: SessionStore,
+    keys: Option<SigningKeys>,
+    lock_mode: Option<LockMode>,
+    logs: Arc<crate::error::StoreLogs>,
+}
+
+/// The actix-web middleware that gives every request a lazily loaded [`SessionHandle`] and
+/// saves the session after the handler answers: `App::new().wrap(SessionMiddleware::new(store))`.
+///
+/// Per request (the same steps as the tower layer of `cgi-session-tower`):
+///
+/// 1. The id is read from the session cookie (verified first when cookies are signed: a
+///    tampered or unsigned value counts as no id) with the `Cookie` parser every adapter
+///    shares ([`cgi_session_core::cookie_header`]: raw bytes, several `Cookie` headers, the
+///    first session cookie counts, as in CGI.pm), and the client address from the connection
+///    ([`ServiceRequest::peer_addr`], for the store's ip matching). No store I/O yet.
+/// 2. The handler's first use of the [`SessionHandle`] loads the session
+///    (`CGI::Session->new`: the stored session, or a new one with a fresh id).
+/// 3. After the handler: nothing happens if the session was never used. Otherwise a deleted
+///    session is removed (removal cookie), a new session that was not changed is dropped
+///    (nothing stored, no cookie), and a changed session is flushed. The cookie is sent when
+///    the client does not have the session's id yet, refreshed on every use when the session
+///    has an idle timeout (so that its `Max-Age` slides with it), and sent again signed with
+///    the newest key when the client's cookie was signed with a previous one.
+/// 4. A store that cannot be reached (while loading or saving) turns the response into a 503
+///    with `Retry-After` and the cause logged (at most once per 10 s for each kind of
+///    failure); a session that stays busy past its deadline (its lock held, or other
+///    processes writing it) into a 503 with `Retry-After`; other store failures into a 500.
+///    Every error response has a short text body. A session deleted meanwhile by another
+///    request ([`cgi_session_core::Error::Gone`]) is not brought back: the response stands
+///    and the cookie is removed.
+/// 5. With a session lock ([`SessionMiddleware::lock_mode`]), the lock is released once the
+///    session is saved.
+///
+/// Requests of one session sent at once all succeed: their saves are combined in order into
+/// one write (changes to different parameters are all kept; for one parameter the last write
+/// wins). For a value computed from its old value, use [`SessionHandle::update`].
+///
+/// The cookie is configured in one place, the store's [`CookieConfig`] (name, `Secure`,
+/// `SameSite`, `Domain`...); the middleware only adds its signature:
+///
+/// ```
+/// use cgi_session_actix::{Key, SessionMiddleware, SigningKeys};
+/// use cgi_session_core::{CookieConfig, MemoryDriver, SessionStore};
+///
+/// let store = SessionStore::builder(MemoryDriver::new())
+///     .default_expire(1800)
+///     .cookie(CookieConfig { name: "MYSESSID".into(), secure: true, ..CookieConfig::default() })
+///     .build();
+/// // Key rotation: the new key signs; cookies signed with the old one are still accepted
+/// // (and sent again signed with the new one).
+/// let (new_key, old_key) = (Key::generate(), Key::generate());
+/// let middleware = SessionMiddleware::new(store).signed(SigningKeys::new(new_key).previous(old_key));
+/// let app = actix_web::App::new().wrap(middleware);
+/// # let _ = app;
+/// ```
+///
+/// [`CookieConfig`]: cgi_session_core::CookieConfig
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SessionMiddleware {
+    config: Config,
+}
+
+impl SessionMiddleware {
+    /// A middleware over `store`; the cookie is the store's: named after its
+    /// [`cookie_name`](SessionStore::cookie_name) (`CGISESSID` by default), with the
+    /// attributes of its [`CookieConfig`](cgi_session_core::CookieConfig) (`HttpOnly`,
+    /// `SameSite=Lax`, `Path=/` by default; `Secure` off unless set: turn it on wherever the
+    /// site is served over HTTPS).
+    pub fn new(store: SessionStore) -> Self {
+        Self {
+            config: Config {
+                store,
+                keys: None,
+                lock_mode: None,
+                logs: Arc::default(),
+            },
+        }
+    }
+
+    /// Signs the cookie (HMAC-SHA256) with the newest of `keys` (a [`Key`](crate::Key) or
+    /// [`SigningKeys`] with previous keys for rotation): a cookie whose value was altered, or
+    /// that no key signed, is treated as no cookie (a fresh session), and logged at debug
+    /// level. A cookie signed with a previous key is accepted and sent again signed with the
+    /// newest one by the next request that uses the session. Keep the keys secret and stable
+    /// across restarts ([`Key::from`](crate::Key::from) a 64-byte random secret kept outside
+    /// the code).
+    pub fn signed(mut self, keys: impl Into<SigningKeys>) -> Self {
+        self.config.keys = Some(keys.into());
+        self
+    }
+
+    /// When requests take the session lock; default: the store's
+    /// [`lock_mode`](SessionStore::lock_mode) ([`LockMode::Off`] unless configured).
+    /// `EveryRequest` locks each request that uses the session, from its first use until the
+    /// session is saved (PHP's way); `OnDemand` only when the handler calls
+    /// [`SessionHandle::lock`].
+    pub fn lock_mode(mut self, mode: LockMode) -> Self {
+        self.config.lock_mode = Some(mode);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SessionStore {
+        &self.config.store
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = SessionService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionService {
+            inner: Rc::new(service),
+            config: Arc::new(self.config.clone()),
+        }))
+    }
+}
+
+/// The service made by [`SessionMiddleware`] around the inner service.
+#[derive(Debug)]
+pub struct SessionService<S> {
+    inner: Rc<S>,
+    config: Arc<Config>,
+}
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl<S, B> Service<ServiceRequest> for SessionService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self::Response, Self::Error>>;
+
+    forward_ready!(inner);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let config = Arc::clone(&self.config);
+        let claim = claimed_id(req.headers(), &config);
+        let shared = Arc::new(Shared {
+            store: config.store.clone(),
+            claimed: claim.id,
+            cookie_sent: claim.sent,
+            remote_addr: req.peer_addr().map(|addr| addr.ip().to_string()),
+            lock_mode: config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
+            logs: Arc::clone(&config.logs),
+            state: Mutex::new(State::default()),
+        });
+        req.extensions_mut()
+            .insert(SessionHandle(Arc::clone(&shared)));
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(finish(&config, &shared, claim.resign, response).await)
+        })
+    }
+}
+
+/// What the request's cookie claims.
+struct Claim {
+    /// The session id (verified when cookies are signed).
+    id: Option<String>,
+    /// Whether a session cookie was sent at all (even one that failed to verify).
+    sent: bool,
+    /// Whether a previous key signed it: send it again signed with the newest key.
+    resign: bool,
+}
+
+/// The session id the request's cookie holds.
+///
+/// The header(s) are read with the one cookie parser every adapter shares
+/// ([`cgi_session_core::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not
+/// hide the session cookie), several `Cookie` headers, and the first session cookie counts, as
+/// in CGI.pm.
+fn claimed_id(headers: &HeaderMap, config: &Config) -> Claim {
+    let cookies = headers.get_all(COOKIE).map(HeaderValue::as_bytes);
+    let name = config.store.cookie_name();
+    let Some(raw) = cookie_header::first_value(cookies, name) else {
+        return Claim {
+            id: None,
+            sent: false,
+            resign: false,
+        };
+    };
+    let (id, resign) = match &config.keys {
+        None => (
+            SessionCookie::from_value(raw).id().map(str::to_owned),
+            false,
+        ),
+        Some(keys) => {
+            let verified = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|value| keys.verify(name, value));
+            match verified {
+                None => {
+                    tracing::debug!(
+                        "session cookie failed signature verification; treating the request as having no session"
+                    );
+                    (None, false)
+                }
+                Some(v) => (
+                    SessionCookie::from_value(v.value.as_bytes())
+                        .id()
+                        .map(str::to_owned),
+                    !v.by_newest,
+                ),
+            }
+        }
+    };
+    Claim {
+        id,
+        sent: true,
+        resign,
+    }
+}
+
+/// After the handler: save if needed, set or remove the cookie, or answer 503/500; then
+/// release the session lock if the request held it.
+async fn finish<B>(
+    config: &Config,
+    shared: &Shared,
+    resign: bool,
+    response: ServiceResponse<B>,
+) -> ServiceResponse<EitherBody<B>> {
+    let lock = shared.state.lock().await.store_lock.take();
+    let response = save(config, shared, resign, response).await;
+    if let Some(lock) = lock {
+        if let Err(e) = lock.release().await {
+            tracing::warn!(error = %e, "could not release the session lock; the store frees it when its lease ends");
+        }
+    }
+    response
+}
+
+async fn save<B>(
+    config: &Config,
+    shared: &Shared,
+    resign: bool,
+    mut response: ServiceResponse<B>,
+) -> ServiceResponse<EitherBody<B>> {
+    let answered_with = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<SessionError>())
+        .cloned();
+    let mut state = shared.state.lock().await;
+    if let Some(error) = answered_with {
+        // The handler answered with a session error: its details go to the log (unless it is
+        // the store failure logged when it happened, or the missing middleware, logged by the
+        // extractor), the client got only words.
+        if !state.failure.as_ref().is_some_and(|f| f.same_as(&error)) {
+            error.log_as_answer();
+        }
+    }
+    if let Some(failure) = state.failure.take() {
+        if let Some(mut session) = state.session.take() {
+            session.discard();
+        }
+        return replace_with_error(response, &failure);
+    }
+    // Never used by the handler: no I/O, no cookie.
+    let Some(mut session) = state.session.take() else {
+        return response.map_into_left_body();
+    };
+    drop(state);
+
+    let cookie = if session.is_deleted() {
+        if let Err(e) = session.flush().await {
+            if let Some(err) = flush_failed(&config.logs, &mut session, e) {
+                return replace_with_error(response, &err);
+            }
+        }
+        Some(removal_cookie(config))
+    } else if session.is_new() && !session.is_modified() {
+        // Used but not changed: nothing worth storing. A cookie naming a session that is gone
+        // (expired, deleted, tampered with) is cleared so that the client stops sending it.
+        session.discard();
+        shared.cookie_sent.then(|| removal_cookie(config))
+    } else {
+        if session.needs_flush() {
+            if let Err(e) = session.flush().await {
+                if let Some(err) = flush_failed(&config.logs, &mut session, e) {
+                    return replace_with_error(response, &err);
+                }
+                // The session is gone: drop the cookie.
+                append_cookie(response.headers_mut(), &removal_cookie(config));
+                return response.map_into_left_body();
+            }
+        }
+        let id_is_new_to_client = session.id().map(SessionId::as_str) != shared.claimed.as_deref();
+        let slides = session.expire().is_some_and(|e| e > 0);
+        (id_is_new_to_client || slides || resign)
+            .then(|| session_cookie(config, &session))
+            .flatten()
+    };
+    if let Some(cookie) = cookie {
+        append_cookie(response.headers_mut(), &cookie);
+    }
+    response.map_into_left_body()
+}
+
+/// Handles a failed flush: the error to answer with (503/500), or `None` when the session was
+/// deleted meanwhile (the response stands).
+fn flush_failed(
+    logs: &crate::error::StoreLogs,
+    session: &mut Session,
+    e: cgi_session_core::Error,
+) -> Option<SessionError> {
+    session.discard();
+    if let cgi_session_core::Error::Gone { .. } = e {
+        tracing::warn!(error = %e, "session changes not saved");
+        return None;
+    }
+    Some(crate::error::logged_store_failure(
+        logs,
+        e,
+        "saving the session",
+    ))
+}
+
+/// Replaces the handler's response with the error's text response (status, `Retry-After`
+/// where it applies, a short body), unless it already is a server error (e.g. the handler
+/// returned [`SessionError`]'s own response).
+fn replace_with_error<B>(
+    response: ServiceResponse<B>,
+    error: &SessionError,
+) -> ServiceResponse<EitherBody<B>> {
+    if response.status().is_server_error() {
+        return response.map_into_left_body();
+    }
+    let (request, _) = response.into_parts();
+    ServiceResponse::new(request, error.error_response()).map_into_right_body()
+}
+
+/// The session's cookie ([`Session::cookie`], built from the store's one cookie
+/// configuration), signed with the newest key when the middleware has keys.
+fn session_cookie(config: &Config, session: &Session) -> Option<Cookie<'static>> {
+    let cookie = session.cookie()?;
+    Some(match &config.keys {
+        None => cookie,
+        Some(keys) => keys.sign(cookie),
+    })
+}
+
+/// A cookie telling the client to forget the session cookie (never signed: it holds nothing).
+fn removal_cookie(config: &Config) -> Cookie<'static> {
+    config.store.cookie_config().removal_cookie()
+}
+
+fn append_cookie(headers: &mut HeaderMap, cookie: &Cookie<'static>) {
+    match HeaderValue::from_str(&cookie.to_string()) {
+        Ok(value) => headers.append(SET_COOKIE, value),
+        Err(_) => {
+            tracing::error!("session cookie is not a valid header value (check the cookie name and domain); not sent");
+        }
+    }
+}
