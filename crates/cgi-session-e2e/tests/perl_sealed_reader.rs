@@ -2,13 +2,10 @@
 //! are not for sharing with Perl). It runs `perl` with CGI::Session 4.48 and Debian's
 //! `CGI::Session::Driver::memcached` over Cache::Memcached against a memcached of its own;
 //! it fails, never skips, when they are missing (`scripts/test.sh` installs them).
-//!
-//! (The other tests that drive outside programs are in `crates/cgi-session-e2e`; this one
-//! lives here until that crate depends on this one.)
 
 use std::process::Command;
 
-use cgi_session_core::SessionStore;
+use cgi_session::SessionStore;
 use cgi_session_memcache::client::{Client, ClientConfig};
 use cgi_session_memcache::MemcacheDriver;
 use cgi_session_sealed::{KeyRing, OpenError, SealError, SealedDriver, SealingKey};
@@ -83,9 +80,7 @@ async fn perl_cannot_read_a_sealed_session_and_sealed_stores_refuse_perl_session
     // And a session Perl wrote is not sealed: the sealed store refuses it (no new session).
     let perl_id = perl(PERL_CREATE, &[&addr]);
     let err = store.new_session(Some(&perl_id), None).await.unwrap_err();
-    let cgi_session_core::Error::Driver(cgi_session_core::DriverError::Backend { source, .. }) =
-        &err
-    else {
+    let cgi_session::Error::Driver(cgi_session::DriverError::Backend { source, .. }) = &err else {
         panic!("expected a store failure, got {err:?}");
     };
     assert!(
