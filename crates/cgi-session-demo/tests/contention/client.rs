@@ -40,7 +40,7 @@ impl Call {
         }
     }
 
-    fn post(path: &str, form: String) -> Self {
+    pub(crate) fn post(path: &str, form: String) -> Self {
         Call {
             method: "POST",
             path: path.to_owned(),
