@@ -501,7 +501,13 @@ pub(crate) mod tests {
     fn forwarded_addresses_count_only_behind_trusted_proxies() {
         let proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
         let fwd = proxies.clone().header(ForwardedHeader::Forwarded);
-        let cases: &[(&[(&str, &str)], &TrustedProxies, Option<&str>)] = &[
+        /// (CGI variables, the proxy list, the client address expected).
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a TrustedProxies,
+            Option<&'a str>,
+        );
+        let cases: &[Case<'_>] = &[
             (
                 &[
                     ("REMOTE_ADDR", "10.0.0.1"),
