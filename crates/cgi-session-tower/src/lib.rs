@@ -6,6 +6,8 @@
 //!   handler that never touches it costs no store I/O and sends no cookie.
 //! - **Saved only if changed**: after the handler, a changed (or deleted, or regenerated)
 //!   session is flushed; an untouched new session is dropped (no empty sessions for bots).
+//!   For data worth keeping only once the visitor has a session (a view counter), write it
+//!   only when [`SessionHandle::is_stored`]: an anonymous view then stores nothing.
 //! - **Cookie**: configured in one place, the store's
 //!   [`CookieConfig`](cgi_session_core::CookieConfig) (built by
 //!   [`cgi_session_core::cookie`], as for CGI programs): `CGISESSID`,
