@@ -93,6 +93,7 @@ pub use request::{CgiRequest, DEFAULT_MAX_BODY, FORM_URLENCODED};
 pub use runtime::block_on;
 pub use session::CgiSession;
 
+pub use cgi_session::client_addr::{ForwardedHeader, TrustedProxies};
 pub use cgi_session::{
     DriverArgs, LockMode, Session, SessionId, SessionLock, SessionStore, DEFAULT_COOKIE_NAME,
 };

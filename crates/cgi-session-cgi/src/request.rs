@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::{self, Read};
 
+use cgi_session::client_addr::{ForwardedHeader, TrustedProxies};
 use cgi_session::cookie_header::{self, SessionCookie};
 
 use crate::error::CgiError;
@@ -48,6 +49,11 @@ pub struct CgiRequest {
     query: Vec<(String, String)>,
     form: Vec<(String, String)>,
     remote_addr: Option<String>,
+    /// `REMOTE_ADDR` as the server passed it, before [`CgiRequest::trust_proxies`].
+    peer_addr: Option<String>,
+    /// `HTTP_X_FORWARDED_FOR` and `HTTP_FORWARDED`, read only behind trusted proxies.
+    x_forwarded_for: Option<Vec<u8>>,
+    forwarded: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for CgiRequest {
@@ -147,7 +153,10 @@ impl CgiRequest {
                 "QUERY_STRING" => req.query = parse_urlencoded(raw),
                 "REMOTE_ADDR" => {
                     req.remote_addr = Some(v.trim().to_owned()).filter(|a| !a.is_empty());
+                    req.peer_addr.clone_from(&req.remote_addr);
                 }
+                "HTTP_X_FORWARDED_FOR" => req.x_forwarded_for = Some(raw.to_vec()),
+                "HTTP_FORWARDED" => req.forwarded = Some(raw.to_vec()),
                 "CONTENT_TYPE" => content_type = v.to_owned(),
                 "CONTENT_LENGTH" => content_length = v.trim().to_owned(),
                 _ => {}
@@ -232,9 +241,56 @@ impl CgiRequest {
             .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// `REMOTE_ADDR`, the client's address (used for ip matching).
+    /// The client's address (used for ip matching): `REMOTE_ADDR`, or behind trusted proxies
+    /// the address they forwarded ([`CgiRequest::trust_proxies`]).
     pub fn remote_addr(&self) -> Option<&str> {
         self.remote_addr.as_deref()
+    }
+
+    /// `REMOTE_ADDR` as the web server passed it: the connection's address (a proxy's, behind
+    /// one).
+    pub fn peer_addr(&self) -> Option<&str> {
+        self.peer_addr.as_deref()
+    }
+
+    /// Behind reverse proxies: when `REMOTE_ADDR` is one of `proxies`, the client address
+    /// ([`CgiRequest::remote_addr`], which [`CgiSession`](crate::CgiSession) uses for ip
+    /// matching) becomes the rightmost untrusted address the proxies forwarded in
+    /// `HTTP_X_FORWARDED_FOR` (or `HTTP_FORWARDED`, as [`TrustedProxies::header`] says), by the
+    /// rule every adapter shares ([`TrustedProxies::client_addr`]). From any other address the
+    /// headers are ignored: clients can send them too.
+    ///
+    /// ```
+    /// use cgi_session_cgi::{CgiRequest, TrustedProxies};
+    ///
+    /// let proxies = TrustedProxies::parse("127.0.0.1")?;
+    /// let env = [("REMOTE_ADDR", "127.0.0.1"), ("HTTP_X_FORWARDED_FOR", "198.51.100.1, 192.0.2.7")];
+    /// let req = CgiRequest::from_parts(env, std::io::empty(), 0)?.trust_proxies(&proxies);
+    /// assert_eq!(req.remote_addr(), Some("192.0.2.7"));
+    /// assert_eq!(req.peer_addr(), Some("127.0.0.1"));
+    ///
+    /// // The same header from a client that is not a trusted proxy: ignored.
+    /// let env = [("REMOTE_ADDR", "203.0.113.5"), ("HTTP_X_FORWARDED_FOR", "192.0.2.7")];
+    /// let req = CgiRequest::from_parts(env, std::io::empty(), 0)?.trust_proxies(&proxies);
+    /// assert_eq!(req.remote_addr(), Some("203.0.113.5"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn trust_proxies(mut self, proxies: &TrustedProxies) -> Self {
+        let Some(peer) = self
+            .peer_addr
+            .as_deref()
+            .and_then(|p| p.parse::<std::net::IpAddr>().ok())
+        else {
+            return self;
+        };
+        let value = match proxies.forwarded_header() {
+            ForwardedHeader::Forwarded => self.forwarded.as_deref(),
+            _ => self.x_forwarded_for.as_deref(),
+        };
+        let client = proxies.client_addr(peer, value);
+        self.remote_addr = Some(client.to_string());
+        self
     }
 
     /// The session id the client claims, in CGI::Session's order (`$cgi->cookie($name) ||
@@ -439,6 +495,111 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(r.params().count(), 0);
         assert_eq!(body, b"--boundary");
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let fwd = proxies.clone().header(ForwardedHeader::Forwarded);
+        /// (CGI variables, the proxy list, the client address expected).
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a TrustedProxies,
+            Option<&'a str>,
+        );
+        let cases: &[Case<'_>] = &[
+            (
+                &[
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                    ("HTTP_X_FORWARDED_FOR", "192.0.2.7, 10.0.0.2"),
+                ],
+                &proxies,
+                Some("192.0.2.7"),
+            ),
+            (
+                &[
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                    ("HTTP_X_FORWARDED_FOR", "[2001:db8::7]:80"),
+                ],
+                &proxies,
+                Some("2001:db8::7"),
+            ),
+            (
+                &[
+                    ("REMOTE_ADDR", "192.0.2.9"),
+                    ("HTTP_X_FORWARDED_FOR", "192.0.2.7"),
+                ],
+                &proxies,
+                Some("192.0.2.9"),
+            ),
+            (
+                &[
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                    ("HTTP_FORWARDED", "for=192.0.2.7"),
+                ],
+                &proxies,
+                Some("10.0.0.1"),
+            ),
+            (
+                &[
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                    ("HTTP_FORWARDED", "for=\"[2001:db8::7]:80\""),
+                ],
+                &fwd,
+                Some("2001:db8::7"),
+            ),
+            (
+                &[
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                    ("HTTP_X_FORWARDED_FOR", "192.0.2.7"),
+                ],
+                &fwd,
+                Some("10.0.0.1"),
+            ),
+            (
+                &[
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                    ("HTTP_X_FORWARDED_FOR", "garbage\u{0}"),
+                ],
+                &proxies,
+                Some("10.0.0.1"),
+            ),
+            (
+                &[
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                    ("HTTP_FORWARDED", "for=_hidden"),
+                ],
+                &fwd,
+                Some("10.0.0.1"),
+            ),
+            (
+                &[
+                    ("REMOTE_ADDR", "not an ip"),
+                    ("HTTP_X_FORWARDED_FOR", "192.0.2.7"),
+                ],
+                &proxies,
+                Some("not an ip"),
+            ),
+            (&[("HTTP_X_FORWARDED_FOR", "192.0.2.7")], &proxies, None),
+            (
+                &[
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                    ("HTTP_X_FORWARDED_FOR", "192.0.2.7"),
+                ],
+                &TrustedProxies::none(),
+                Some("10.0.0.1"),
+            ),
+        ];
+        for (vars, proxies, expected) in cases {
+            let r = req(vars, b"", 0).unwrap().trust_proxies(proxies);
+            assert_eq!(r.remote_addr(), *expected, "{vars:?}");
+            assert_eq!(
+                r.peer_addr(),
+                vars.iter()
+                    .find(|(k, _)| *k == "REMOTE_ADDR")
+                    .map(|(_, v)| *v)
+            );
+        }
     }
 
     #[test]

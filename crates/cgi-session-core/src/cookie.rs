@@ -189,7 +189,7 @@ pub struct SigningKeys {
 }
 
 /// The `cookie` crate's signing key (64 bytes: [`Key::generate`], [`Key::from`] a secret of
-/// at least 64 bytes,).
+/// at least 64 bytes).
 pub use ::cookie::Key;
 
 /// A cookie value that [`SigningKeys::verify`] accepted.

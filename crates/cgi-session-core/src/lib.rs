@@ -91,6 +91,7 @@
 //      <- engine::load <- engine::merge <- engine::save    the protocol
 //   <- session (accessors), store (`SessionStore`)
 mod backoff;
+pub mod client_addr;
 mod clock;
 mod commit;
 mod config;

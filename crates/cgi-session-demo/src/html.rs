@@ -71,7 +71,7 @@ fn shell(title: &str, body: &str) -> String {
 pub(crate) fn home(info: &SessionInfo, expired: bool) -> String {
     let mut body = String::new();
     if expired {
-        body.push_str("<p id=\"expired\"><strong>Your previous session expired; this is a new one.</strong></p>\n");
+        body.push_str("<p id=\"expired\"><strong>Your previous session expired.</strong></p>\n");
     }
     let greeting = match &info.greet_en {
         Some(g) => format!("<strong id=\"greeting\">{}</strong>", escape(g)),
@@ -85,11 +85,18 @@ pub(crate) fn home(info: &SessionInfo, expired: bool) -> String {
         max = crate::MAX_FIELD_CHARS,
         value = escape(info.greet_en.as_deref().unwrap_or("Hi !")),
     );
+    let stored = info.id_prefix.is_some();
     let _ = writeln!(
         body,
         "<section><h2>Visits</h2><p>Views of this page in this session: <span id=\"counter\">{}</span></p>\
-<p>Reload the page to count one more.</p></section>",
-        info.counter
+<p>{}</p></section>",
+        info.counter,
+        if stored {
+            "Reload the page to count one more."
+        } else {
+            "Not counted yet: nothing is stored for an anonymous visitor (no session, no cookie). \
+Set a greeting or log in to start a session; from then on your views are counted."
+        }
     );
     match &info.user {
         Some(user) => {
@@ -111,6 +118,13 @@ pub(crate) fn home(info: &SessionInfo, expired: bool) -> String {
                 crate::MAX_FIELD_CHARS
             );
         }
+    }
+    if !stored {
+        body.push_str(
+            "<section><h2>Session</h2><p id=\"no-session\">No session is stored for you: \
+nothing worth keeping yet.</p></section>\n",
+        );
+        return shell("cgi-session demo", &body);
     }
     let expiry = match info.expire {
         Some(secs) if secs > 0 => format!(

@@ -17,7 +17,8 @@
 //!     .await
 //!     .unwrap();
 //! assert_eq!(response.status(), 200);
-//! assert!(response.headers().contains_key("set-cookie"));
+//! // An anonymous view: nothing stored, no cookie.
+//! assert!(!response.headers().contains_key("set-cookie"));
 //! # });
 //! ```
 //!
@@ -25,7 +26,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | the page: `greet_en` and a form to set it, the visit counter (one more per view), login/logout, the session's metadata (id prefix only, ctime, atime, expiry) |
+//! | `GET /` | the page: `greet_en` and a form to set it, the visit counter (one more per view of a stored session), login/logout, the session's metadata (id prefix only, ctime, atime, expiry) |
 //! | `POST /greet` | sets `greet_en` (form field `greet_en`) |
 //! | `POST /login` | regenerates the id, then stores `user` (form field `username`) |
 //! | `POST /logout` | deletes the session |
@@ -35,6 +36,11 @@
 //!
 //! The visit counter is a read-modify-write ([`SessionHandle::update`]): several views sent at
 //! once with one cookie (what a browser does) are each counted exactly once.
+//!
+//! A session is stored only when it holds something worth keeping: an anonymous view (no
+//! session yet) stores nothing and sends no cookie, so bots and one-off visitors cannot fill
+//! the store. The visitor gets a session by acting (`POST /greet`, `POST /login`); from then
+//! on its page views are counted ([`SessionHandle::is_stored`]).
 #![forbid(unsafe_code)]
 
 mod html;
@@ -116,6 +122,11 @@ pub struct SessionInfo {
     pub atime: i64,
     /// Idle timeout in seconds.
     pub expire: Option<i64>,
+    /// The client address the session was created from (CGI::Session's `remote_addr`): behind
+    /// a trusted proxy (`--trusted-proxies`), the address it forwarded. `None` before anything
+    /// was stored.
+    #[serde(default)]
+    pub remote_addr: Option<String>,
 }
 
 async fn info(session: &SessionHandle) -> Result<SessionInfo, SessionError> {
@@ -133,25 +144,38 @@ async fn info(session: &SessionHandle) -> Result<SessionInfo, SessionError> {
         ctime: s.ctime(),
         atime: s.atime(),
         expire: s.expire(),
+        remote_addr: if s.is_new() {
+            None
+        } else {
+            s.remote_addr().map(str::to_owned)
+        },
     })
 }
 
 async fn home(session: SessionHandle) -> Result<Html<String>, SessionError> {
-    // Read-modify-write on the freshest copy: concurrent views each count once.
-    let visits = session
-        .update(|s| {
-            let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
-            s.set("visits", &n)?;
-            Ok(n)
-        })
-        .await?;
+    // Nothing is stored for an anonymous view: visits are counted only in a session the
+    // visitor made by acting (setting greet_en, logging in). The layer drops the new session
+    // of a view that changed nothing: no store write, no cookie.
+    let stored = session.is_stored().await?;
     let expired = session.guard().await?.is_expired();
+    let visits = if stored {
+        // Read-modify-write on the freshest copy: concurrent views each count once.
+        Some(
+            session
+                .update(|s| {
+                    let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+                    s.set("visits", &n)?;
+                    Ok(n)
+                })
+                .await?,
+        )
+    } else {
+        None
+    };
     let mut info = info(&session).await?;
-    // This view's own count (the session may already hold later views' counts).
-    info.counter = visits;
-    // A session created by this view is stored by the layer after it: show its prefix already.
-    if info.id_prefix.is_none() {
-        info.id_prefix = Some(session.id_prefix().await?);
+    if let Some(visits) = visits {
+        // This view's own count (the session may already hold later views' counts).
+        info.counter = visits;
     }
     Ok(Html(html::home(&info, expired)))
 }

@@ -9,7 +9,7 @@ use cgi_session::{
     parse_expire, CookieConfig, LockMode, OpenError, OpenedDriver, OpenedMemcache, SessionStore,
     StoreKind, StoreSpec,
 };
-use cgi_session_tower::{Key, SessionLayer};
+use cgi_session_tower::{ForwardedHeader, Key, SessionLayer, TrustedProxies};
 use clap::Parser;
 
 use crate::server::{default_max_connections, open_file_limit, ServerLimits};
@@ -68,6 +68,22 @@ pub struct Args {
     /// Sign the cookie with a key made at start-up (sessions do not survive a restart then).
     #[arg(long)]
     pub signed: bool,
+
+    /// Ip matching (CGI::Session's -ip_match): a session is given only to the client address
+    /// it was created from; another address gets a fresh session.
+    #[arg(long)]
+    pub ip_match: bool,
+
+    /// Reverse proxies whose forwarding header is believed (for ip matching and the session's
+    /// remote_addr): addresses and CIDR blocks, comma-separated (e.g. 127.0.0.1,::1 for
+    /// nginx on the same host). Default: none, the connection's address is the client's.
+    #[arg(long, value_name = "ADDR[/BITS],...", default_value = "", hide_default_value = true, value_parser = parse_trusted_proxies)]
+    pub trusted_proxies: TrustedProxies,
+
+    /// The header the trusted proxies write the client address in: x-forwarded-for or
+    /// forwarded (RFC 7239). The other one is ignored.
+    #[arg(long, default_value = "x-forwarded-for", value_parser = parse_forwarded_header)]
+    pub forwarded_header: ForwardedHeader,
 
     /// Session lock: off (requests of one session run at once; saves are merged), every-request
     /// (each request holds the session's lock until its save, as PHP does), on-demand.
@@ -151,6 +167,18 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
         Ok(d) if d.is_zero() => Err("must be more than 0".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_trusted_proxies(s: &str) -> Result<TrustedProxies, String> {
+    TrustedProxies::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_forwarded_header(s: &str) -> Result<ForwardedHeader, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+        "forwarded" => Ok(ForwardedHeader::Forwarded),
+        _ => Err(format!("{s:?}: expected x-forwarded-for or forwarded")),
     }
 }
 
@@ -277,6 +305,7 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
     let store = spec
         .builder_over(&opened)?
         .default_expire(expire)
+        .ip_match(args.ip_match)
         .lock_mode(args.lock)
         .lock_lease(args.lock_lease)
         .lock_wait(args.lock_wait)
@@ -325,6 +354,16 @@ pub async fn run(args: Args) -> Result<(), DemoError> {
     let mut layer = SessionLayer::new(opened.store.clone());
     if args.signed {
         layer = layer.signed(Key::generate());
+    }
+    if !args.trusted_proxies.is_empty() {
+        let proxies = args.trusted_proxies.clone().header(args.forwarded_header);
+        let nets: Vec<String> = proxies.nets().iter().map(ToString::to_string).collect();
+        tracing::info!(
+            "client addresses: {} believed from {}",
+            proxies.forwarded_header().name(),
+            nets.join(", ")
+        );
+        layer = layer.trusted_proxies(proxies);
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

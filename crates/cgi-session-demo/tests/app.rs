@@ -15,7 +15,7 @@ use memcached_harness::MemcachedServer;
 use tower::ServiceExt;
 
 mod common;
-use common::http_get;
+use common::{http_get, start_session};
 
 struct Reply {
     status: StatusCode,
@@ -73,6 +73,13 @@ fn counter(page: &str) -> u64 {
     page[start..end].parse().unwrap()
 }
 
+/// The visitor acts (`POST /greet`): the cookie of the session that gives them.
+async fn act(app: &Router) -> String {
+    let r = send(app, "POST", "/greet", None, "greet_en=Hi").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    r.pair()
+}
+
 fn demo() -> Router {
     app(SessionStore::builder(MemoryDriver::new())
         .default_expire(1800)
@@ -82,11 +89,15 @@ fn demo() -> Router {
 #[tokio::test]
 async fn the_counter_goes_up_with_the_cookie_and_restarts_without_it() {
     let app = demo();
+    // An anonymous view: not counted, nothing stored, no cookie.
     let first = send(&app, "GET", "/", None, "").await;
     assert_eq!(first.status, StatusCode::OK);
-    assert_eq!(counter(&first.body), 1);
-    let cookie = first.pair();
-    for n in 2..=5 {
+    assert_eq!(counter(&first.body), 0);
+    assert_eq!(first.set_cookie, None);
+    assert!(first.body.contains("id=\"no-session\""));
+    // Once the visitor has acted, their views are counted.
+    let cookie = act(&app).await;
+    for n in 1..=5 {
         let r = send(&app, "GET", "/", Some(&cookie), "").await;
         assert_eq!(counter(&r.body), n);
         assert_eq!(r.pair(), cookie, "same session");
@@ -99,14 +110,14 @@ async fn the_counter_goes_up_with_the_cookie_and_restarts_without_it() {
     .unwrap();
     assert_eq!(api.counter, 5, "the API only reads");
     assert_eq!(api.expire, Some(1800));
-    assert_eq!(counter(&send(&app, "GET", "/", None, "").await.body), 1);
+    assert_eq!(counter(&send(&app, "GET", "/", None, "").await.body), 0);
 }
 
 #[tokio::test]
 async fn the_page_and_the_api_never_show_a_full_id() {
     let app = demo();
-    let first = send(&app, "GET", "/", None, "").await;
-    let cookie = first.pair();
+    let cookie = act(&app).await;
+    let first = send(&app, "GET", "/", Some(&cookie), "").await;
     let id = &cookie["CGISESSID=".len()..];
     assert_eq!(id.len(), 32);
     let prefix = format!("{}…", &id[..8]);
@@ -134,17 +145,18 @@ async fn the_page_and_the_api_never_show_a_full_id() {
 #[tokio::test]
 async fn greet_en_is_stored_and_shown_escaped() {
     let app = demo();
-    let cookie = send(&app, "GET", "/", None, "").await.pair();
+    // The greeting is what starts the session.
     let r = send(
         &app,
         "POST",
         "/greet",
-        Some(&cookie),
+        None,
         "greet_en=%3Cscript%3Ealert(1)%3C%2Fscript%3E+Hi+!",
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location.as_deref(), Some("/"));
+    let cookie = r.pair();
     let page = send(&app, "GET", "/", Some(&cookie), "").await.body;
     assert!(
         !page.contains("<script>"),
@@ -166,7 +178,8 @@ async fn greet_en_is_stored_and_shown_escaped() {
 #[tokio::test]
 async fn login_gives_a_new_id_and_logout_ends_the_session() {
     let app = demo();
-    let before = send(&app, "GET", "/", None, "").await.pair();
+    let before = act(&app).await;
+    send(&app, "GET", "/", Some(&before), "").await;
     send(&app, "GET", "/", Some(&before), "").await;
 
     let r = send(&app, "POST", "/login", Some(&before), "username=ann").await;
@@ -194,9 +207,11 @@ async fn login_gives_a_new_id_and_logout_ends_the_session() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let removal = r.set_cookie.unwrap();
     assert!(removal.contains("Max-Age=0"), "{removal}");
+    // The next view (with the dead cookie) is anonymous again: not counted, nothing stored,
+    // the cookie cleared.
     let next = send(&app, "GET", "/", Some(&after), "").await;
-    assert_eq!(counter(&next.body), 1);
-    assert_ne!(next.pair(), after);
+    assert_eq!(counter(&next.body), 0);
+    assert!(next.set_cookie.unwrap().contains("Max-Age=0"));
     assert!(next.body.contains("id=\"username\""), "logged out");
 }
 
@@ -286,9 +301,12 @@ fn the_binary_serves_the_demo_on_the_default_store_and_cleans_up() {
     assert!(std::path::Path::new(&dir).is_dir());
 
     let (status, cookie, body) = http_get(demo.addr, "/", None);
-    assert_eq!(status, 200);
+    assert_eq!((status, cookie, counter(&body)), (200, None, 0));
+    // An anonymous view stores nothing.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let cookie = start_session(demo.addr);
+    let (_, _, body) = http_get(demo.addr, "/", Some(&cookie));
     assert_eq!(counter(&body), 1);
-    let cookie = cookie.unwrap();
     let (_, _, body) = http_get(demo.addr, "/", Some(&cookie));
     assert_eq!(counter(&body), 2);
     // One session file.
@@ -331,8 +349,12 @@ fn the_binary_runs_on_memcached() {
     .unwrap();
     assert!(demo.banner.contains(&format!("memcached at {addr}")));
     let (status, cookie, body) = http_get(demo.addr, "/", None);
-    assert_eq!((status, counter(&body)), (200, 1));
-    let (_, _, body) = http_get(demo.addr, "/", cookie.as_deref());
+    assert_eq!((status, cookie, counter(&body)), (200, None, 0));
+    assert_eq!(server.stats()["curr_items"], "0");
+    let cookie = start_session(demo.addr);
+    let (_, _, body) = http_get(demo.addr, "/", Some(&cookie));
+    assert_eq!(counter(&body), 1);
+    let (_, _, body) = http_get(demo.addr, "/", Some(&cookie));
     assert_eq!(counter(&body), 2);
     assert_eq!(server.stats()["curr_items"], "1");
 }
@@ -353,9 +375,9 @@ fn the_binary_runs_on_driver_memcached_with_bare_id_keys() {
     ])
     .unwrap();
     assert!(demo.banner.contains("keys: the bare session ids"));
-    let (status, cookie, _) = http_get(demo.addr, "/", None);
+    let cookie = start_session(demo.addr);
+    let (status, _, _) = http_get(demo.addr, "/", Some(&cookie));
     assert_eq!(status, 200);
-    let cookie = cookie.unwrap();
     let (_, _, body) = http_get(demo.addr, "/", Some(&cookie));
     assert_eq!(counter(&body), 2);
     let id = cookie.split_once('=').unwrap().1;
@@ -427,9 +449,10 @@ fn the_binary_spreads_sessions_over_a_pool_and_names_a_dead_member() {
         .banner
         .contains(&format!("memcached at {}, {}", a.addr(), b.addr())));
     for _ in 0..24 {
-        let (status, cookie, _) = http_get(demo.addr, "/", None);
+        let cookie = start_session(demo.addr);
+        let (status, _, _) = http_get(demo.addr, "/", Some(&cookie));
         assert_eq!(status, 200);
-        let (_, _, body) = http_get(demo.addr, "/", cookie.as_deref());
+        let (_, _, body) = http_get(demo.addr, "/", Some(&cookie));
         assert_eq!(
             counter(&body),
             2,

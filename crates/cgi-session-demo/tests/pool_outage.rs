@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use memcached_harness::MemcachedServer;
 
 mod common;
-use common::{http_get, Demo};
+use common::{http_get, start_session, Demo};
 
 /// `GET /`: status, the session cookie (`CGISESSID=<id>`) it set, body.
 fn get(addr: SocketAddr, cookie: Option<&str>) -> (u16, Option<String>, String) {
@@ -24,13 +24,7 @@ fn one_dead_server_of_three_leaves_new_visitors_and_the_other_sessions_alone() {
         .join(",");
     let demo = Demo::start(&["--dsn", "driver:memcache", "--servers", &list]);
     // Sessions made while all three are up, spread over the pool.
-    let cookies: Vec<String> = (0..30)
-        .map(|_| {
-            let (status, cookie, _) = get(demo.addr, None);
-            assert_eq!(status, 200);
-            cookie.expect("a new session")
-        })
-        .collect();
+    let cookies: Vec<String> = (0..30).map(|_| start_session(demo.addr)).collect();
     let mut servers = servers;
     let dead_addr = servers[2].addr().to_string();
     servers[2].kill();
@@ -63,9 +57,7 @@ fn one_dead_server_of_three_leaves_new_visitors_and_the_other_sessions_alone() {
 
     // 300 new visitors during the outage: every one gets a session, on a live server.
     for _ in 0..300 {
-        let (status, cookie, body) = get(demo.addr, None);
-        assert_eq!(status, 200, "{body}");
-        let cookie = cookie.expect("a new session");
+        let cookie = start_session(demo.addr);
         let (status, _, _) = get(demo.addr, Some(&cookie));
         assert_eq!(status, 200, "the new session works");
     }
@@ -93,9 +85,8 @@ fn the_demo_starts_with_a_server_dead_from_the_start_and_serves_new_visitors() {
         .join(",");
     let demo = Demo::start(&["--dsn", "driver:memcache", "--servers", &list]);
     for _ in 0..300 {
-        let (status, cookie, body) = get(demo.addr, None);
-        assert_eq!(status, 200, "{body}");
-        let (status, _, _) = get(demo.addr, Some(&cookie.expect("a new session")));
+        let cookie = start_session(demo.addr);
+        let (status, _, _) = get(demo.addr, Some(&cookie));
         assert_eq!(status, 200, "the new session works");
     }
     let log = demo.log();

@@ -189,6 +189,21 @@ async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: Socket
         async move {
             let home = format!("http://{demo}/");
             client.goto(&home).await.unwrap();
+            // An anonymous view stores nothing: not counted, no cookie.
+            assert_eq!(counter(&client).await, 0);
+            assert!(
+                client.get_named_cookie("CGISESSID").await.is_err(),
+                "no session cookie for an anonymous view"
+            );
+            wait_for_element(&client, "#no-session").await;
+
+            // Set greet_en through the form: the visitor acted, now there is a session, and
+            // the page the form leads back to is its first counted view.
+            let input = client.find(Locator::Css("#greet-input")).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys("Hi <b>there</b> !").await.unwrap();
+            click(&client, "#greet-submit").await;
+            wait_for_text(&client, "#greeting", "Hi <b>there</b> !").await;
             assert_eq!(counter(&client).await, 1);
 
             // The counter goes up across reloads.
@@ -225,13 +240,6 @@ async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: Socket
             );
             assert!(!client.source().await.unwrap().contains(&first_id));
 
-            // Set greet_en through the form.
-            let input = client.find(Locator::Css("#greet-input")).await.unwrap();
-            input.clear().await.unwrap();
-            input.send_keys("Hi <b>there</b> !").await.unwrap();
-            click(&client, "#greet-submit").await;
-            wait_for_text(&client, "#greeting", "Hi <b>there</b> !").await;
-
             // Log in: a new id, the data kept.
             let name = client.find(Locator::Css("#username")).await.unwrap();
             name.send_keys("ann").await.unwrap();
@@ -245,13 +253,16 @@ async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: Socket
                 "the counter moved with the session"
             );
 
-            // Log out: the session ends, the next view has a new id and starts counting again.
+            // Log out: the session ends and its cookie is removed; the next view is anonymous
+            // again (nothing stored, not counted).
             click(&client, "#logout").await;
             wait_for_element(&client, "#username").await;
-            assert_eq!(counter(&client).await, 1);
-            let after_logout = session_id(&client).await;
-            assert_ne!(after_logout, logged_in_id, "logout gives a new id");
-            assert_ne!(after_logout, first_id);
+            assert_eq!(counter(&client).await, 0);
+            assert!(
+                client.get_named_cookie("CGISESSID").await.is_err(),
+                "logout removes the session cookie"
+            );
+            wait_for_element(&client, "#no-session").await;
         }
     };
     // Close the browser session whatever happened, then report.

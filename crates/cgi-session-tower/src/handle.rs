@@ -383,6 +383,42 @@ impl SessionHandle {
             .map(|s| s.session.is_some())
             .unwrap_or(false)
     }
+
+    /// Whether the session is in the store: the client's cookie named a live session, or this
+    /// request already wrote it ([`update`](Self::update), [`regenerate_id`](Self::regenerate_id)
+    /// of a stored one). Loads the session on first use (no store I/O for a client without a
+    /// cookie).
+    ///
+    /// For data that is only worth keeping once the visitor has a session for another reason
+    /// (a page-view counter, "last seen"): write it only when this is `true`, and an anonymous
+    /// view stores nothing and sends no cookie (the layer drops a new session the handler did
+    /// not change), so bots cannot fill the store.
+    ///
+    /// ```
+    /// use cgi_session_tower::{SessionError, SessionHandle};
+    ///
+    /// async fn home(session: SessionHandle) -> Result<String, SessionError> {
+    ///     if !session.is_stored().await? {
+    ///         return Ok("welcome, stranger".to_owned()); // nothing stored, no cookie
+    ///     }
+    ///     let n = session
+    ///         .update(|s| {
+    ///             let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+    ///             s.set("visits", &n)?;
+    ///             Ok(n)
+    ///         })
+    ///         .await?;
+    ///     Ok(format!("welcome back, visit {n}"))
+    /// }
+    /// # let _ = home;
+    /// ```
+    ///
+    /// # Errors
+    /// As [`SessionHandle::guard`].
+    pub async fn is_stored(&self) -> Result<bool, SessionError> {
+        let session = self.loaded().await?;
+        Ok(!session.is_new() && !session.is_deleted())
+    }
 }
 
 /// Remembers a store failure so that the layer answers with 503/500, logs it, and returns the

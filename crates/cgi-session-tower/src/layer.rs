@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use cgi_session_core::client_addr::TrustedProxies;
 use cgi_session_core::cookie_header::{self, SessionCookie};
 use cgi_session_core::{LockMode, Session, SessionId, SessionStore};
 use cookie::{Cookie, CookieJar, Key};
@@ -23,6 +24,7 @@ struct Config {
     key: Option<Key>,
     lock_mode: Option<LockMode>,
     logs: Arc<crate::error::StoreLogs>,
+    proxies: TrustedProxies,
 }
 
 /// The tower [`Layer`] that gives every request a lazily loaded [`SessionHandle`] and saves
@@ -35,8 +37,10 @@ struct Config {
 ///    shares ([`cgi_session_core::cookie_header`]: raw bytes, so a non-UTF-8 byte in another
 ///    cookie hides nothing; several `Cookie` headers; the first session cookie counts, as in
 ///    CGI.pm), and, with the `connect-info` feature (on by default), the client address from
-///    axum's `ConnectInfo<SocketAddr>` when present (for the store's ip matching). No store
-///    I/O yet.
+///    axum's `ConnectInfo<SocketAddr>` when present, or behind
+///    [trusted proxies](SessionLayer::trusted_proxies) the address they forwarded (for the
+///    store's ip matching, and as [`ClientAddr`](crate::ClientAddr) for logs). No store I/O
+///    yet.
 /// 2. The handler's first use of the [`SessionHandle`] loads the session
 ///    (`CGI::Session->new`: the stored session, or a new one with a fresh id).
 /// 3. After the handler: nothing happens if the session was never used. Otherwise a deleted
@@ -92,6 +96,7 @@ impl SessionLayer {
                 key: None,
                 lock_mode: None,
                 logs: Arc::default(),
+                proxies: TrustedProxies::none(),
             },
         }
     }
@@ -112,6 +117,30 @@ impl SessionLayer {
     /// [`SessionHandle::lock`].
     pub fn lock_mode(mut self, mode: LockMode) -> Self {
         self.config.lock_mode = Some(mode);
+        self
+    }
+
+    /// Believes the forwarding header (`X-Forwarded-For` unless
+    /// [`TrustedProxies::header`] says `Forwarded`) on connections from these reverse proxies:
+    /// the client address used for ip matching, and recorded as [`ClientAddr`] in the
+    /// request's extensions for logs, is then the rightmost untrusted address the proxies
+    /// forwarded ([`TrustedProxies::client_addr`]). Default: none (the header is ignored and
+    /// the client address is the connection's). Needs the `connect-info` feature.
+    ///
+    /// ```
+    /// use cgi_session_core::{MemoryDriver, SessionStore};
+    /// use cgi_session_tower::{SessionLayer, TrustedProxies};
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new()).ip_match(true).build();
+    /// // nginx on the same host: trust loopback only.
+    /// let layer = SessionLayer::new(store).trusted_proxies(TrustedProxies::parse("127.0.0.1, ::1")?);
+    /// # let _ = layer;
+    /// # Ok::<(), cgi_session_core::client_addr::ProxyListError>(())
+    /// ```
+    ///
+    /// [`ClientAddr`]: crate::ClientAddr
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.config.proxies = proxies;
         self
     }
 
@@ -158,7 +187,8 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
         let (claimed, cookie_sent) = claimed_id(req.headers(), &config);
-        let remote_addr = remote_addr(&req);
+        let remote_addr =
+            crate::client_addr::resolve(&mut req, &config.proxies).map(|ip| ip.to_string());
         let shared = Arc::new(Shared {
             store: config.store.clone(),
             claimed,
@@ -179,20 +209,6 @@ where
             Ok(response)
         })
     }
-}
-
-/// The client's address from axum's `ConnectInfo<SocketAddr>`, when the server provides it.
-#[cfg(feature = "connect-info")]
-fn remote_addr<B>(req: &Request<B>) -> Option<String> {
-    req.extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string())
-}
-
-/// Without the `connect-info` feature the layer knows no client address.
-#[cfg(not(feature = "connect-info"))]
-fn remote_addr<B>(_req: &Request<B>) -> Option<String> {
-    None
 }
 
 /// The session id the request's cookie holds, and whether a session cookie was sent at all.

@@ -6,6 +6,8 @@
 //!   handler that never touches it costs no store I/O and sends no cookie.
 //! - **Saved only if changed**: after the handler, a changed (or deleted, or regenerated)
 //!   session is flushed; an untouched new session is dropped (no empty sessions for bots).
+//!   For data worth keeping only once the visitor has a session (a view counter), write it
+//!   only when [`SessionHandle::is_stored`]: an anonymous view then stores nothing.
 //! - **Cookie**: configured in one place, the store's
 //!   [`CookieConfig`](cgi_session_core::CookieConfig) (built by
 //!   [`cgi_session_core::cookie`], as for CGI programs): `CGISESSID`,
@@ -57,16 +59,21 @@
 //!   read from axum's `ConnectInfo<SocketAddr>` (served with
 //!   `into_make_service_with_connect_info`). It needs axum's `tokio` feature (hyper-util,
 //!   hyper). Without it the layer depends on `axum-core`, `http` and tower's traits only, and
-//!   ip matching sees no address.
+//!   ip matching sees no address (unless an outer layer puts a [`ClientAddr`] in the
+//!   request's extensions). Behind a reverse proxy, list it with
+//!   [`SessionLayer::trusted_proxies`]: the address it forwards is used instead.
 //!
 //! [tower]: https://docs.rs/tower
 //! [axum]: https://docs.rs/axum
 #![forbid(unsafe_code)]
 
+mod client_addr;
 mod error;
 mod handle;
 mod layer;
 
+pub use cgi_session_core::client_addr::{ForwardedHeader, TrustedProxies};
+pub use client_addr::ClientAddr;
 pub use error::SessionError;
 pub use handle::{SessionGuard, SessionHandle};
 pub use layer::{SessionLayer, SessionService};

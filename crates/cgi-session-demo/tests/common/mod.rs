@@ -79,18 +79,37 @@ pub fn http_get(
     path: &str,
     cookie: Option<&str>,
 ) -> (u16, Option<String>, String) {
+    http_request(addr, "GET", path, cookie, &[], "")
+}
+
+/// A minimal HTTP/1.1 request with extra header lines and, for a POST, a urlencoded form:
+/// status, Set-Cookie (its first part), body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[&str],
+    form: &str,
+) -> (u16, Option<String>, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let cookie = cookie
-        .map(|c| format!("Cookie: {c}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}\r\n"
-    )
-    .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(c) = cookie {
+        head.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    for h in headers {
+        head.push_str(&format!("{h}\r\n"));
+    }
+    if method == "POST" {
+        head.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            form.len()
+        ));
+    }
+    write!(stream, "{head}\r\n{form}").unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
@@ -100,4 +119,12 @@ pub fn http_get(
         .find_map(|l| l.strip_prefix("set-cookie: "))
         .map(|c| c.split(';').next().unwrap().to_owned());
     (status, set_cookie, body.to_owned())
+}
+
+/// The visitor acts (`POST /greet`), which gives them a session (anonymous page views store
+/// none): its cookie, `CGISESSID=<id>`.
+pub fn start_session(addr: SocketAddr) -> String {
+    let (status, cookie, body) = http_request(addr, "POST", "/greet", None, &[], "greet_en=Hi");
+    assert_eq!(status, 303, "{body}");
+    cookie.expect("a session for the visitor who acts")
 }

@@ -40,7 +40,7 @@ impl Call {
         }
     }
 
-    fn post(path: &str, form: String) -> Self {
+    pub(crate) fn post(path: &str, form: String) -> Self {
         Call {
             method: "POST",
             path: path.to_owned(),
@@ -292,16 +292,32 @@ pub(crate) fn id_of(cookie: &str) -> &str {
     cookie.split_once('=').map_or("", |(_, id)| id)
 }
 
-/// A first `GET /` without a cookie, which must make the session: its cookie.
+/// The visitor acts (`POST /greet`, which makes the session: anonymous views store none),
+/// then views the page once (the counter's first visit): the session's cookie.
 pub(crate) async fn new_session(http: &Http, addr: SocketAddr) -> String {
-    let first = http.get(addr, "/", None).await;
-    assert!(first.is(200), "first view: {}", first.describe());
-    first.cookie().unwrap_or_else(|| {
-        panic!(
-            "the first view sets no session cookie: {}",
-            first.describe()
+    let acted = http
+        .send(
+            addr,
+            &Call::post("/greet", "greet_en=start".to_owned()),
+            None,
+            REQUEST_TIMEOUT,
         )
-    })
+        .await;
+    assert!(acted.is(303), "POST /greet: {}", acted.describe());
+    let cookie = acted.cookie().unwrap_or_else(|| {
+        panic!(
+            "acting (POST /greet) sets no session cookie: {}",
+            acted.describe()
+        )
+    });
+    let first = http.get(addr, "/", Some(&cookie)).await;
+    assert!(first.is(200), "first view: {}", first.describe());
+    assert_eq!(
+        page_counter(&first.body),
+        Some(1),
+        "the first view is counted"
+    );
+    cookie
 }
 
 /// `GET /api/session`, or what went wrong.
