@@ -69,7 +69,7 @@ echo "==> creating $sessions sessions"
 {
   echo 'cookies = {'
   for _ in $(seq "$sessions"); do
-    cookie="$(curl -s -o /dev/null -D - "$base/" | tr -d '\r' \
+    cookie="$(curl -s -o /dev/null -D - -X POST -d greet_en=Hi "$base/greet" | tr -d '\r' \
       | sed -n 's/^[Ss]et-[Cc]ookie: \(CGISESSID=[^;]*\).*/\1/p' | head -1)"
     [ -n "$cookie" ] || { echo "error: the demo set no CGISESSID cookie" >&2; exit 1; }
     echo "  \"$cookie\","
