@@ -60,12 +60,16 @@ pub(crate) async fn flush(session: &mut Session) -> Result<(), Error> {
     result
 }
 
-/// `Session::update`, counted as a save.
+/// `Session::update` of a stored session, counted as a save.
 pub(crate) async fn update<R, F>(session: &mut Session, change: F) -> Result<R, Error>
 where
     F: FnMut(&mut Session) -> Result<R, Error> + Send + 'static,
     R: Send + 'static,
 {
+    if session.id.is_none() || session.deleted || session.is_new || !session.stored {
+        // Runs on the session in memory (or fails): nothing reaches the store.
+        return save::update(session, change).await;
+    }
     let span = span_of(Op::Save, session);
     let started = Instant::now();
     let result = save::update(session, change).instrument(span).await;

@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use cgi_session_core::{
-    observe, DriverError, ManualClock, MemoryDriver, SessionId, SessionStore,
-};
+use cgi_session_core::{observe, DriverError, ManualClock, MemoryDriver, SessionId, SessionStore};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 /// Runs `test` on a current-thread runtime with a recorder of its own (spawned tasks run on
@@ -86,7 +84,11 @@ fn loads_count_hits_misses_and_expiries_and_saves_count_writes() {
             .await
             .unwrap()
             .is_empty());
-        assert!(store.load(Some("not an id"), None).await.unwrap().is_empty());
+        assert!(store
+            .load(Some("not an id"), None)
+            .await
+            .unwrap()
+            .is_empty());
         // One expiry.
         clock.advance(61);
         let expired = store.load(Some(&id), None).await.unwrap();
@@ -119,7 +121,11 @@ fn a_save_onto_a_copy_another_process_changed_counts_a_conflict_and_a_retry() {
         a.flush().await.unwrap();
         b.set("b", &2).unwrap();
         b.flush().await.unwrap();
-        assert_eq!(b.get::<i64>("a").unwrap(), Some(1), "merged onto the fresh copy");
+        assert_eq!(
+            b.get::<i64>("a").unwrap(),
+            Some(1),
+            "merged onto the fresh copy"
+        );
         // A delete and a regeneration.
         let mut c = one.load(Some(&id), None).await.unwrap();
         c.regenerate_id().await.unwrap();
@@ -132,7 +138,10 @@ fn a_save_onto_a_copy_another_process_changed_counts_a_conflict_and_a_retry() {
     assert_eq!(m.get(r#"cgi_session_regenerations_total{result="ok"}"#), 1);
     assert_eq!(m.get(r#"cgi_session_deletes_total{result="ok"}"#), 1);
     assert_eq!(m.get(r#"cgi_session_operation_seconds{op="delete"}"#), 1);
-    assert_eq!(m.get(r#"cgi_session_operation_seconds{op="regenerate"}"#), 1);
+    assert_eq!(
+        m.get(r#"cgi_session_operation_seconds{op="regenerate"}"#),
+        1
+    );
 }
 
 #[test]

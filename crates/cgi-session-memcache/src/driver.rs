@@ -110,6 +110,8 @@ pub struct MemcacheDriver {
 #[derive(Debug)]
 struct Inner {
     handle: Arc<dyn MemcacheHandle>,
+    /// The handle's description, for the operation spans' `server` field.
+    described: String,
     prefix: String,
     hashed: bool,
     default_lifetime: Duration,
@@ -240,6 +242,7 @@ impl MemcacheDriverBuilder {
         }
         Ok(MemcacheDriver {
             inner: Arc::new(Inner {
+                described: self.handle.describe(),
                 handle: self.handle,
                 prefix: self.prefix,
                 hashed: self.hashed,
@@ -572,7 +575,11 @@ impl MemcacheDriver {
     /// [`DriverError::Unsupported`] when the handle cannot release a lock safely (no
     /// compare-and-delete, or no CAS value returned), checked before the first lock is taken;
     /// [`DriverError::Unavailable`] naming the server when it is down or hung.
-    async fn try_lock_op(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+    async fn try_lock_op(
+        &self,
+        id: &SessionId,
+        lease: Duration,
+    ) -> Result<LockAttempt, DriverError> {
         let key = self.lock_key_for(id);
         self.check_lock_support(&key).await?;
         let exptime = self.exptime(Some(lease.max(MIN_LEASE)));
@@ -663,6 +670,7 @@ impl Driver for MemcacheDriver {
         id: &SessionId,
         touch: Option<Duration>,
     ) -> Result<Option<Loaded>, DriverError> {
+        self.note_server();
         observed(self.load_op(id, touch).await)
     }
 
@@ -673,20 +681,24 @@ impl Driver for MemcacheDriver {
         mode: StoreMode,
         ttl: Option<Duration>,
     ) -> Result<StoreOutcome, DriverError> {
+        self.note_server();
         observed(self.store_op(id, data, mode, ttl).await)
     }
 
     async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
+        self.note_server();
         observed(self.remove_op(id).await)
     }
 
     async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
+        self.note_server();
         observed(self.touch_op(id, ttl).await)
     }
 
     /// See [`MemcacheDriver`]'s session locks: an `add` of the lock item with the lease as its
     /// exptime, released with a compare-and-delete on its CAS value.
     async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+        self.note_server();
         observed(self.try_lock_op(id, lease).await)
     }
 
@@ -694,6 +706,7 @@ impl Driver for MemcacheDriver {
     /// it was still ours and is gone, `Ok(false)` when it expired or another request holds it
     /// now (that lock is left alone).
     async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
+        self.note_server();
         observed(self.unlock_op(id, token).await)
     }
 
@@ -702,6 +715,13 @@ impl Driver for MemcacheDriver {
         visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
         observed(self.list_op(visit).await)
+    }
+}
+
+impl MemcacheDriver {
+    /// Names the server(s) in the operation span (a failure names the one that failed).
+    fn note_server(&self) {
+        cgi_session_core::observe::record_server(&self.inner.described);
     }
 }
 

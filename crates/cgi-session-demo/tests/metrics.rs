@@ -1,0 +1,124 @@
+//! `GET /metrics` of the demo binary on a real memcached: after known traffic (new sessions,
+//! page views with a cookie, unknown ids, then a dead memcached), the Prometheus text holds
+//! exactly the counts that traffic makes.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use memcached_harness::MemcachedServer;
+
+mod common;
+use common::{http_get, Demo};
+
+/// `POST /greet` without a cookie: a new session holding `greet_en`. Returns the cookie.
+fn new_session(addr: SocketAddr) -> String {
+    let body = "greet_en=hi";
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /greet HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 303"), "{raw}");
+    raw.lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("a new session's cookie")
+}
+
+/// The scrape as `name{labels}` -> value.
+fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let (status, _, body) = http_get(addr, "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn count(m: &HashMap<String, f64>, name: &str) -> u64 {
+    m.get(name).copied().unwrap_or(0.0) as u64
+}
+
+#[test]
+fn metrics_count_the_traffic_exactly() {
+    let mut memcached = MemcachedServer::start();
+    let server = memcached.addr().to_string();
+    let demo = Demo::start(&["--dsn", "driver:memcache", "--servers", &server]);
+
+    let before = scrape(demo.addr);
+    assert_eq!(
+        count(&before, r#"cgi_session_loads_total{result="hit"}"#),
+        0
+    );
+
+    // 3 new sessions (one save each; no load: no cookie yet).
+    let cookies: Vec<String> = (0..3).map(|_| new_session(demo.addr)).collect();
+    // 5 views with the first cookie: a load (hit) and a save (the visit counter) each.
+    for _ in 0..5 {
+        let (status, set_cookie, _) = http_get(demo.addr, "/", Some(&cookies[0]));
+        assert_eq!(status, 200);
+        assert!(set_cookie.is_some(), "the cookie is refreshed");
+    }
+    // 2 reads with the second: a load (hit) each, nothing saved.
+    for _ in 0..2 {
+        let (status, _, body) = http_get(demo.addr, "/api/session", Some(&cookies[1]));
+        assert_eq!(status, 200, "{body}");
+    }
+    // 4 reads with an id nothing is stored under: a miss each, nothing saved.
+    for _ in 0..4 {
+        let (status, _, _) = http_get(
+            demo.addr,
+            "/api/session",
+            Some("CGISESSID=0123456789abcdef0123456789abcdef"),
+        );
+        assert_eq!(status, 200);
+    }
+    let m = scrape(demo.addr);
+    assert_eq!(count(&m, r#"cgi_session_loads_total{result="hit"}"#), 7);
+    assert_eq!(count(&m, r#"cgi_session_loads_total{result="miss"}"#), 4);
+    assert_eq!(count(&m, r#"cgi_session_loads_total{result="error"}"#), 0);
+    assert_eq!(
+        count(&m, r#"cgi_session_operation_seconds_count{op="load"}"#),
+        11
+    );
+    assert_eq!(count(&m, r#"cgi_session_saves_total{result="written"}"#), 8);
+    assert_eq!(
+        count(&m, r#"cgi_session_operation_seconds_count{op="save"}"#),
+        8
+    );
+    assert_eq!(count(&m, "cgi_session_store_reads_total"), 11);
+    assert!(m
+        .keys()
+        .all(|k| !k.starts_with("cgi_session_store_errors_total")));
+
+    // memcached dies: the next view's load fails on it, and the error names it.
+    memcached.kill();
+    let (status, _, _) = http_get(demo.addr, "/", Some(&cookies[2]));
+    assert_eq!(status, 503);
+    let m = scrape(demo.addr);
+    assert_eq!(count(&m, r#"cgi_session_loads_total{result="error"}"#), 1);
+    assert_eq!(count(&m, r#"cgi_session_loads_total{result="hit"}"#), 7);
+    assert_eq!(
+        count(
+            &m,
+            &format!(
+                r#"cgi_session_store_errors_total{{driver="memcache",server="{server}",kind="unavailable"}}"#
+            )
+        ),
+        1,
+        "{m:?}"
+    );
+    assert!(!demo.log().is_empty());
+}
