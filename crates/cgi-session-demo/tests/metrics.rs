@@ -122,3 +122,70 @@ fn metrics_count_the_traffic_exactly() {
     );
     assert!(!demo.log().is_empty());
 }
+
+/// With two copies of each session on two servers, a load survives one dead server; the
+/// copy that failed is counted as a store error of that server, none of the live one.
+#[test]
+fn a_replica_that_fails_under_a_successful_load_is_counted_by_server() {
+    use cgi_session::memcache::client::{Client, ClientConfig};
+    use cgi_session::memcache::{MemcacheDriver, ReplicatedHandle};
+    use cgi_session::SessionStore;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let live = MemcachedServer::start();
+    let mut dead = MemcachedServer::start();
+    let (live_addr, dead_addr) = (live.addr().to_string(), dead.addr().to_string());
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let client = Client::connect(
+                    ClientConfig::pool([live_addr.clone(), dead_addr.clone()]).lazy(true),
+                )
+                .await
+                .unwrap();
+                let driver = MemcacheDriver::new(ReplicatedHandle::new(client, 1));
+                let store = SessionStore::builder(driver).build();
+                let mut s = store.new_session(None, None).await.unwrap();
+                s.set("greet_en", "hi").unwrap();
+                s.flush().await.unwrap();
+                let id = s.id().unwrap().as_str().to_owned();
+                dead.kill();
+                let again = store.load(Some(&id), None).await.unwrap();
+                assert_eq!(
+                    again.get::<String>("greet_en").unwrap().as_deref(),
+                    Some("hi")
+                );
+            });
+    });
+    let mut errors = HashMap::new();
+    let mut hits = 0;
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let DebugValue::Counter(n) = value else {
+            continue;
+        };
+        let label = |name: &str| {
+            key.labels()
+                .find(|l| l.key() == name)
+                .map(|l| l.value().to_owned())
+        };
+        match key.name() {
+            "cgi_session_store_errors_total" => {
+                errors.insert(label("server").unwrap(), (n, label("kind").unwrap()));
+            }
+            "cgi_session_loads_total" if label("result").as_deref() == Some("hit") => hits = n,
+            _ => {}
+        }
+    }
+    assert_eq!(hits, 1);
+    assert_eq!(
+        errors,
+        HashMap::from([(dead_addr, (1, "unavailable".to_owned()))]),
+        "one error, of the dead server only"
+    );
+}
