@@ -27,8 +27,8 @@
 //!
 //! Each counted operation runs in a `DEBUG` span named `session.load`, `session.save`,
 //! `session.delete` or `session.regenerate` (target `cgi_session_core::observe`), with the
-//! fields `session` (the id's 8-character prefix, never the whole id), `driver` (the store's
-//! name) and `server` (filled in by drivers that know it, [`record_server`]). Events logged
+//! fields `session` (the id's 8-character prefix, never the whole id; for a regeneration,
+//! the old id's), `driver` (the store's name) and `server` (filled in by drivers that know it, [`record_server`]). Events logged
 //! during the operation carry them; `RUST_LOG=cgi_session_core=debug` shows them.
 //!
 //! ```

@@ -189,3 +189,72 @@ fn a_replica_that_fails_under_a_successful_load_is_counted_by_server() {
         "one error, of the dead server only"
     );
 }
+
+/// The operation spans name the memcached server: the handle's servers, and the one that
+/// failed when an operation fails.
+#[test]
+fn the_operation_spans_name_the_server() {
+    use std::sync::{Arc, Mutex};
+
+    use cgi_session::memcache::client::{Client, ClientConfig};
+    use cgi_session::memcache::MemcacheDriver;
+    use cgi_session::SessionStore;
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut memcached = MemcachedServer::start();
+    let server = memcached.addr().to_string();
+    let sink = Sink::default();
+    let out = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("cgi_session_core=debug")
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || out.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let client = Client::connect(ClientConfig::new(server.clone()))
+                    .await
+                    .unwrap();
+                let store = SessionStore::builder(MemcacheDriver::new(client)).build();
+                let mut s = store.new_session(None, None).await.unwrap();
+                s.set("greet_en", "hi").unwrap();
+                s.flush().await.unwrap();
+                let id = s.id().unwrap().as_str().to_owned();
+                memcached.kill();
+                assert!(store.load(Some(&id), None).await.is_err());
+            });
+    });
+    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let save = format!("session.save{{session=");
+    let line = |span: &str| {
+        log.lines()
+            .find(|l| l.contains(span))
+            .unwrap_or_else(|| panic!("{span} in:\n{log}"))
+            .to_owned()
+    };
+    assert!(
+        line(&save).contains(&format!("driver=\"memcache\" server=memcached {server}")),
+        "{log}"
+    );
+    // The failed load names the server that failed.
+    assert!(
+        line("session.load{").contains(&format!("server={server}")),
+        "{log}"
+    );
+}
