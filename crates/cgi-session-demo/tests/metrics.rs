@@ -241,7 +241,6 @@ fn the_operation_spans_name_the_server() {
             });
     });
     let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-    let save = format!("session.save{{session=");
     let line = |span: &str| {
         log.lines()
             .find(|l| l.contains(span))
@@ -249,7 +248,8 @@ fn the_operation_spans_name_the_server() {
             .to_owned()
     };
     assert!(
-        line(&save).contains(&format!("driver=\"memcache\" server=memcached {server}")),
+        line("session.save{session=")
+            .contains(&format!("driver=\"memcache\" server=memcached {server}")),
         "{log}"
     );
     // The failed load names the server that failed.
