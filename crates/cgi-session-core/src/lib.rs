@@ -89,7 +89,9 @@
 //   <- shared_read, lock, commit       shared loads, session locks, the group commit's queues
 //   <- engine                          state: `Inner`, `Session`, `Changes`, jobs
 //      <- engine::load <- engine::merge <- engine::save    the protocol
+//   <- instrument                      spans and metrics around the engine's operations
 //   <- session (accessors), store (`SessionStore`)
+// (`observe`, the metric names and span helpers, is a leaf used by all of them.)
 mod backoff;
 pub mod client_addr;
 mod clock;
@@ -103,7 +105,9 @@ mod engine;
 mod error;
 mod expire;
 mod id;
+mod instrument;
 mod lock;
+pub mod observe;
 mod perl_scalar;
 pub mod record;
 mod serializer;

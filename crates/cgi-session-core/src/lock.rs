@@ -128,6 +128,7 @@ impl SessionLock {
                     stats
                         .lock_wait_micros
                         .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+                    crate::observe::lock_waited(waited);
                     return Ok(Self {
                         driver: Arc::clone(&config.driver),
                         locks: Arc::clone(locks),

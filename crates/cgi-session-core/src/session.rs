@@ -322,7 +322,7 @@ impl Session {
     /// [`ConflictPolicy::Error`](crate::ConflictPolicy::Error); [`Error::NoId`] when changes
     /// were made to an empty session.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        save::flush(self).await
+        crate::instrument::flush(self).await
     }
 
     /// Atomic read-modify-write: runs `change` on the freshest stored copy of the session and
@@ -376,7 +376,7 @@ impl Session {
         F: FnMut(&mut Session) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        save::update(self, change).await
+        crate::instrument::update(self, change).await
     }
 
     /// Reloads the stored session, keeping this request's unsaved changes on top of it (used
@@ -395,7 +395,7 @@ impl Session {
     /// # Errors
     /// [`Error::NoId`] for an empty session; store and id generator errors.
     pub async fn regenerate_id(&mut self) -> Result<(), Error> {
-        save::regenerate_id(self).await
+        crate::instrument::regenerate_id(self).await
     }
 
     // ----- HTTP helpers --------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use metrics::counter;
+
 /// Counters of a store's saves and locks since it was built, from [`SessionStore::stats`](crate::SessionStore::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -33,25 +35,93 @@ pub struct StoreStats {
     pub lock_timeouts: u64,
 }
 
-#[derive(Debug, Default)]
+/// One counter: kept here for [`StoreStats`], and mirrored to a `metrics` counter where it
+/// has one (see `crate::observe`).
+pub(crate) struct Stat {
+    value: AtomicU64,
+    mirror: Option<fn(u64)>,
+}
+
+impl Stat {
+    const fn plain() -> Self {
+        Self {
+            value: AtomicU64::new(0),
+            mirror: None,
+        }
+    }
+
+    const fn mirrored(mirror: fn(u64)) -> Self {
+        Self {
+            value: AtomicU64::new(0),
+            mirror: Some(mirror),
+        }
+    }
+
+    /// Adds `n` (to the metric too).
+    pub(crate) fn fetch_add(&self, n: u64, order: Ordering) -> u64 {
+        if let Some(mirror) = self.mirror {
+            mirror(n);
+        }
+        self.value.fetch_add(n, order)
+    }
+
+    pub(crate) fn load(&self, order: Ordering) -> u64 {
+        self.value.load(order)
+    }
+}
+
+impl std::fmt::Debug for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.load(Ordering::Relaxed).fmt(f)
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct StatCounters {
-    pub(crate) loads: AtomicU64,
-    pub(crate) reads: AtomicU64,
-    pub(crate) saves: AtomicU64,
-    pub(crate) batches: AtomicU64,
-    pub(crate) writes: AtomicU64,
-    pub(crate) conflicts: AtomicU64,
-    pub(crate) contended: AtomicU64,
-    pub(crate) lock_acquired: AtomicU64,
-    pub(crate) lock_waits: AtomicU64,
-    pub(crate) lock_polls: AtomicU64,
-    pub(crate) lock_wait_micros: AtomicU64,
-    pub(crate) lock_timeouts: AtomicU64,
+    pub(crate) loads: Stat,
+    pub(crate) reads: Stat,
+    pub(crate) saves: Stat,
+    pub(crate) batches: Stat,
+    pub(crate) writes: Stat,
+    pub(crate) conflicts: Stat,
+    pub(crate) contended: Stat,
+    pub(crate) lock_acquired: Stat,
+    pub(crate) lock_waits: Stat,
+    pub(crate) lock_polls: Stat,
+    pub(crate) lock_wait_micros: Stat,
+    pub(crate) lock_timeouts: Stat,
+}
+
+impl Default for StatCounters {
+    fn default() -> Self {
+        // The metrics that mirror a counter; the others (loads, saves, contended) are counted
+        // per request by `crate::instrument` instead.
+        Self {
+            loads: Stat::plain(),
+            reads: Stat::mirrored(|n| counter!("cgi_session_store_reads_total").increment(n)),
+            saves: Stat::plain(),
+            batches: Stat::plain(),
+            writes: Stat::plain(),
+            conflicts: Stat::mirrored(|n| {
+                counter!("cgi_session_save_conflicts_total").increment(n);
+            }),
+            contended: Stat::plain(),
+            lock_acquired: Stat::mirrored(|n| {
+                counter!("cgi_session_locks_acquired_total").increment(n);
+            }),
+            lock_waits: Stat::mirrored(|n| counter!("cgi_session_lock_waits_total").increment(n)),
+            lock_polls: Stat::plain(),
+            lock_wait_micros: Stat::plain(),
+            lock_timeouts: Stat::mirrored(|n| {
+                counter!("cgi_session_lock_timeouts_total").increment(n);
+            }),
+        }
+    }
 }
 
 impl StatCounters {
     pub(crate) fn snapshot(&self) -> StoreStats {
-        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let r = |c: &Stat| c.load(Ordering::Relaxed);
         StoreStats {
             loads: r(&self.loads),
             reads: r(&self.reads),

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use crate::config::{Config, LockMode, SessionStoreBuilder, Undecodable};
 use crate::cookie::CookieConfig;
 use crate::driver::Driver;
-use crate::engine::load::{load_for_find, load_request};
-use crate::engine::{save, Inner, Session};
+use crate::engine::load::load_for_find;
+use crate::engine::{Inner, Session};
 use crate::error::{DriverError, Error};
 use crate::id::{IdGenerator, SessionId};
+use crate::instrument;
 use crate::lock::SessionLock;
 use crate::serializer::Serializer;
 use crate::stats::StoreStats;
@@ -97,7 +98,7 @@ impl SessionStore {
         claimed_id: Option<&str>,
         remote_addr: Option<&str>,
     ) -> Result<Session, Error> {
-        load_request(&self.inner, claimed_id, remote_addr).await
+        instrument::load(&self.inner, claimed_id, remote_addr).await
     }
 
     /// `CGI::Session->new`: the stored session under `claimed_id` when there is one (and it is
@@ -117,7 +118,7 @@ impl SessionStore {
         claimed_id: Option<&str>,
         remote_addr: Option<&str>,
     ) -> Result<Session, Error> {
-        let loaded = match load_request(&self.inner, claimed_id, remote_addr).await {
+        let loaded = match instrument::load(&self.inner, claimed_id, remote_addr).await {
             Ok(s) => s,
             Err(Error::Corrupt { id, source }) if self.undecodable() == Undecodable::StartNew => {
                 tracing::warn!(session = %id, error = %source, "stored session does not decode; issuing a new session and leaving the stored bytes alone");
@@ -260,7 +261,7 @@ impl SessionStore {
         R: Send + 'static,
     {
         let parsed = SessionId::parse(id)?;
-        save::update_stored(&self.inner, &parsed, change).await
+        instrument::update_stored(&self.inner, &parsed, change).await
     }
 
     /// Takes the lock of session `id` (see [`LockMode`]), waiting for it up to the store's lock

@@ -33,6 +33,7 @@
 //! | `GET /plain` | the same page shell without any session (a baseline for benchmarks) |
 //! | `GET /api/session` | the session as JSON (`counter`, `user`, `greet_en`, `id_prefix`, ...), read-only |
 //! | `GET /hold?ms=N` | uses the session, then waits N ms (at most 10 minutes) before answering: shows how a session lock (`--lock every-request`) serializes the requests of one session |
+//! | `GET /metrics` | the session store's metrics in Prometheus's text format (recorded by the binary; 404 when the app runs as a library without a recorder) |
 //!
 //! The visit counter is a read-modify-write ([`SessionHandle::update`]): several views sent at
 //! once with one cookie (what a browser does) are each counted exactly once.
@@ -44,6 +45,7 @@
 #![forbid(unsafe_code)]
 
 mod html;
+pub mod metrics;
 mod options;
 mod server;
 
@@ -88,6 +90,7 @@ pub fn app_with_layer(layer: SessionLayer) -> Router {
         .route("/api/session", get(api_session))
         .route("/plain", get(plain))
         .route("/hold", get(hold))
+        .route("/metrics", get(metrics::metrics))
         .layer(layer)
 }
 

@@ -14,6 +14,10 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = cgi_session_demo::metrics::install() {
+        eprintln!("error: cannot record metrics: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     match cgi_session_demo::run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

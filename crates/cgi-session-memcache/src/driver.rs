@@ -110,6 +110,8 @@ pub struct MemcacheDriver {
 #[derive(Debug)]
 struct Inner {
     handle: Arc<dyn MemcacheHandle>,
+    /// The handle's description, for the operation spans' `server` field.
+    described: String,
     prefix: String,
     hashed: bool,
     default_lifetime: Duration,
@@ -240,6 +242,7 @@ impl MemcacheDriverBuilder {
         }
         Ok(MemcacheDriver {
             inner: Arc::new(Inner {
+                described: self.handle.describe(),
                 handle: self.handle,
                 prefix: self.prefix,
                 hashed: self.hashed,
@@ -491,17 +494,8 @@ impl MemcacheDriver {
     }
 }
 
-#[async_trait]
-impl Driver for MemcacheDriver {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn refreshes_on_load(&self) -> bool {
-        self.inner.refresh_ttl_on_read
-    }
-
-    async fn load(
+impl MemcacheDriver {
+    async fn load_op(
         &self,
         id: &SessionId,
         touch: Option<Duration>,
@@ -521,7 +515,7 @@ impl Driver for MemcacheDriver {
         }))
     }
 
-    async fn store(
+    async fn store_op(
         &self,
         id: &SessionId,
         data: &[u8],
@@ -547,7 +541,7 @@ impl Driver for MemcacheDriver {
             .await?)
     }
 
-    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
+    async fn remove_op(&self, id: &SessionId) -> Result<bool, DriverError> {
         let key = self.key_for(id);
         self.inner
             .handle
@@ -556,7 +550,7 @@ impl Driver for MemcacheDriver {
             .map_err(DriverError::from)
     }
 
-    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
+    async fn touch_op(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
         let key = self.key_for(id);
         self.inner
             .handle
@@ -581,7 +575,11 @@ impl Driver for MemcacheDriver {
     /// [`DriverError::Unsupported`] when the handle cannot release a lock safely (no
     /// compare-and-delete, or no CAS value returned), checked before the first lock is taken;
     /// [`DriverError::Unavailable`] naming the server when it is down or hung.
-    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+    async fn try_lock_op(
+        &self,
+        id: &SessionId,
+        lease: Duration,
+    ) -> Result<LockAttempt, DriverError> {
         let key = self.lock_key_for(id);
         self.check_lock_support(&key).await?;
         let exptime = self.exptime(Some(lease.max(MIN_LEASE)));
@@ -617,7 +615,7 @@ impl Driver for MemcacheDriver {
     /// # Errors
     /// [`DriverError::Unsupported`] when the handle has no compare-and-delete;
     /// [`DriverError::Unavailable`] naming the server when it is down or hung.
-    async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
+    async fn unlock_op(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
         let key = self.lock_key_for(id);
         if token.0 == 0 {
             // Never handed out (0 is memcached's "no CAS"), and `C0` could match an item of
@@ -628,7 +626,7 @@ impl Driver for MemcacheDriver {
         Ok(matches!(outcome, DeleteIfOutcome::Deleted))
     }
 
-    async fn list(
+    async fn list_op(
         &self,
         visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
@@ -652,5 +650,119 @@ impl Driver for MemcacheDriver {
             }
         }
         Ok(())
+    }
+}
+
+/// The operations' failures are counted by server (`cgi_session_store_errors_total`, see
+/// `cgi_session_core::observe`) on their way out.
+#[async_trait]
+impl Driver for MemcacheDriver {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn refreshes_on_load(&self) -> bool {
+        self.inner.refresh_ttl_on_read
+    }
+
+    async fn load(
+        &self,
+        id: &SessionId,
+        touch: Option<Duration>,
+    ) -> Result<Option<Loaded>, DriverError> {
+        self.note_server();
+        observed(self.load_op(id, touch).await)
+    }
+
+    async fn store(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        mode: StoreMode,
+        ttl: Option<Duration>,
+    ) -> Result<StoreOutcome, DriverError> {
+        self.note_server();
+        observed(self.store_op(id, data, mode, ttl).await)
+    }
+
+    async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
+        self.note_server();
+        observed(self.remove_op(id).await)
+    }
+
+    async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
+        self.note_server();
+        observed(self.touch_op(id, ttl).await)
+    }
+
+    /// See [`MemcacheDriver`]'s session locks: an `add` of the lock item with the lease as its
+    /// exptime, released with a compare-and-delete on its CAS value.
+    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
+        self.note_server();
+        observed(self.try_lock_op(id, lease).await)
+    }
+
+    /// A compare-and-delete of the lock item on the token (its CAS value): `Ok(true)` when
+    /// it was still ours and is gone, `Ok(false)` when it expired or another request holds it
+    /// now (that lock is left alone).
+    async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
+        self.note_server();
+        observed(self.unlock_op(id, token).await)
+    }
+
+    async fn list(
+        &self,
+        visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
+    ) -> Result<(), DriverError> {
+        observed(self.list_op(visit).await)
+    }
+}
+
+impl MemcacheDriver {
+    /// Names the server(s) in the operation span (a failure names the one that failed).
+    fn note_server(&self) {
+        cgi_session_core::observe::record_server(&self.inner.described);
+    }
+}
+
+/// Counts a failed operation in the store errors, by the server the client's error names.
+/// Refusals that are not failures of the store (unsupported, misconfigured) are not counted.
+fn observed<T>(result: Result<T, DriverError>) -> Result<T, DriverError> {
+    if let Err(e) = &result {
+        if !matches!(
+            e,
+            DriverError::Unsupported { .. } | DriverError::Config { .. }
+        ) {
+            cgi_session_core::observe::record_store_error(NAME, server_of(e), e);
+        }
+    }
+    result
+}
+
+/// The server a failure happened on, when the bundled client's error is among its causes.
+pub(crate) fn server_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a str> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(client) = c.downcast_ref::<cgi_session_memcache_client::Error>() {
+            return client_server(client);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The server the bundled client's error names.
+pub(crate) fn client_server(e: &cgi_session_memcache_client::Error) -> Option<&str> {
+    use cgi_session_memcache_client::Error as E;
+    match e {
+        E::Unavailable { server, .. }
+        | E::Timeout { server, .. }
+        | E::OutcomeUnknown { server, .. }
+        | E::Protocol { server, .. }
+        | E::Server { server, .. }
+        | E::Unsupported { server, .. }
+        | E::Tls { server, .. }
+        | E::Auth { server, .. } => Some(server),
+        _ => None,
     }
 }

@@ -146,17 +146,21 @@ impl State {
         self.newest().map_or(0, |c| c.version)
     }
 
+    /// The first failure when every copy failed; otherwise `None`, and the copies that
+    /// failed are counted as store errors (the operation goes on without them).
     fn all_failed(&self) -> Option<Error> {
-        let mut first = None;
-        for slot in &self.slots {
-            match slot {
-                Slot::Read(_) => return None,
-                Slot::Failed(e) => {
-                    first.get_or_insert_with(|| e.clone());
+        if self.slots.iter().any(|slot| matches!(slot, Slot::Read(_))) {
+            for slot in &self.slots {
+                if let Slot::Failed(e) = slot {
+                    masked_failure(e);
                 }
             }
+            return None;
         }
-        first
+        self.slots.iter().find_map(|slot| match slot {
+            Slot::Failed(e) => Some(e.clone()),
+            Slot::Read(_) => None,
+        })
     }
 }
 
@@ -322,7 +326,13 @@ impl ReplicatedHandle {
                         "a replica changed while it was written; the next read repairs it"
                     );
                 }
-                Err(e) if e.is_unavailable() => last_err = Some(e),
+                Err(e) if e.is_unavailable() => {
+                    // Counted here unless it is the error this write ends with (the driver
+                    // counts that one).
+                    if let Some(earlier) = last_err.replace(e) {
+                        masked_failure(&earlier);
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -330,6 +340,9 @@ impl ReplicatedHandle {
             if let Some(e) = last_err {
                 return Err(e.into());
             }
+        }
+        if let Some(e) = last_err {
+            masked_failure(&e);
         }
         Ok(Ok(written))
     }
@@ -552,4 +565,14 @@ impl MemcacheHandle for ReplicatedHandle {
             .filter(|k| seen.insert(k.key.clone()))
             .collect())
     }
+}
+
+/// Counts the failure of one copy that the operation survived, by the server it names.
+fn masked_failure(e: &Error) {
+    let as_driver = cgi_session_core::DriverError::from(HandleError::from(e.clone()));
+    cgi_session_core::observe::record_store_error(
+        crate::handle::NAME,
+        crate::driver::client_server(e),
+        &as_driver,
+    );
 }

@@ -298,6 +298,7 @@ async fn write_batch(
                     );
                     return None;
                 }
+                crate::observe::save_retried();
                 let pause = jitter(attempts).min(deadline - now);
                 tokio::time::sleep(pause).await;
             }
