@@ -335,6 +335,14 @@ impl Session {
         }
     }
 
+    /// Whether this request changed what the cookie carries besides the id (the idle timeout,
+    /// the absolute expiry or the cookie kind) since the session was loaded or last flushed:
+    /// an adapter then sends the cookie again. Read it before [`Session::flush`], which
+    /// resets it.
+    pub fn cookie_lifetime_changed(&self) -> bool {
+        self.changes.etime || !self.changes.extra.is_empty()
+    }
+
     fn set_absolute(&mut self, unix: Option<i64>) {
         if self.record.absolute_expiry() != unix {
             self.record.set_absolute_expiry(unix);
