@@ -338,6 +338,13 @@ impl CgiSession {
         self.session.set_expire(secs);
     }
 
+    /// Sets how the session expires, typed: idle, at a date-time, or with a browser-session
+    /// cookie ([`Session::set_expiry`](cgi_session::Session::set_expiry); see
+    /// [`cgi_session::Expiry`]). [`CgiSession::header`] then sends the matching cookie.
+    pub fn set_expiry(&mut self, expiry: cgi_session::Expiry) {
+        self.session.set_expiry(expiry);
+    }
+
     /// Whether the session was created by this request (before its first flush).
     pub fn is_new(&self) -> bool {
         self.session.is_new()

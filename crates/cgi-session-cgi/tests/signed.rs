@@ -124,13 +124,13 @@ fn the_cgi_header_carries_each_kind_of_expiry() {
     let keys = SigningKeys::new(Key::generate());
     let mut s = CgiSession::from_store_signed(&store, &request(None, None), &keys).unwrap();
     assert!(s.header("text/html").contains("; Max-Age=600"));
-    s.session_mut().set_expiry(Expiry::OnSessionEnd);
+    s.set_expiry(Expiry::OnSessionEnd);
     let header = s.header("text/html");
     assert!(
         !header.contains("Max-Age") && !header.contains("Expires"),
         "{header}"
     );
-    s.session_mut().set_expiry(Expiry::AtDateTime(
+    s.set_expiry(Expiry::AtDateTime(
         SystemTime::now() + Duration::from_secs(60),
     ));
     let header = s.header("text/html");

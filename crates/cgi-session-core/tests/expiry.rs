@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cgi_session_core::{
-    async_trait, Driver, DriverError, Expiry, ManualClock, MemoryDriver, SessionId, SessionStore,
-    StoreMode, StoreOutcome,
+    async_trait, Driver, DriverError, Expiry, FileDriver, ManualClock, MemoryDriver, SessionId,
+    SessionStore, StoreMode, StoreOutcome,
 };
 use common::{Hooks, Scripted};
 
@@ -245,4 +245,39 @@ async fn each_expiry_kind_gives_its_cookie() {
         Some(cookie::time::Duration::seconds(60))
     );
     fresh.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_file_driver_without_ttls_honours_the_absolute_expiry_through_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let store = SessionStore::builder(FileDriver::new(dir.path()).unwrap())
+        .clock(clock.clone())
+        .default_idle_timeout(Duration::from_secs(600))
+        .max_lifetime(Duration::from_secs(900))
+        .build();
+    let mut s = store.new_session(None, None).await.unwrap();
+    s.set("n", &1).unwrap();
+    s.flush().await.unwrap();
+    let id = s.id().unwrap().as_str().to_owned();
+    for _ in 0..2 {
+        clock.advance(400);
+        let mut s = store.load(Some(&id), None).await.unwrap();
+        assert!(!s.is_empty());
+        s.set("n", &2).unwrap();
+        s.flush().await.unwrap();
+    }
+    clock.advance(100); // START + 900: active 100 s ago, but past its lifetime
+    let mut found = 0;
+    store
+        .find(|_| {
+            found += 1;
+            async { std::ops::ControlFlow::Continue(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, 0);
+    let s = store.load(Some(&id), None).await.unwrap();
+    assert!(s.is_empty());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "removed");
 }
