@@ -190,7 +190,8 @@ pub struct SigningKeys {
 }
 
 /// The `cookie` crate's signing key (64 bytes: [`Key::generate`], [`Key::from`] a secret of
-/// at least 64 bytes, or [`Key::derive_from`] a 32-byte master key).
+/// at least 64 bytes, or `Key::derive_from` a 32-byte master key with the `cookie` crate's
+/// `key-expansion` feature).
 pub use ::cookie::Key;
 
 /// A cookie value that [`SigningKeys::verify`] accepted.
