@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::{self, Read};
 
 use cgi_session::client_addr::{ForwardedHeader, TrustedProxies};
+use cgi_session::cookie::SigningKeys;
 use cgi_session::cookie_header::{self, SessionCookie};
 
 use crate::error::CgiError;
@@ -322,6 +323,44 @@ impl CgiRequest {
             SessionCookie::Malformed => None,
             _ => self.param(name).filter(|v| !v.is_empty()),
         }
+    }
+
+    /// The session id the request claims when ids travel signed ([`SigningKeys`]): the
+    /// cookie `name`, then the parameter `name` (CGI::Session's order), verified with `keys`.
+    /// A value that does not verify (altered, unsigned, or signed with a key no longer in
+    /// `keys`) counts as no id. The second value is `true` when an older key signed it (send
+    /// the cookie again signed with the newest; [`CgiSession::header`](crate::CgiSession::header)
+    /// always does).
+    ///
+    /// ```
+    /// use cgi_session::cookie::{Key, SigningKeys};
+    /// use cgi_session::CookieConfig;
+    /// use cgi_session_cgi::CgiRequest;
+    ///
+    /// let keys = SigningKeys::new(Key::generate());
+    /// let id = "5ee0c1d2a1b2c3d4e5f60718293a4b5c";
+    /// let signed = keys.sign(CookieConfig::default().session_cookie(id, None));
+    /// let header = format!("CGISESSID={}", signed.value());
+    /// let req = CgiRequest::from_parts([("HTTP_COOKIE", header.as_str())], std::io::empty(), 0)?;
+    /// assert_eq!(req.signed_session_id("CGISESSID", &keys), Some((id.to_owned(), false)));
+    /// let forged = format!("CGISESSID={id}");
+    /// let req = CgiRequest::from_parts([("HTTP_COOKIE", forged.as_str())], std::io::empty(), 0)?;
+    /// assert_eq!(req.signed_session_id("CGISESSID", &keys), None, "unsigned");
+    /// # Ok::<(), cgi_session_cgi::CgiError>(())
+    /// ```
+    pub fn signed_session_id(&self, name: &str, keys: &SigningKeys) -> Option<(String, bool)> {
+        let raw = match cookie_header::first_value([&self.cookie_header[..]], name) {
+            Some(value) if !value.is_empty() => std::str::from_utf8(value).ok()?,
+            _ => self.param(name).filter(|v| !v.is_empty())?,
+        };
+        let Some(verified) = keys.verify(name, raw) else {
+            tracing::debug!(
+                "session id failed signature verification; treating the request as having no session"
+            );
+            return None;
+        };
+        let id = SessionCookie::from_value(verified.value.as_bytes()).id()?;
+        Some((id.to_owned(), !verified.by_newest))
     }
 }
 

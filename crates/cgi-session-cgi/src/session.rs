@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
+use cgi_session::cookie::SigningKeys;
 use cgi_session::{DriverArgs, LockMode, Session, SessionId, SessionLock, SessionStore};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,6 +50,8 @@ pub struct CgiSession {
     store: SessionStore,
     /// The session lock, when held (store lock mode `EveryRequest`, or after `lock`).
     lock: Option<SessionLock>,
+    /// The keys signing the cookie, when ids travel signed.
+    keys: Option<SigningKeys>,
 }
 
 impl fmt::Debug for CgiSession {
@@ -123,8 +126,62 @@ impl CgiSession {
     /// # Errors
     /// [`CgiError::Session`] when the store fails.
     pub fn from_store(store: &SessionStore, request: &CgiRequest) -> Result<Self, CgiError> {
-        log::ensure_installed();
         let claimed = request.session_id(store.cookie_name());
+        Self::load(store, request, claimed, None)
+    }
+
+    /// [`CgiSession::from_store`] with signed cookies: the claimed id (cookie, then
+    /// parameter) must be signed with one of `keys` (an altered, unsigned or retired-key
+    /// value counts as no id: a fresh session), and [`CgiSession::cookie`] and
+    /// [`CgiSession::header`] sign with the newest key. Key rotation: put the new key first
+    /// and keep the old one as [`SigningKeys::previous`]; a cookie the old key signed still
+    /// works, and the header this request prints carries it signed with the new key.
+    ///
+    /// ```
+    /// use cgi_session::cookie::{Key, SigningKeys};
+    /// use cgi_session::MemoryDriver;
+    /// use cgi_session_cgi::{CgiRequest, CgiSession, SessionStore};
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new()).default_expire(600).build();
+    /// let (old, new) = (Key::generate(), Key::generate());
+    /// let req = CgiRequest::from_parts([("REQUEST_METHOD", "GET")], std::io::empty(), 0)?;
+    /// let mut sess = CgiSession::from_store_signed(&store, &req, &SigningKeys::new(old.clone()))?;
+    /// sess.set_param("user", "ann")?;
+    /// sess.flush()?;
+    /// let cookie = format!("CGISESSID={}", sess.cookie().unwrap().value());
+    ///
+    /// // After the rotation: the old key's cookie is accepted and re-signed.
+    /// let keys = SigningKeys::new(new).previous(old);
+    /// let req = CgiRequest::from_parts([("HTTP_COOKIE", cookie.as_str())], std::io::empty(), 0)?;
+    /// let sess = CgiSession::from_store_signed(&store, &req, &keys)?;
+    /// assert_eq!(sess.param::<String>("user")?.as_deref(), Some("ann"));
+    /// assert!(keys.verify("CGISESSID", sess.cookie().unwrap().value()).unwrap().by_newest);
+    /// # Ok::<(), cgi_session_cgi::CgiError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CgiError::Session`] when the store fails.
+    pub fn from_store_signed(
+        store: &SessionStore,
+        request: &CgiRequest,
+        keys: &SigningKeys,
+    ) -> Result<Self, CgiError> {
+        let claimed = request.signed_session_id(store.cookie_name(), keys);
+        Self::load(
+            store,
+            request,
+            claimed.as_ref().map(|(id, _)| id.as_str()),
+            Some(keys.clone()),
+        )
+    }
+
+    fn load(
+        store: &SessionStore,
+        request: &CgiRequest,
+        claimed: Option<&str>,
+        keys: Option<SigningKeys>,
+    ) -> Result<Self, CgiError> {
+        log::ensure_installed();
         let remote = request.remote_addr();
         let (session, lock) = block_on(async {
             // `LockMode::EveryRequest`: the session is locked before it is read, until close.
@@ -141,6 +198,7 @@ impl CgiSession {
             session,
             store: store.clone(),
             lock,
+            keys,
         })
     }
 
@@ -280,6 +338,13 @@ impl CgiSession {
         self.session.set_expire(secs);
     }
 
+    /// Sets how the session expires, typed: idle, at a date-time, or with a browser-session
+    /// cookie ([`Session::set_expiry`](cgi_session::Session::set_expiry); see
+    /// [`cgi_session::Expiry`]). [`CgiSession::header`] then sends the matching cookie.
+    pub fn set_expiry(&mut self, expiry: cgi_session::Expiry) {
+        self.session.set_expiry(expiry);
+    }
+
     /// Whether the session was created by this request (before its first flush).
     pub fn is_new(&self) -> bool {
         self.session.is_new()
@@ -341,15 +406,22 @@ impl CgiSession {
     }
 
     /// The session cookie (CGI::Session's `cookie()`): `HttpOnly`, `SameSite=Lax`, `Path=/`,
-    /// `Max-Age` when the session has an idle timeout.
+    /// its lifetime (`Max-Age` = the idle timeout, `Expires` for an absolute expiry, neither
+    /// for a browser-session cookie: see [`cgi_session::Expiry`]), signed with the newest key
+    /// when the session was opened with [`CgiSession::from_store_signed`] (a removal cookie is
+    /// never signed: it holds nothing).
     pub fn cookie(&self) -> Option<cookie::Cookie<'static>> {
-        self.session.cookie()
+        let cookie = self.session.cookie()?;
+        Some(match &self.keys {
+            Some(keys) if !self.session.is_deleted() => keys.sign(cookie),
+            _ => cookie,
+        })
     }
 
     /// The CGI header block (CGI::Session's `header()`): `Set-Cookie`, then `Content-Type`,
     /// then the empty line, all CRLF-terminated. Print it before the body.
     pub fn header(&self, content_type: &str) -> String {
-        self.session.header(content_type)
+        cgi_session::cookie::cgi_header(self.cookie().as_ref(), content_type)
     }
 
     /// Writes [`CgiSession::header`] to standard output.

@@ -11,6 +11,7 @@ use crate::cookie::CookieConfig;
 use crate::driver::Driver;
 use crate::error::{Error, IdError};
 use crate::id::{IdGenerator, SecureRandomIds, SessionId};
+use crate::record::Record;
 use crate::serializer::{JsonSerializer, Serializer};
 
 /// How long an item outlives its session's idle timeout in the store, in seconds.
@@ -131,6 +132,10 @@ pub(crate) struct Config {
     pub(crate) conflict: ConflictPolicy,
     pub(crate) undecodable: Option<Undecodable>,
     pub(crate) default_expire: Option<i64>,
+    /// Absolute expiry given to new sessions, seconds after their creation.
+    pub(crate) max_lifetime: Option<i64>,
+    /// New sessions get browser-session cookies.
+    pub(crate) browser_session_cookies: bool,
     pub(crate) ttl_grace: u64,
     pub(crate) cookie: CookieConfig,
     pub(crate) save_deadline: Duration,
@@ -151,6 +156,8 @@ impl Config {
             conflict: ConflictPolicy::default(),
             undecodable: None,
             default_expire: None,
+            max_lifetime: None,
+            browser_session_cookies: false,
             ttl_grace: DEFAULT_TTL_GRACE_SECS,
             cookie: CookieConfig::default(),
             save_deadline: DEFAULT_SAVE_DEADLINE,
@@ -174,8 +181,22 @@ impl Config {
 }
 
 impl Config {
+    /// The lifetime to give the store for `record` at `now`: its idle timeout plus the grace
+    /// ([`Config::ttl_for_idle`]), but never past its absolute expiry (at least 1 s, as 0
+    /// means "no expiry" to memcached).
+    pub(crate) fn ttl_for(&self, record: &Record, now: i64) -> Option<Duration> {
+        let idle = self.ttl_for_idle(record.etime);
+        let absolute = record.absolute_expiry().map(|at| {
+            Duration::from_secs(u64::try_from(at.saturating_sub(now)).unwrap_or(0).max(1))
+        });
+        match (idle, absolute) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The lifetime to give the store for a session with idle timeout `etime`.
-    pub(crate) fn ttl_for(&self, etime: Option<i64>) -> Option<Duration> {
+    pub(crate) fn ttl_for_idle(&self, etime: Option<i64>) -> Option<Duration> {
         match etime {
             Some(e) if e > 0 => Some(Duration::from_secs(
                 u64::try_from(e)
@@ -289,6 +310,42 @@ impl SessionStoreBuilder {
     /// it), and the lifetime refreshed when a session is loaded. 0 means none.
     pub fn default_expire(mut self, secs: i64) -> Self {
         self.config.default_expire = (secs != 0).then_some(secs);
+        self
+    }
+
+    /// [`SessionStoreBuilder::default_expire`] as a [`Duration`] (rounded up to whole
+    /// seconds); [`Duration::ZERO`] means none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cgi_session_core::{MemoryDriver, SessionStore};
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new())
+    ///     .default_idle_timeout(Duration::from_secs(30 * 60))
+    ///     .build();
+    /// # let _ = store;
+    /// ```
+    pub fn default_idle_timeout(self, timeout: Duration) -> Self {
+        self.default_expire(crate::expire::duration_secs(timeout))
+    }
+
+    /// An absolute expiry for every new session: it ends `lifetime` after its creation,
+    /// however active it is (the idle timeout still applies within it). `Duration::ZERO`
+    /// means none (the default). Stored in the session (`_SESSION_EXPIRES_AT`), so every
+    /// process honours it, and the store's item lifetime (memcached's TTL) never outlasts it.
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        let secs = crate::expire::duration_secs(lifetime);
+        self.config.max_lifetime = (secs != 0).then_some(secs);
+        self
+    }
+
+    /// Whether new sessions get browser-session cookies: no `Max-Age` or `Expires`, so the
+    /// browser drops the cookie when it closes (off by default: the cookie lasts as long as
+    /// the session's idle timeout). The stored session still expires by its idle timeout and
+    /// absolute expiry. A session can change it with
+    /// [`Session::set_browser_session_cookie`](crate::Session::set_browser_session_cookie).
+    pub fn browser_session_cookies(mut self, on: bool) -> Self {
+        self.config.browser_session_cookies = on;
         self
     }
 

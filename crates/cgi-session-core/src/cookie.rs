@@ -25,6 +25,7 @@
 use ::cookie::Cookie;
 
 use crate::id::SessionId;
+use crate::record::Record;
 
 /// The `SameSite` attribute of the session cookie (the `cookie` crate's type).
 pub use ::cookie::SameSite;
@@ -189,7 +190,8 @@ pub struct SigningKeys {
 }
 
 /// The `cookie` crate's signing key (64 bytes: [`Key::generate`], [`Key::from`] a secret of
-/// at least 64 bytes).
+/// at least 64 bytes, or `Key::derive_from` a 32-byte master key with the `cookie` crate's
+/// `key-expansion` feature).
 pub use ::cookie::Key;
 
 /// A cookie value that [`SigningKeys::verify`] accepted.
@@ -264,19 +266,61 @@ impl From<Key> for SigningKeys {
     }
 }
 
+/// How long a session's cookie lasts: `Max-Age` and `Expires`, each when set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Lifetime {
+    /// Seconds (`Max-Age`); only above 0 is it sent.
+    pub(crate) max_age: Option<i64>,
+    /// Unix seconds (`Expires`).
+    pub(crate) expires: Option<i64>,
+}
+
+impl Lifetime {
+    /// The cookie lifetime of `record` at `now`: none for a browser-session cookie;
+    /// otherwise `Max-Age` = the idle timeout, capped by what is left until the absolute
+    /// expiry, which also gives `Expires`.
+    pub(crate) fn of(record: &Record, now: i64) -> Self {
+        if record.browser_session_cookie() {
+            return Self::default();
+        }
+        let absolute = record.absolute_expiry();
+        let until_absolute = absolute.map(|at| at.saturating_sub(now).max(0));
+        let idle = record.etime.filter(|e| *e > 0);
+        let max_age = match (idle, until_absolute) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Self {
+            max_age,
+            expires: absolute,
+        }
+    }
+}
+
 /// [`Session::cookie`](crate::Session::cookie): none without an id, the removal cookie for a
-/// deleted session, otherwise the session cookie with the idle timeout as `Max-Age`.
+/// deleted session, otherwise the session cookie with its [`Lifetime`].
 pub(crate) fn for_session(
     config: &CookieConfig,
     id: Option<&SessionId>,
     deleted: bool,
-    idle_timeout: Option<i64>,
+    lifetime: Lifetime,
 ) -> Option<Cookie<'static>> {
     let id = id?;
     Some(if deleted {
         config.removal_cookie()
     } else {
-        config.session_cookie(id.as_str(), idle_timeout)
+        let mut cookie = config.session_cookie(id.as_str(), lifetime.max_age);
+        if let Some(at) = lifetime
+            .expires
+            .and_then(|at| ::cookie::time::OffsetDateTime::from_unix_timestamp(at).ok())
+        {
+            cookie.set_expires(at);
+            if lifetime.max_age == Some(0) {
+                // Past the absolute expiry: the browser should drop it now.
+                cookie.set_max_age(::cookie::time::Duration::ZERO);
+            }
+        }
+        cookie
     })
 }
 
@@ -315,6 +359,41 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_of_expiry_gives_its_cookie_lifetime() {
+        let config = CookieConfig::default();
+        let id = SessionId::parse(ID).unwrap();
+        let now = 1_000_000;
+        let mut record = Record::new(ID.into(), now, String::new());
+        let cookie = |r: &Record| {
+            for_session(&config, Some(&id), false, Lifetime::of(r, now))
+                .unwrap()
+                .to_string()
+        };
+        assert!(!cookie(&record).contains("Max-Age"), "no expiry at all");
+        record.etime = Some(1800);
+        assert!(cookie(&record).ends_with("; Max-Age=1800"), "idle");
+        record.set_absolute_expiry(Some(now + 600));
+        let absolute = cookie(&record);
+        assert!(absolute.contains("; Max-Age=600"), "{absolute}");
+        assert!(
+            absolute.contains("Expires=Mon, 12 Jan 1970 13:56:40 GMT"),
+            "{absolute}"
+        );
+        record.etime = None;
+        assert!(cookie(&record).contains("; Max-Age=600"));
+        record.set_absolute_expiry(Some(now - 1));
+        assert!(cookie(&record).contains("; Max-Age=0"), "past it");
+        record.etime = Some(1800);
+        record.set_absolute_expiry(None);
+        record.set_browser_session_cookie(true);
+        let browser = cookie(&record);
+        assert_eq!(
+            browser,
+            format!("CGISESSID={ID}; HttpOnly; SameSite=Lax; Path=/")
+        );
+    }
+
+    #[test]
     fn every_attribute_of_the_config_reaches_the_cookie() {
         let config = CookieConfig {
             name: "S".into(),
@@ -341,13 +420,17 @@ mod tests {
     fn a_session_without_an_id_has_no_cookie_and_a_deleted_one_a_removal_cookie() {
         let config = CookieConfig::default();
         let id = SessionId::parse(ID).unwrap();
-        assert!(for_session(&config, None, false, Some(60)).is_none());
-        let live = for_session(&config, Some(&id), false, Some(60)).unwrap();
+        let idle = |secs| Lifetime {
+            max_age: Some(secs),
+            expires: None,
+        };
+        assert!(for_session(&config, None, false, idle(60)).is_none());
+        let live = for_session(&config, Some(&id), false, idle(60)).unwrap();
         assert_eq!(live.value(), ID);
         assert_eq!(live.max_age(), Some(::cookie::time::Duration::seconds(60)));
-        let negative = for_session(&config, Some(&id), false, Some(-1)).unwrap();
+        let negative = for_session(&config, Some(&id), false, idle(-1)).unwrap();
         assert_eq!(negative.max_age(), None);
-        let gone = for_session(&config, Some(&id), true, Some(60)).unwrap();
+        let gone = for_session(&config, Some(&id), true, idle(60)).unwrap();
         assert_eq!(gone.value(), "");
         assert_eq!(gone.max_age(), Some(::cookie::time::Duration::ZERO));
         assert_eq!(

@@ -1,6 +1,80 @@
-//! CGI::Session's time syntax (`+10m`, `2h`, `-10s`, `1M`, `1y`, plain seconds).
+//! Expiry: CGI::Session's time syntax (`+10m`, `2h`, `-10s`, `1M`, `1y`, plain seconds) and
+//! the typed [`Expiry`] beside it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::ExpireParseError;
+
+/// How a session expires, typed (tower-sessions' `Expiry`), for
+/// [`Session::set_expiry`](crate::Session::set_expiry). The Perl-style setters
+/// ([`Session::set_expire`](crate::Session::set_expire), `"+30m"`) set the idle timeout only.
+///
+/// | kind | the stored session ends | the cookie |
+/// |---|---|---|
+/// | [`OnInactivity`](Self::OnInactivity) | after that long without a request | `Max-Age` = the timeout |
+/// | [`AtDateTime`](Self::AtDateTime) | at that time, however active (the store's item goes then too) | `Expires` = that time, `Max-Age` = what is left |
+/// | [`OnSessionEnd`](Self::OnSessionEnd) | by its idle timeout (the store's default if it had none) | no `Max-Age`, no `Expires`: the browser drops it when it closes |
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::{Duration, SystemTime};
+/// use cgi_session_core::{Expiry, MemoryDriver, SessionStore};
+///
+/// let store = SessionStore::builder(MemoryDriver::new()).default_expire(1800).build();
+/// let mut s = store.new_session(None, None).await.unwrap();
+/// s.set_expiry(Expiry::OnSessionEnd);
+/// assert_eq!(s.cookie().unwrap().max_age(), None, "a browser-session cookie");
+/// assert_eq!(s.expire(), Some(1800), "the stored session still has its idle timeout");
+///
+/// s.set_expiry(Expiry::AtDateTime(SystemTime::now() + Duration::from_secs(3600)));
+/// assert!(s.cookie().unwrap().expires_datetime().is_some());
+/// assert_eq!(s.expire(), None, "no idle timeout: only the absolute expiry");
+///
+/// s.set_expiry(Expiry::OnInactivity(Duration::from_secs(600)));
+/// assert_eq!(s.expire(), Some(600));
+/// assert_eq!(s.cookie().unwrap().max_age(), Some(cookie::time::Duration::seconds(600)));
+/// s.flush().await.unwrap();
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Expiry {
+    /// Idle expiry: the session ends after this long without a request (rounded up to whole
+    /// seconds; `Duration::ZERO` means never); no absolute expiry; a persistent cookie.
+    OnInactivity(Duration),
+    /// Absolute expiry: the session ends at this time however active it is; no idle timeout;
+    /// a persistent cookie until then.
+    AtDateTime(SystemTime),
+    /// A browser-session cookie (no `Max-Age`, no `Expires`). The stored session keeps its
+    /// idle timeout (or gets the store's default when it has none) and has no absolute
+    /// expiry.
+    OnSessionEnd,
+}
+
+/// Whole seconds in `d`, rounded up (so that a sub-second timeout is not "none"), at most
+/// `i64::MAX`.
+pub(crate) fn duration_secs(d: Duration) -> i64 {
+    let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// `t` as Unix seconds (rounded down; times before 1970 are negative).
+pub(crate) fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -duration_secs(e.duration()),
+    }
+}
+
+/// Unix seconds as a [`SystemTime`].
+pub(crate) fn system_time(unix: i64) -> SystemTime {
+    let magnitude = Duration::from_secs(unix.unsigned_abs());
+    if unix >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
 
 /// Parses CGI::Session's expiry syntax into seconds.
 ///
@@ -90,6 +164,17 @@ mod tests {
             ("-5", -5),
         ] {
             assert_eq!(parse_expire(s).unwrap(), v, "{s}");
+        }
+    }
+
+    #[test]
+    fn durations_round_up_and_times_convert_both_ways() {
+        assert_eq!(duration_secs(Duration::from_millis(1)), 1);
+        assert_eq!(duration_secs(Duration::from_secs(60)), 60);
+        assert_eq!(duration_secs(Duration::ZERO), 0);
+        assert_eq!(duration_secs(Duration::MAX), i64::MAX);
+        for unix in [0, 1_795_762_418, -5] {
+            assert_eq!(unix_secs(system_time(unix)), unix);
         }
     }
 

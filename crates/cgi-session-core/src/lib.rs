@@ -132,7 +132,7 @@ pub use engine::Session;
 pub use error::{
     BoxError, DriverError, DsnError, Error, ExpireParseError, IdError, SerializeError,
 };
-pub use expire::parse_expire;
+pub use expire::{parse_expire, Expiry};
 pub use id::{IdGenerator, IncrIds, SecureRandomIds, SessionId, StaticIds, MAX_ID_LEN};
 pub use lock::SessionLock;
 pub use serializer::{JsonSerializer, Serializer};

@@ -21,6 +21,12 @@ pub const KEY_ETIME: &str = "_SESSION_ETIME";
 pub const KEY_REMOTE_ADDR: &str = "_SESSION_REMOTE_ADDR";
 /// Reserved key: per-parameter idle timeouts (name -> seconds).
 pub const KEY_EXPIRE_LIST: &str = "_SESSION_EXPIRE_LIST";
+/// Reserved key: absolute expiry (Unix seconds): the session ends then however active it is.
+/// Kept among [`Record::extra`] (Perl's CGI::Session keeps it but does not enforce it).
+pub const KEY_EXPIRES_AT: &str = "_SESSION_EXPIRES_AT";
+/// Reserved key: `1` when the session's cookie is a browser-session cookie (no `Max-Age` or
+/// `Expires`). Kept among [`Record::extra`].
+pub const KEY_BROWSER_COOKIE: &str = "_SESSION_BROWSER_COOKIE";
 /// The prefix of every reserved name.
 pub const RESERVED_PREFIX: &str = "_SESSION_";
 
@@ -104,9 +110,10 @@ impl Record {
     }
 
     /// When the session expires (Unix seconds), given the store's last access when the driver
-    /// tracks one: `_SESSION_ETIME` seconds after the later of that access and
-    /// `_SESSION_ATIME`, CGI::Session's idle rule. `None` when it has no expiry. The session
-    /// layer, `find`, purging and the CLI all use this one rule.
+    /// tracks one: the earlier of the idle expiry (`_SESSION_ETIME` seconds after the later of
+    /// that access and `_SESSION_ATIME`, CGI::Session's rule) and the absolute expiry
+    /// ([`Record::absolute_expiry`]). `None` when it has neither. The session layer, `find`,
+    /// purging and the CLI all use this one rule.
     ///
     /// ```
     /// use cgi_session_core::record::Record;
@@ -116,11 +123,51 @@ impl Record {
     /// record.etime = Some(600);
     /// assert_eq!(record.expires_at(None), Some(1_600));
     /// assert_eq!(record.expires_at(Some(2_000)), Some(2_600), "a later access slides it");
+    /// record.set_absolute_expiry(Some(2_100));
+    /// assert_eq!(record.expires_at(Some(2_000)), Some(2_100), "but not past the absolute expiry");
     /// ```
     pub fn expires_at(&self, store_last_access: Option<i64>) -> Option<i64> {
-        let etime = self.etime.filter(|e| *e != 0)?;
-        let last = store_last_access.map_or(self.atime, |at| at.max(self.atime));
-        Some(last.saturating_add(etime))
+        let idle = self.etime.filter(|e| *e != 0).map(|etime| {
+            let last = store_last_access.map_or(self.atime, |at| at.max(self.atime));
+            last.saturating_add(etime)
+        });
+        match (idle, self.absolute_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The absolute expiry (`_SESSION_EXPIRES_AT`, Unix seconds): the session ends then,
+    /// however recently it was used. `None` when it has none (or the stored value is not a
+    /// number).
+    pub fn absolute_expiry(&self) -> Option<i64> {
+        self.extra.get(KEY_EXPIRES_AT).and_then(as_int)
+    }
+
+    /// Sets or clears the absolute expiry (Unix seconds).
+    pub fn set_absolute_expiry(&mut self, unix: Option<i64>) {
+        match unix {
+            Some(at) => self.extra.insert(KEY_EXPIRES_AT.into(), Value::from(at)),
+            None => self.extra.remove(KEY_EXPIRES_AT),
+        };
+    }
+
+    /// Whether the session's cookie is a browser-session cookie (`_SESSION_BROWSER_COOKIE`):
+    /// sent without `Max-Age` or `Expires`, so the browser forgets it when it closes.
+    pub fn browser_session_cookie(&self) -> bool {
+        self.extra
+            .get(KEY_BROWSER_COOKIE)
+            .and_then(as_int)
+            .is_some_and(|v| v != 0)
+    }
+
+    /// Makes the session's cookie a browser-session cookie, or a persistent one again.
+    pub fn set_browser_session_cookie(&mut self, on: bool) {
+        if on {
+            self.extra.insert(KEY_BROWSER_COOKIE.into(), Value::from(1));
+        } else {
+            self.extra.remove(KEY_BROWSER_COOKIE);
+        }
     }
 
     /// Decodes stored bytes with `serializer` and remembers them (see
@@ -332,6 +379,29 @@ mod tests {
         assert!(r.extra.contains_key("_SESSION_FUTURE"));
         assert_eq!(r.params.len(), 1);
         assert!(r.to_map().contains_key("_SESSION_FUTURE"));
+    }
+
+    #[test]
+    fn absolute_expiry_and_browser_cookie_live_in_reserved_keys_and_bound_the_idle_expiry() {
+        let mut r = Record::new("abc".into(), 1_000, String::new());
+        r.set_absolute_expiry(Some(1_300));
+        assert_eq!(r.expires_at(None), Some(1_300), "absolute only");
+        r.etime = Some(100);
+        assert_eq!(r.expires_at(None), Some(1_100), "idle first");
+        assert_eq!(r.expires_at(Some(1_250)), Some(1_300), "absolute first");
+        r.set_browser_session_cookie(true);
+        let map = r.to_map();
+        assert_eq!(map[KEY_EXPIRES_AT], json!(1_300));
+        assert_eq!(map[KEY_BROWSER_COOKIE], json!(1));
+        let back = Record::from_map(map).unwrap();
+        assert_eq!(back, r);
+        assert!(back.params.is_empty(), "reserved keys are not parameters");
+        assert!(back.browser_session_cookie());
+        r.set_absolute_expiry(None);
+        r.set_browser_session_cookie(false);
+        assert!(!r.to_map().contains_key(KEY_EXPIRES_AT));
+        assert!(!r.browser_session_cookie());
+        assert_eq!(r.expires_at(None), Some(1_100));
     }
 
     #[test]

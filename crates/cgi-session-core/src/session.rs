@@ -5,6 +5,7 @@
 //! the engine (`crate::engine::save`).
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::engine::{save, Changes, Session};
 use crate::error::{Error, SerializeError};
-use crate::expire::parse_expire;
+use crate::expire::{self, parse_expire, Expiry};
 use crate::id::SessionId;
 use crate::record;
 
@@ -253,6 +254,102 @@ impl Session {
         Ok(())
     }
 
+    /// The idle timeout as a [`Duration`]; `None` when there is none or it is negative (the
+    /// session expires at its next load).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        let secs = u64::try_from(self.record.etime?).ok()?;
+        Some(Duration::from_secs(secs))
+    }
+
+    /// Sets the idle timeout ([`Session::set_expire`] with a [`Duration`], rounded up to whole
+    /// seconds); [`Duration::ZERO`] cancels it.
+    pub fn set_idle_timeout(&mut self, timeout: Duration) {
+        self.set_expire(expire::duration_secs(timeout));
+    }
+
+    /// The absolute expiry: when the session ends however active it is; `None` when it has
+    /// none.
+    pub fn absolute_expiry(&self) -> Option<SystemTime> {
+        self.record.absolute_expiry().map(expire::system_time)
+    }
+
+    /// When the session expires if it is not used again: the earlier of its idle expiry
+    /// (counted from now, its last access) and its absolute expiry; `None` when neither.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.record.expires_at(None).map(expire::system_time)
+    }
+
+    /// Makes the session end at `at` (whole seconds) however active it is, on top of its idle
+    /// timeout (whichever comes first). Stored in the session, so every process honours it;
+    /// the store's item lifetime (memcached's TTL) never outlasts it, and the cookie carries
+    /// `Expires` = `at` (unless it is a browser-session cookie).
+    pub fn set_expires_at(&mut self, at: SystemTime) {
+        self.set_absolute(Some(expire::unix_secs(at)));
+    }
+
+    /// Removes the absolute expiry.
+    pub fn clear_expires_at(&mut self) {
+        self.set_absolute(None);
+    }
+
+    /// Whether the cookie is a browser-session cookie (no `Max-Age`, no `Expires`).
+    pub fn is_browser_session_cookie(&self) -> bool {
+        self.record.browser_session_cookie()
+    }
+
+    /// Sends the cookie as a browser-session cookie (`true`: no `Max-Age` or `Expires`, the
+    /// browser drops it when it closes) or a persistent one (`false`). The stored session
+    /// still expires by its idle timeout and absolute expiry.
+    pub fn set_browser_session_cookie(&mut self, on: bool) {
+        if self.record.browser_session_cookie() != on {
+            self.record.set_browser_session_cookie(on);
+            self.changes
+                .extra
+                .insert(record::KEY_BROWSER_COOKIE.to_owned());
+        }
+    }
+
+    /// Sets how the session expires, typed (see [`Expiry`] for what each kind does to the
+    /// idle timeout, the absolute expiry and the cookie).
+    pub fn set_expiry(&mut self, expiry: Expiry) {
+        match expiry {
+            Expiry::OnInactivity(timeout) => {
+                self.set_idle_timeout(timeout);
+                self.clear_expires_at();
+                self.set_browser_session_cookie(false);
+            }
+            Expiry::AtDateTime(at) => {
+                self.set_expire(0);
+                self.set_expires_at(at);
+                self.set_browser_session_cookie(false);
+            }
+            Expiry::OnSessionEnd => {
+                if self.record.etime.is_none() {
+                    if let Some(default) = self.store.default_expire {
+                        self.set_expire(default);
+                    }
+                }
+                self.clear_expires_at();
+                self.set_browser_session_cookie(true);
+            }
+        }
+    }
+
+    /// Whether this request changed what the cookie carries besides the id (the idle timeout,
+    /// the absolute expiry or the cookie kind) since the session was loaded or last flushed:
+    /// an adapter then sends the cookie again. Read it before [`Session::flush`], which
+    /// resets it.
+    pub fn cookie_lifetime_changed(&self) -> bool {
+        self.changes.etime || !self.changes.extra.is_empty()
+    }
+
+    fn set_absolute(&mut self, unix: Option<i64>) {
+        if self.record.absolute_expiry() != unix {
+            self.record.set_absolute_expiry(unix);
+            self.changes.extra.insert(record::KEY_EXPIRES_AT.to_owned());
+        }
+    }
+
     /// A parameter's own idle timeout in seconds (CGI::Session's `expire($name)`).
     pub fn param_expire(&self, name: &str) -> Option<i64> {
         self.record.expire_list.as_ref()?.get(name).copied()
@@ -401,15 +498,16 @@ impl Session {
     // ----- HTTP helpers --------------------------------------------------------------------
 
     /// The cookie to send (CGI::Session's `cookie()`): the id, `Path=/`, `HttpOnly`,
-    /// `SameSite=Lax` (see [`CookieConfig`](crate::CookieConfig)), and `Max-Age` when the
-    /// session has an idle timeout. A deleted session yields a removal cookie; an empty
-    /// session none.
+    /// `SameSite=Lax` (see [`CookieConfig`](crate::CookieConfig)), and its lifetime: `Max-Age`
+    /// = the idle timeout, capped by the absolute expiry, which also sets `Expires`; neither
+    /// for a browser-session cookie (see [`Expiry`]). A deleted session yields a removal
+    /// cookie; an empty session none.
     pub fn cookie(&self) -> Option<cookie::Cookie<'static>> {
         crate::cookie::for_session(
             &self.store.cookie,
             self.id.as_ref(),
             self.deleted,
-            self.record.etime,
+            crate::cookie::Lifetime::of(&self.record, self.store.clock.now()),
         )
     }
 

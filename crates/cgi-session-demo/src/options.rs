@@ -9,7 +9,7 @@ use cgi_session::{
     parse_expire, CookieConfig, LockMode, OpenError, OpenedDriver, OpenedMemcache, SessionStore,
     StoreKind, StoreSpec,
 };
-use cgi_session_tower::{ForwardedHeader, Key, SessionLayer, TrustedProxies};
+use cgi_session_tower::{ForwardedHeader, Key, SessionLayer, SigningKeys, TrustedProxies};
 use clap::Parser;
 
 use crate::server::{default_max_connections, open_file_limit, ServerLimits};
@@ -66,6 +66,7 @@ pub struct Args {
     pub secure: bool,
 
     /// Sign the cookie with a key made at start-up (sessions do not survive a restart then).
+    /// Implied by --cookie-key-file.
     #[arg(long)]
     pub signed: bool,
 
@@ -84,6 +85,27 @@ pub struct Args {
     /// forwarded (RFC 7239). The other one is ignored.
     #[arg(long, default_value = "x-forwarded-for", value_parser = parse_forwarded_header)]
     pub forwarded_header: ForwardedHeader,
+
+    /// Sign the cookie with the key in this file (at least 64 bytes, e.g. made with
+    /// `openssl rand -base64 64 > key`; trailing whitespace is ignored). Sessions then survive
+    /// restarts, and several demos sharing a store and the key share sessions.
+    #[arg(long, value_name = "FILE")]
+    pub cookie_key_file: Option<PathBuf>,
+
+    /// A retired signing key (repeatable, newest first): cookies it signed are still
+    /// accepted, and sent again signed with --cookie-key-file's key (key rotation).
+    #[arg(long, value_name = "FILE", requires = "cookie_key_file")]
+    pub previous_cookie_key_file: Vec<PathBuf>,
+
+    /// Send browser-session cookies (no Max-Age or Expires: the browser forgets the session
+    /// when it closes); the stored session still ends after --expire idle time.
+    #[arg(long)]
+    pub browser_session_cookies: bool,
+
+    /// End every session this long after it was created, however active (an absolute
+    /// expiry on top of --expire), e.g. 12h.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub max_lifetime: Option<Duration>,
 
     /// Session lock: off (requests of one session run at once; saves are merged), every-request
     /// (each request holds the session's lock until its save, as PHP does), on-demand.
@@ -137,6 +159,48 @@ pub struct Args {
 }
 
 impl Args {
+    /// The session layer over `store` with the cookie signing the options ask for: the key
+    /// of --cookie-key-file (and the retired ones of --previous-cookie-key-file), or a key
+    /// made now with --signed, or none.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// use cgi_session::{MemoryDriver, SessionStore};
+    ///
+    /// let args = cgi_session_demo::Args::parse_from(["cgi-session-demo", "--cookie-key-file", "/nonexistent"]);
+    /// let store = SessionStore::builder(MemoryDriver::new()).build();
+    /// let err = args.session_layer(store).unwrap_err().to_string();
+    /// assert!(err.contains("/nonexistent"), "{err}");
+    /// ```
+    ///
+    /// # Errors
+    /// [`DemoError::CookieKey`] when a key file cannot be read or is too short.
+    pub fn session_layer(&self, store: SessionStore) -> Result<SessionLayer, DemoError> {
+        let mut layer = SessionLayer::new(store);
+        layer = match &self.cookie_key_file {
+            Some(path) => {
+                let mut keys = SigningKeys::new(read_key(path)?);
+                for older in &self.previous_cookie_key_file {
+                    keys = keys.previous(read_key(older)?);
+                }
+                layer.signing_keys(keys)
+            }
+            None if self.signed => layer.signed(Key::generate()),
+            None => layer,
+        };
+        if !self.trusted_proxies.is_empty() {
+            let proxies = self.trusted_proxies.clone().header(self.forwarded_header);
+            let nets: Vec<String> = proxies.nets().iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "client addresses: {} believed from {}",
+                proxies.forwarded_header().name(),
+                nets.join(", ")
+            );
+            layer = layer.trusted_proxies(proxies);
+        }
+        Ok(layer)
+    }
+
     /// The server limits the options give.
     ///
     /// ```
@@ -182,6 +246,25 @@ fn parse_forwarded_header(s: &str) -> Result<ForwardedHeader, String> {
     }
 }
 
+/// A signing key from a file: its bytes without trailing whitespace, at least 64 of them.
+fn read_key(path: &std::path::Path) -> Result<Key, DemoError> {
+    let failed = |message: String| DemoError::CookieKey {
+        path: path.to_owned(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    Key::try_from(&bytes[..end]).map_err(|_| {
+        failed(format!(
+            "it holds {end} bytes and a key needs at least 64: make one with `openssl rand -base64 64 > {}`",
+            path.display()
+        ))
+    })
+}
+
 fn parse_lock_mode(s: &str) -> Result<LockMode, String> {
     LockMode::parse(s).ok_or_else(|| format!("{s:?}: expected off, every-request or on-demand"))
 }
@@ -208,6 +291,14 @@ pub enum DemoError {
     /// The options do not fit together.
     #[error("{0}")]
     Usage(String),
+    /// A cookie signing key file cannot be used.
+    #[error("cookie key file {}: {message}", path.display())]
+    CookieKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}; pick another address with --listen (port 0 picks a free port)")]
     Listen {
@@ -306,6 +397,8 @@ pub async fn open_store(args: &Args) -> Result<OpenedStore, DemoError> {
         .builder_over(&opened)?
         .default_expire(expire)
         .ip_match(args.ip_match)
+        .browser_session_cookies(args.browser_session_cookies)
+        .max_lifetime(args.max_lifetime.unwrap_or_default())
         .lock_mode(args.lock)
         .lock_lease(args.lock_lease)
         .lock_wait(args.lock_wait)
@@ -351,20 +444,7 @@ fn warn_down(m: &OpenedMemcache) {
 /// See [`DemoError`].
 pub async fn run(args: Args) -> Result<(), DemoError> {
     let opened = open_store(&args).await?;
-    let mut layer = SessionLayer::new(opened.store.clone());
-    if args.signed {
-        layer = layer.signed(Key::generate());
-    }
-    if !args.trusted_proxies.is_empty() {
-        let proxies = args.trusted_proxies.clone().header(args.forwarded_header);
-        let nets: Vec<String> = proxies.nets().iter().map(ToString::to_string).collect();
-        tracing::info!(
-            "client addresses: {} believed from {}",
-            proxies.forwarded_header().name(),
-            nets.join(", ")
-        );
-        layer = layer.trusted_proxies(proxies);
-    }
+    let layer = args.session_layer(opened.store.clone())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| DemoError::Listen {

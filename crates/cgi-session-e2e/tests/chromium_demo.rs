@@ -1,6 +1,8 @@
 //! The demo in a real browser: headless Chromium driven over WebDriver (Debian's `chromium`
 //! and `chromium-driver`, through the `fantoccini` client). The demo runs in-process on the
-//! default store (files in a temporary directory) on a free loopback port.
+//! default store (files in a temporary directory) on a free loopback port; two more demos
+//! over the same store sign their browser-session cookies, one with an old key, one with a
+//! new key that still accepts the old one (key rotation).
 //!
 //! This test fails (it does not skip) when Chromium is missing: `scripts/test.sh` installs it.
 
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use cgi_session_demo::{open_store, serve, Args};
+use cgi_session_demo::{app_with_layer, open_store, serve, Args};
 use clap::Parser;
 use cookie::SameSite;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -121,6 +123,40 @@ async fn the_demo_works_in_headless_chromium() {
             let _ = stopped.await;
         },
     ));
+    // Two demos over the same store with signed browser-session cookies: the old release
+    // signs with k1; the new one signs with k2 and still accepts k1.
+    let keys = tempfile::tempdir().unwrap();
+    let (k1, k2) = (keys.path().join("k1"), keys.path().join("k2"));
+    std::fs::write(&k1, [1u8; 64]).unwrap();
+    std::fs::write(&k2, [2u8; 64]).unwrap();
+    let old_args = Args::parse_from([
+        "cgi-session-demo".as_ref(),
+        "--browser-session-cookies".as_ref(),
+        "--cookie-key-file".as_ref(),
+        k1.as_os_str(),
+    ]);
+    let new_args = Args::parse_from([
+        "cgi-session-demo".as_ref(),
+        "--browser-session-cookies".as_ref(),
+        "--cookie-key-file".as_ref(),
+        k2.as_os_str(),
+        "--previous-cookie-key-file".as_ref(),
+        k1.as_os_str(),
+    ]);
+    // One store for both (a temporary directory), opened as the options say.
+    let signed_store = open_store(&old_args).await.unwrap();
+    let mut signed = Vec::new();
+    for args in [old_args, new_args] {
+        let layer = args.session_layer(signed_store.store.clone()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app_with_layer(layer), async {
+            let _ = stopped.await;
+        }));
+        signed.push((addr, stop, server));
+    }
+    let signed_addrs = [signed[0].0, signed[1].0];
 
     // chromedriver on a free loopback port.
     let port = free_loopback_port();
@@ -145,13 +181,18 @@ async fn the_demo_works_in_headless_chromium() {
     let profile = tempfile::tempdir().unwrap();
     let result = tokio::time::timeout(
         Duration::from_secs(180),
-        drive(&chromium, profile.path(), driver_addr, demo),
+        drive(&chromium, profile.path(), driver_addr, demo, signed_addrs),
     )
     .await;
 
     let _ = driver.kill().await;
     let _ = stop.send(());
     let _ = server.await;
+    for (_, stop, server) in signed {
+        let _ = stop.send(());
+        let _ = server.await;
+    }
+    drop(signed_store);
     drop(opened);
     match result {
         Ok(()) => {}
@@ -159,7 +200,13 @@ async fn the_demo_works_in_headless_chromium() {
     }
 }
 
-async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: SocketAddr) {
+async fn drive(
+    chromium: &Path,
+    profile: &Path,
+    driver: SocketAddr,
+    demo: SocketAddr,
+    [old_key, new_key]: [SocketAddr; 2],
+) {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
@@ -222,6 +269,19 @@ async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: Socket
             assert_eq!(cookie.same_site(), Some(SameSite::Lax), "SameSite=Lax");
             assert_eq!(cookie.path(), Some("/"));
             assert_ne!(cookie.secure(), Some(true), "not Secure on plain http");
+            // Idle expiry: a persistent cookie, kept until the idle timeout (30 minutes).
+            let expiry = cookie
+                .expires_datetime()
+                .expect("the idle-expiry cookie has an expiry in the browser")
+                .unix_timestamp();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            assert!(
+                (now + 1700..=now + 1900).contains(&expiry),
+                "expiry {expiry}, now {now}"
+            );
             let first_id = cookie.value().to_owned();
             assert_eq!(first_id.len(), 32);
             // HttpOnly: page scripts cannot read it.
@@ -263,6 +323,8 @@ async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: Socket
                 "logout removes the session cookie"
             );
             wait_for_element(&client, "#no-session").await;
+
+            signed_browser_session_cookies(&client, old_key, new_key).await;
         }
     };
     // Close the browser session whatever happened, then report.
@@ -270,6 +332,63 @@ async fn drive(chromium: &Path, profile: &Path, driver: SocketAddr, demo: Socket
     let _ = client.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
+    }
+}
+
+/// The signed demos: a browser-session cookie (no expiry in the browser) whose signed value
+/// round-trips; key rotation from the old release to the new one (the old key's cookie is
+/// accepted and re-signed), and the old release refusing the new signature. Cookies are per
+/// host, not per port: all demos on 127.0.0.1 see the same cookie.
+async fn signed_browser_session_cookies(client: &Client, old_key: SocketAddr, new_key: SocketAddr) {
+    client.delete_all_cookies().await.unwrap();
+    client.goto(&format!("http://{old_key}/")).await.unwrap();
+    assert_eq!(counter(client).await, 0, "an anonymous view");
+    // The visitor acts: the session starts.
+    let input = client.find(Locator::Css("#greet-input")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys("signed").await.unwrap();
+    click(client, "#greet-submit").await;
+    wait_for_text(client, "#greeting", "signed").await;
+    assert_eq!(counter(client).await, 1);
+    let cookie = client.get_named_cookie("CGISESSID").await.unwrap();
+    assert_eq!(
+        cookie.expires(),
+        None,
+        "a browser-session cookie has no expiry in the browser"
+    );
+    let by_old = cookie.value().to_owned();
+    assert!(by_old.len() > 32, "signed: {by_old}");
+    let id = by_old[by_old.len() - 32..].to_owned();
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{by_old}");
+    // The signed cookie round-trips: the same session counts on.
+    client.refresh().await.unwrap();
+    assert_eq!(counter(client).await, 2);
+
+    // The new release accepts the old key's cookie, and re-signs it with its own key.
+    client.goto(&format!("http://{new_key}/")).await.unwrap();
+    assert_eq!(
+        counter(client).await,
+        3,
+        "the old key's cookie was accepted"
+    );
+    let cookie = client.get_named_cookie("CGISESSID").await.unwrap();
+    assert_eq!(cookie.expires(), None);
+    let by_new = cookie.value().to_owned();
+    assert_ne!(by_new, by_old, "re-signed with the new key");
+    assert!(by_new.ends_with(&id), "the same session id");
+    client.refresh().await.unwrap();
+    assert_eq!(counter(client).await, 4);
+
+    // The old release does not know the new key: the cookie counts as none (an anonymous
+    // view), and it is removed.
+    client.goto(&format!("http://{old_key}/")).await.unwrap();
+    assert_eq!(
+        counter(client).await,
+        0,
+        "the new signature is refused by the old key"
+    );
+    if let Ok(cookie) = client.get_named_cookie("CGISESSID").await {
+        assert!(!cookie.value().ends_with(&id), "{}", cookie.value());
     }
 }
 

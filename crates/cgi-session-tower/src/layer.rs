@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use cgi_session_core::client_addr::TrustedProxies;
+use cgi_session_core::cookie::SigningKeys;
 use cgi_session_core::cookie_header::{self, SessionCookie};
 use cgi_session_core::{LockMode, Session, SessionId, SessionStore};
-use cookie::{Cookie, CookieJar, Key};
+use cookie::{Cookie, Key};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tokio::sync::Mutex;
@@ -21,7 +22,7 @@ use crate::handle::{SessionHandle, Shared, State};
 #[derive(Debug, Clone)]
 struct Config {
     store: SessionStore,
-    key: Option<Key>,
+    keys: Option<SigningKeys>,
     lock_mode: Option<LockMode>,
     logs: Arc<crate::error::StoreLogs>,
     proxies: TrustedProxies,
@@ -93,7 +94,7 @@ impl SessionLayer {
         Self {
             config: Config {
                 store,
-                key: None,
+                keys: None,
                 lock_mode: None,
                 logs: Arc::default(),
                 proxies: TrustedProxies::none(),
@@ -104,9 +105,28 @@ impl SessionLayer {
     /// Signs the cookie with `key` (the `cookie` crate's signed jar, HMAC-SHA256): a cookie
     /// whose value was altered, or that was not signed with this key, is treated as no cookie
     /// (a fresh session), and logged at debug level. Keep the key secret and stable across
-    /// restarts ([`Key::from`] a 64-byte random secret kept outside the code).
-    pub fn signed(mut self, key: Key) -> Self {
-        self.config.key = Some(key);
+    /// restarts ([`Key::from`] a 64-byte random secret kept outside the code). The same as
+    /// [`SessionLayer::signing_keys`] with one key.
+    pub fn signed(self, key: Key) -> Self {
+        self.signing_keys(SigningKeys::new(key))
+    }
+
+    /// Signs the cookie with the newest of `keys` and accepts cookies signed with any of them
+    /// (key rotation): a cookie signed with an older key is accepted and sent again signed
+    /// with the newest; one signed with a key no longer in the set counts as no cookie.
+    ///
+    /// ```
+    /// use cgi_session_core::{MemoryDriver, SessionStore};
+    /// use cgi_session_tower::{Key, SessionLayer, SigningKeys};
+    ///
+    /// # let (new_secret, old_secret) = (Key::generate(), Key::generate());
+    /// let store = SessionStore::builder(MemoryDriver::new()).build();
+    /// let layer = SessionLayer::new(store)
+    ///     .signing_keys(SigningKeys::new(new_secret).previous(old_secret));
+    /// # let _ = layer;
+    /// ```
+    pub fn signing_keys(mut self, keys: SigningKeys) -> Self {
+        self.config.keys = Some(keys);
         self
     }
 
@@ -186,7 +206,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
-        let (claimed, cookie_sent) = claimed_id(req.headers(), &config);
+        let (claimed, cookie_sent, resign) = claimed_id(req.headers(), &config);
         let remote_addr =
             crate::client_addr::resolve(&mut req, &config.proxies).map(|ip| ip.to_string());
         let shared = Arc::new(Shared {
@@ -205,54 +225,66 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let mut response = inner.call(req).await?;
-            finish(&config, &shared, &mut response).await;
+            finish(&config, &shared, resign, &mut response).await;
             Ok(response)
         })
     }
 }
 
-/// The session id the request's cookie holds, and whether a session cookie was sent at all.
+/// The session id the request's cookie holds, whether a session cookie was sent at all, and
+/// whether it must be sent again signed with the newest key (an older key signed it).
 ///
 /// The header(s) are read with the one cookie parser every adapter shares
 /// ([`cgi_session_core::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not
 /// hide the session cookie), several `Cookie` headers, and the first session cookie counts, as
 /// in CGI.pm.
-fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool) {
+fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool, bool) {
     let cookies = headers
         .get_all(COOKIE)
         .into_iter()
         .map(HeaderValue::as_bytes);
     let name = config.store.cookie_name();
     let Some(raw) = cookie_header::first_value(cookies, name) else {
-        return (None, false);
+        return (None, false, false);
     };
-    let id = match &config.key {
-        None => SessionCookie::from_value(raw).id().map(str::to_owned),
-        Some(key) => {
-            let verified = std::str::from_utf8(raw).ok().and_then(|value| {
-                let cookie = Cookie::new(name.to_owned(), value.to_owned());
-                CookieJar::new().signed(key).verify(cookie)
-            });
-            if verified.is_none() {
-                tracing::debug!(
-                    "session cookie failed signature verification; treating the request as having no session"
-                );
+    let (id, resign) = match &config.keys {
+        None => (
+            SessionCookie::from_value(raw).id().map(str::to_owned),
+            false,
+        ),
+        Some(keys) => {
+            let verified = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|value| keys.verify(name, value));
+            match verified {
+                None => {
+                    tracing::debug!(
+                        "session cookie failed signature verification; treating the request as having no session"
+                    );
+                    (None, false)
+                }
+                Some(v) => (
+                    SessionCookie::from_value(v.value.as_bytes())
+                        .id()
+                        .map(str::to_owned),
+                    !v.by_newest,
+                ),
             }
-            verified.and_then(|c| {
-                SessionCookie::from_value(c.value().as_bytes())
-                    .id()
-                    .map(str::to_owned)
-            })
         }
     };
-    (id, true)
+    (id, true, resign)
 }
 
 /// After the handler: save if needed, set or remove the cookie, or answer 503/500; then
 /// release the session lock if the request held it.
-async fn finish<B: From<String>>(config: &Config, shared: &Shared, response: &mut Response<B>) {
+async fn finish<B: From<String>>(
+    config: &Config,
+    shared: &Shared,
+    resign: bool,
+    response: &mut Response<B>,
+) {
     let lock = shared.state.lock().await.store_lock.take();
-    save(config, shared, response).await;
+    save(config, shared, resign, response).await;
     if let Some(lock) = lock {
         if let Err(e) = lock.release().await {
             tracing::warn!(error = %e, "could not release the session lock; the store frees it when its lease ends");
@@ -260,7 +292,12 @@ async fn finish<B: From<String>>(config: &Config, shared: &Shared, response: &mu
     }
 }
 
-async fn save<B: From<String>>(config: &Config, shared: &Shared, response: &mut Response<B>) {
+async fn save<B: From<String>>(
+    config: &Config,
+    shared: &Shared,
+    resign: bool,
+    response: &mut Response<B>,
+) {
     let answered_with = response.extensions_mut().remove::<AnsweredWith>();
     let mut state = shared.state.lock().await;
     if let Some(AnsweredWith(error)) = answered_with {
@@ -296,6 +333,8 @@ async fn save<B: From<String>>(config: &Config, shared: &Shared, response: &mut 
         session.discard();
         shared.cookie_sent.then(|| removal_cookie(config))
     } else {
+        // Read before the flush, which resets it.
+        let lifetime_changed = session.cookie_lifetime_changed();
         if session.needs_flush() {
             if let Err(e) = session.flush().await {
                 if flush_failed(&config.logs, response, &mut session, e) {
@@ -307,8 +346,9 @@ async fn save<B: From<String>>(config: &Config, shared: &Shared, response: &mut 
             }
         }
         let id_is_new_to_client = session.id().map(SessionId::as_str) != shared.claimed.as_deref();
-        let slides = session.expire().is_some_and(|e| e > 0);
-        (id_is_new_to_client || slides)
+        let slides =
+            session.expire().is_some_and(|e| e > 0) && !session.is_browser_session_cookie();
+        (id_is_new_to_client || slides || lifetime_changed || resign)
             .then(|| session_cookie(config, &session))
             .flatten()
     };
@@ -350,18 +390,13 @@ fn replace_with_error<B: From<String>>(response: &mut Response<B>, error: &Sessi
 }
 
 /// The session's cookie ([`Session::cookie`], built from the store's one cookie
-/// configuration), signed when the layer has a key.
+/// configuration), signed with the newest key when the layer has keys.
 fn session_cookie(config: &Config, session: &Session) -> Option<Cookie<'static>> {
     let cookie = session.cookie()?;
-    match &config.key {
-        None => Some(cookie),
-        Some(key) => {
-            let name = cookie.name().to_owned();
-            let mut jar = CookieJar::new();
-            jar.signed_mut(key).add(cookie);
-            jar.get(&name).cloned()
-        }
-    }
+    Some(match &config.keys {
+        None => cookie,
+        Some(keys) => keys.sign(cookie),
+    })
 }
 
 /// A cookie telling the client to forget the session cookie (never signed: it holds nothing).

@@ -12,10 +12,12 @@
 //!   [`CookieConfig`](cgi_session_core::CookieConfig) (built by
 //!   [`cgi_session_core::cookie`], as for CGI programs): `CGISESSID`,
 //!   `HttpOnly; SameSite=Lax; Path=/` by default, `Secure` one option away; the layer only
-//!   adds a signature, with the `cookie` crate's signed jar ([`SessionLayer::signed`]). The
-//!   cookie is set when the id is new to the client, refreshed (its `Max-Age`) when the
-//!   session has an idle timeout, and removed after [`SessionHandle::delete`] or when the
-//!   client sent an id that is no longer usable.
+//!   adds a signature, with the `cookie` crate's signed jar ([`SessionLayer::signed`], or
+//!   [`SessionLayer::signing_keys`] for key rotation). The cookie is set when the id is new
+//!   to the client, refreshed (its `Max-Age`) when the session has an idle timeout and a
+//!   persistent cookie, sent again when the handler changed its expiry
+//!   ([`cgi_session_core::Expiry`]) or an older key signed it, and removed after
+//!   [`SessionHandle::delete`] or when the client sent an id that is no longer usable.
 //! - **Store down is a 503**: when the store cannot be reached while loading or saving, the
 //!   response is `503 Service Unavailable` and the cause is logged (never a silent new
 //!   session, never a full id in the log).
@@ -80,3 +82,6 @@ pub use layer::{SessionLayer, SessionService};
 
 /// The `cookie` crate's signing key, re-exported for [`SessionLayer::signed`].
 pub use cookie::Key;
+
+/// Signing keys with rotation, re-exported for [`SessionLayer::signing_keys`].
+pub use cgi_session_core::cookie::SigningKeys;

@@ -98,7 +98,7 @@ fn parse_claimed(claimed: Option<&str>) -> Option<SessionId> {
 /// another program wrote, perhaps undecodable here, keeps its lifetime.
 fn touch_on_read(store: &Inner) -> Option<Duration> {
     if store.driver.refreshes_on_load() {
-        store.ttl_for(store.default_expire)
+        store.ttl_for_idle(store.default_expire)
     } else {
         None
     }
@@ -215,7 +215,7 @@ async fn refresh(session: &mut Session, touch: Option<Duration>, now: i64) -> Re
     // Where reads refresh lifetimes, give the session the lifetime a write would give it (its
     // own timeout, or the driver's default lifetime when it has none), not the store default
     // the read guessed: a read never shortens a lifetime.
-    let wanted = store.ttl_for(session.record.etime);
+    let wanted = store.ttl_for(&session.record, now);
     if store.driver.refreshes_on_load() && wanted != touch {
         if let Some(id) = &session.id {
             store.driver.touch(id, wanted).await?;

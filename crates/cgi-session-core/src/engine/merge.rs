@@ -216,7 +216,7 @@ async fn write_batch(
             });
         }
         work.record.atime = inner.clock.now();
-        let ttl = inner.ttl_for(work.record.etime);
+        let ttl = inner.ttl_for(&work.record, work.record.atime);
         let bytes = match work.encode() {
             Ok(b) => b,
             Err(e) => {

@@ -140,6 +140,10 @@ impl Session {
             remote_addr.unwrap_or("").to_owned(),
         );
         record.etime = store.default_expire;
+        if let Some(lifetime) = store.max_lifetime {
+            record.set_absolute_expiry(Some(now.saturating_add(lifetime)));
+        }
+        record.set_browser_session_cookie(store.browser_session_cookies);
         let mut session = Self::with_record(store, Some(id), record, was_expired);
         session.is_new = true;
         session.adopted = adopted;
@@ -253,6 +257,8 @@ pub(crate) struct Changes {
     pub(crate) removed: BTreeSet<String>,
     pub(crate) etime: bool,
     pub(crate) expire_list: BTreeSet<String>,
+    /// Reserved keys kept in `record.extra` that changed (absolute expiry, cookie kind).
+    pub(crate) extra: BTreeSet<String>,
     /// Write the access time back even though nothing else changed.
     pub(crate) atime: bool,
 }
@@ -280,6 +286,11 @@ impl Changes {
                     (name.clone(), secs)
                 })
                 .collect(),
+            extra: self
+                .extra
+                .iter()
+                .map(|key| (key.clone(), record.extra.get(key).cloned()))
+                .collect(),
         }
     }
 
@@ -293,6 +304,7 @@ impl Changes {
             || !self.removed.is_empty()
             || self.etime
             || !self.expire_list.is_empty()
+            || !self.extra.is_empty()
     }
 }
 
@@ -304,6 +316,7 @@ pub(crate) struct Delta {
     pub(crate) removed: Vec<String>,
     pub(crate) etime: Option<Option<i64>>,
     pub(crate) expire_list: Vec<(String, Option<i64>)>,
+    pub(crate) extra: Vec<(String, Option<Value>)>,
 }
 
 impl Delta {
@@ -327,6 +340,12 @@ impl Delta {
                     list.remove(name);
                 }
             }
+        }
+        for (key, value) in &self.extra {
+            match value {
+                Some(v) => record.extra.insert(key.clone(), v.clone()),
+                None => record.extra.remove(key),
+            };
         }
     }
 }

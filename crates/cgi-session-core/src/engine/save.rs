@@ -181,7 +181,9 @@ const MAX_SLOW_FAILURES: u32 = 2;
 /// outcome is unknown may still land under it), even when every attempt fails. An adopted
 /// (client-chosen) id is never replaced.
 async fn create_stored(session: &mut Session) -> Result<(), Error> {
-    let ttl = session.store.ttl_for(session.record.etime);
+    let ttl = session
+        .store
+        .ttl_for(&session.record, session.store.clock.now());
     let mut unavailable: Option<DriverError> = None;
     let mut slow_failures = 0;
     for attempt in 1..=MAX_IDS {
