@@ -59,6 +59,8 @@ pub use error::SessionError;
 pub use handle::{SessionGuard, SessionHandle};
 pub use middleware::{SessionMiddleware, SessionService};
 
+/// Re-exported: the reverse proxies whose forwarding header is believed.
+pub use cgi_session_core::client_addr::{ForwardedHeader, TrustedProxies};
 /// The core's cookie signing keys (the newest signs, previous ones still verify), for
 /// [`SessionMiddleware::signed`].
 pub use cgi_session_core::cookie::SigningKeys;

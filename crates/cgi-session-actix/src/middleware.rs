@@ -9,6 +9,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE};
 use actix_web::{HttpMessage, ResponseError};
+use cgi_session_core::client_addr::TrustedProxies;
 use cgi_session_core::cookie::SigningKeys;
 use cgi_session_core::cookie_header::{self, SessionCookie};
 use cgi_session_core::{LockMode, Session, SessionId, SessionStore};
@@ -23,6 +24,7 @@ struct Config {
     store: SessionStore,
     keys: Option<SigningKeys>,
     lock_mode: Option<LockMode>,
+    proxies: TrustedProxies,
     logs: Arc<crate::error::StoreLogs>,
 }
 
@@ -96,6 +98,7 @@ impl SessionMiddleware {
                 store,
                 keys: None,
                 lock_mode: None,
+                proxies: TrustedProxies::none(),
                 logs: Arc::default(),
             },
         }
@@ -120,6 +123,26 @@ impl SessionMiddleware {
     /// [`SessionHandle::lock`].
     pub fn lock_mode(mut self, mode: LockMode) -> Self {
         self.config.lock_mode = Some(mode);
+        self
+    }
+
+    /// Believes the client address that these reverse proxies forward (in `X-Forwarded-For`
+    /// or RFC 7239 `Forwarded`, as configured), for the store's ip matching: when the
+    /// connection comes from a trusted proxy, the rightmost untrusted address of the header is
+    /// the client's; from anyone else, the header is ignored. Default: none trusted, the
+    /// connection's address is the client's.
+    ///
+    /// ```
+    /// use cgi_session_actix::{SessionMiddleware, TrustedProxies};
+    /// use cgi_session::{MemoryDriver, SessionStore};
+    ///
+    /// let store = SessionStore::builder(MemoryDriver::new()).ip_match(true).build();
+    /// let middleware = SessionMiddleware::new(store)
+    ///     .trusted_proxies(TrustedProxies::parse("127.0.0.1, 10.0.0.0/8").unwrap());
+    /// # let _ = middleware;
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.config.proxies = proxies;
         self
     }
 
@@ -175,7 +198,13 @@ where
             store: config.store.clone(),
             claimed: claim.id,
             cookie_sent: claim.sent,
-            remote_addr: req.peer_addr().map(|addr| addr.ip().to_string()),
+            remote_addr: req.peer_addr().map(|addr| {
+                let values = req
+                    .headers()
+                    .get_all(config.proxies.forwarded_header().name())
+                    .map(actix_web::http::header::HeaderValue::as_bytes);
+                config.proxies.client_addr(addr.ip(), values).to_string()
+            }),
             lock_mode: config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
             logs: Arc::clone(&config.logs),
             state: Mutex::new(State::default()),
@@ -311,6 +340,8 @@ async fn save<B>(
         session.discard();
         shared.cookie_sent.then(|| removal_cookie(config))
     } else {
+        // Read before the flush, which resets it.
+        let lifetime_changed = session.cookie_lifetime_changed();
         if session.needs_flush() {
             if let Err(e) = session.flush().await {
                 if let Some(err) = flush_failed(&config.logs, &mut session, e) {
@@ -322,8 +353,10 @@ async fn save<B>(
             }
         }
         let id_is_new_to_client = session.id().map(SessionId::as_str) != shared.claimed.as_deref();
-        let slides = session.expire().is_some_and(|e| e > 0);
-        (id_is_new_to_client || slides || resign)
+        // A browser-session cookie carries no lifetime to slide: it is sent when it changes.
+        let slides =
+            session.expire().is_some_and(|e| e > 0) && !session.is_browser_session_cookie();
+        (id_is_new_to_client || slides || lifetime_changed || resign)
             .then(|| session_cookie(config, &session))
             .flatten()
     };

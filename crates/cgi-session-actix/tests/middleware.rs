@@ -15,7 +15,9 @@ use actix_web::{web, App};
 use cgi_session::memcache::client::{Client, ClientConfig};
 use cgi_session::memcache::MemcacheDriver;
 use cgi_session::{CookieConfig, LockMode, MemoryDriver, SessionId, SessionStore};
-use cgi_session_actix::{Key, SessionError, SessionHandle, SessionMiddleware, SigningKeys};
+use cgi_session_actix::{
+    Key, SessionError, SessionHandle, SessionMiddleware, SigningKeys, TrustedProxies,
+};
 use cgi_session_conformance::{Calls, Counting};
 use memcached_harness::MemcachedServer;
 
@@ -276,6 +278,31 @@ fn a_read_only_request_with_an_idle_timeout_refreshes_the_cookie_but_writes_noth
 }
 
 #[test]
+fn browser_session_cookies_carry_no_lifetime_and_are_not_resent_on_reads() {
+    run(async {
+        let driver = Counting::new(Arc::new(MemoryDriver::new()));
+        let store = SessionStore::builder_dyn(driver.clone())
+            .default_expire(1800)
+            .browser_session_cookies(true)
+            .build();
+        let app = app!(SessionMiddleware::new(store));
+        let first = call!(app, "/write", None);
+        let cookie = first
+            .cookie()
+            .expect("a new session sends its cookie")
+            .to_owned();
+        assert!(
+            !cookie.contains("Max-Age") && !cookie.contains("Expires"),
+            "{cookie}"
+        );
+        // A read slides the stored session, but a browser-session cookie has nothing to slide.
+        let r = call!(app, "/read", Some(&first.cookie_pair()));
+        assert_eq!(r.body, "Hi !|");
+        assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
+    });
+}
+
+#[test]
 fn a_new_session_that_is_only_read_is_not_stored() {
     run(async {
         let (driver, store) = counting_store(1800);
@@ -509,6 +536,42 @@ fn ip_matching_uses_the_peer_address() {
         let cookie = call!(app, "/write", None, Some(home)).cookie_pair();
         assert_eq!(call!(app, "/read", Some(&cookie), Some(home)).body, "Hi !|");
         assert_eq!(call!(app, "/read", Some(&cookie), Some(other)).body, "|");
+    });
+}
+
+#[test]
+fn behind_a_trusted_proxy_ip_matching_uses_the_forwarded_address_and_only_there() {
+    run(async {
+        let store = SessionStore::builder(MemoryDriver::new())
+            .ip_match(true)
+            .build();
+        let proxies = TrustedProxies::parse("10.0.0.1").unwrap();
+        let app = app!(SessionMiddleware::new(store).trusted_proxies(proxies));
+        let proxy: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let stranger: SocketAddr = "192.0.2.9:40000".parse().unwrap();
+        let via = |path: &str, cookie: Option<&str>, from: SocketAddr, xff: &str| {
+            request(path, cookie, Some(from))
+                .insert_header(("x-forwarded-for", xff.to_owned()))
+                .to_request()
+        };
+        let first =
+            reply(test::call_service(&app, via("/write", None, proxy, "198.51.100.7")).await).await;
+        let cookie = first.cookie_pair();
+        // The same visitor through the proxy: the session.
+        let same = via("/read", Some(&cookie), proxy, "203.0.113.1, 198.51.100.7");
+        assert_eq!(
+            reply(test::call_service(&app, same).await).await.body,
+            "Hi !|"
+        );
+        // Another visitor through the proxy: a fresh session.
+        let other = via("/read", Some(&cookie), proxy, "198.51.100.8");
+        assert_eq!(reply(test::call_service(&app, other).await).await.body, "|");
+        // A direct client forging the header is not believed: its own address counts.
+        let forged = via("/read", Some(&cookie), stranger, "198.51.100.7");
+        assert_eq!(
+            reply(test::call_service(&app, forged).await).await.body,
+            "|"
+        );
     });
 }
 
