@@ -130,3 +130,36 @@ fn ls_show_rm_purge_on_the_file_driver() {
         .success()
         .stdout(predicate::str::contains("\"sessions\": 2"));
 }
+
+#[test]
+fn show_names_an_absolute_expiry_that_comes_before_the_idle_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_from_dsn("driver:file", &DriverArgs::new().directory(dir.path())).unwrap();
+    let id = rt().block_on(async {
+        let mut s = store.new_session(None, None).await.unwrap();
+        s.set("greet_en", "Hi !").unwrap();
+        s.set_expire(3600);
+        s.set_expires_at(SystemTime::now() + Duration::from_secs(600));
+        s.flush().await.unwrap();
+        s.id().unwrap().as_str().to_owned()
+    });
+    let out = cli()
+        .args(file(dir.path()))
+        .args(["show", &id])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("expires      at a fixed time: "), "{text}");
+    let out = cli()
+        .args(file(dir.path()))
+        .args(["show", "--json", &id])
+        .assert()
+        .success();
+    let json = stdout_json(&out);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = json["expires_at"].as_i64().unwrap();
+    assert!((now + 590..=now + 600).contains(&at), "{at} vs now {now}");
+}

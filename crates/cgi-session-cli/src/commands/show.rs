@@ -99,7 +99,13 @@ pub(crate) async fn run(g: &Global, args: &ShowArgs) -> Result<(), CliError> {
     }
     let _ = writeln!(out, "created      {}", fmt_when(record.ctime, now));
     let _ = writeln!(out, "accessed     {}", fmt_when(last, now));
+    let absolute = record.absolute_expiry();
     let expiry = match (record.etime, expires_at) {
+        // The absolute expiry comes first (or is the only one).
+        (_, Some(at)) if absolute == Some(at) => {
+            let state = if at > now { "" } else { "EXPIRED " };
+            format!("at a fixed time: {state}{}", fmt_when(at, now))
+        }
         (Some(e), Some(at)) if e > 0 && at > now => {
             format!("after {} idle: {}", fmt_secs(e), fmt_when(at, now))
         }
