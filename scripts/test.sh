@@ -47,8 +47,16 @@ cargo test --workspace --all-features --locked
 # demo, e2e, fuzz, memcached-harness): each must package and build from its package alone,
 # with versioned internal dependencies.
 echo "==> cargo package (published crates)"
-cargo package --locked --allow-dirty \
-  -p cgi-session-core -p cgi-session-dumper -p cgi-session-storable \
-  -p cgi-session-memcache-client -p cgi-session-memcache -p cgi-session \
-  -p cgi-session-tower -p cgi-session-actix -p cgi-session-cgi -p cgi-session-cli -p cgi-session-sealed
+published="cgi-session-core cgi-session-dumper cgi-session-storable cgi-session-memcache-client
+  cgi-session-memcache cgi-session cgi-session-tower cgi-session-actix cgi-session-cgi
+  cgi-session-cli cgi-session-sealed"
+# Each crate is verified against the others' packages through a temporary registry in the
+# target directory, which cargo unpacks under $CARGO_HOME/registry/src/ once per registry path
+# and never again: a second run with the same target directory would build against the first
+# run's sources. Remove those unpacked copies of this workspace's crates first.
+for crate in $published; do
+  rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"-[0-9]*
+done
+# shellcheck disable=SC2046 # one -p per crate
+cargo package --locked --allow-dirty $(printf -- '-p %s ' $published)
 echo "==> all tests passed"
