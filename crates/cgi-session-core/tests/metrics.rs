@@ -208,3 +208,26 @@ fn store_errors_are_counted_by_driver_server_and_kind() {
         1
     );
 }
+
+#[test]
+fn a_file_driver_failure_is_a_store_error_of_the_file_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir(&sessions).unwrap();
+    let metrics = recorded(|| async {
+        let store =
+            SessionStore::builder(cgi_session_core::FileDriver::new(&sessions).unwrap()).build();
+        // The directory goes away under the store: writing a session fails.
+        std::fs::remove_dir(&sessions).unwrap();
+        let mut s = store.new_session(None, None).await.unwrap();
+        s.set("n", &1).unwrap();
+        assert!(s.flush().await.is_err());
+        s.discard();
+    });
+    assert!(
+        metrics.get("cgi_session_store_errors_total{driver=\"file\",kind=\"other\",server=\"\"}")
+            >= 1,
+        "{:?}",
+        metrics.0
+    );
+}

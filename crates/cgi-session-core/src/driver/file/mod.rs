@@ -390,21 +390,24 @@ impl FileDriver {
         T: Send + 'static,
         F: FnOnce() -> io::Result<T> + Send + 'static,
     {
-        match tokio::task::spawn_blocking(work).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(DriverError::Backend {
+        let error = match tokio::task::spawn_blocking(work).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(source)) => DriverError::Backend {
                 driver: DRIVER,
                 source: Box::new(FileError {
                     op,
                     dir: PathBuf::clone(&self.dir),
                     source,
                 }),
-            }),
-            Err(join) => Err(DriverError::Backend {
+            },
+            Err(join) => DriverError::Backend {
                 driver: DRIVER,
                 source: Box::new(join),
-            }),
-        }
+            },
+        };
+        // The store-error counter, as the memcached driver keeps it (no server: one directory).
+        crate::observe::record_store_error(DRIVER, None, &error);
+        Err(error)
     }
 }
 
