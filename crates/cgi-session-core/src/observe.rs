@@ -21,7 +21,7 @@
 //! | `cgi_session_lock_waits_total` | counter | | lock acquisitions that had to wait |
 //! | `cgi_session_lock_timeouts_total` | counter | | lock waits that gave up ([`Error::LockTimeout`](crate::Error::LockTimeout)) |
 //! | `cgi_session_lock_wait_seconds` | histogram | | time from asking for a lock to holding it |
-//! | `cgi_session_store_errors_total` | counter | `driver`, `server`, `kind`: `unavailable`, `outcome_unknown`, `too_large`, `other` | failed store operations, by server, as the driver reports them ([`record_store_error`]; the memcached driver does) |
+//! | `cgi_session_store_errors_total` | counter | `driver`, `server`, `kind`: `unavailable`, `outcome_unknown`, `too_large`, `other` | failed store operations, by server, as the driver reports them ([`record_store_error`]; the memcached and file drivers do) |
 //!
 //! # Spans
 //!
