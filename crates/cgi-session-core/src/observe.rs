@@ -19,7 +19,7 @@
 //! | `cgi_session_save_retries_total` | counter | | writes retried on a fresh copy after a conflict |
 //! | `cgi_session_locks_acquired_total` | counter | | session locks taken ([`LockMode`](crate::LockMode)) |
 //! | `cgi_session_lock_waits_total` | counter | | lock acquisitions that had to wait |
-//! | `cgi_session_lock_timeouts_total` | counter | | lock waits that gave up ([`Error::LockTimeout`](crate::Error::LockTimeout)) |
+//! | `cgi_session_lock_timeouts_total` | counter | | lock waits that gave up ([`Error::LockTimeout`]) |
 //! | `cgi_session_lock_wait_seconds` | histogram | | time from asking for a lock to holding it |
 //! | `cgi_session_store_errors_total` | counter | `driver`, `server`, `kind`: `unavailable`, `outcome_unknown`, `too_large`, `other` | failed store operations, by server, as the driver reports them ([`record_store_error`]; the memcached and file drivers do) |
 //!
