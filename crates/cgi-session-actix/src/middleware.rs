@@ -12,12 +12,12 @@ use actix_web::{HttpMessage, ResponseError};
 use cgi_session_core::client_addr::TrustedProxies;
 use cgi_session_core::cookie::SigningKeys;
 use cgi_session_core::cookie_header::{self, SessionCookie};
-use cgi_session_core::{LockMode, Session, SessionId, SessionStore};
+use cgi_session_core::web::{Outcome, RequestSession, StoreLogs};
+use cgi_session_core::{LockMode, SessionStore};
 use cookie::Cookie;
-use tokio::sync::Mutex;
 
 use crate::error::SessionError;
-use crate::handle::{SessionHandle, Shared, State};
+use crate::handle::SessionHandle;
 
 #[derive(Debug, Clone)]
 struct Config {
@@ -25,7 +25,7 @@ struct Config {
     keys: Option<SigningKeys>,
     lock_mode: Option<LockMode>,
     proxies: TrustedProxies,
-    logs: Arc<crate::error::StoreLogs>,
+    logs: Arc<StoreLogs>,
 }
 
 /// The actix-web middleware that gives every request a lazily loaded [`SessionHandle`] and
@@ -194,21 +194,21 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let config = Arc::clone(&self.config);
         let claim = claimed_id(req.headers(), &config);
-        let shared = Arc::new(Shared {
-            store: config.store.clone(),
-            claimed: claim.id,
-            cookie_sent: claim.sent,
-            remote_addr: req.peer_addr().map(|addr| {
-                let values = req
-                    .headers()
-                    .get_all(config.proxies.forwarded_header().name())
-                    .map(actix_web::http::header::HeaderValue::as_bytes);
-                config.proxies.client_addr(addr.ip(), values).to_string()
-            }),
-            lock_mode: config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
-            logs: Arc::clone(&config.logs),
-            state: Mutex::new(State::default()),
+        let remote_addr = req.peer_addr().map(|addr| {
+            let values = req
+                .headers()
+                .get_all(config.proxies.forwarded_header().name())
+                .map(actix_web::http::header::HeaderValue::as_bytes);
+            config.proxies.client_addr(addr.ip(), values).to_string()
         });
+        let shared = Arc::new(RequestSession::new(
+            config.store.clone(),
+            claim.id,
+            claim.sent,
+            remote_addr,
+            config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
+            Arc::clone(&config.logs),
+        ));
         req.extensions_mut()
             .insert(SessionHandle(Arc::clone(&shared)));
         let response = self.inner.call(req);
@@ -277,27 +277,13 @@ fn claimed_id(headers: &HeaderMap, config: &Config) -> Claim {
     }
 }
 
-/// After the handler: save if needed, set or remove the cookie, or answer 503/500; then
-/// release the session lock if the request held it.
+/// After the handler: logs the session error the handler answered with (unless it is the
+/// store failure logged when it happened, or the missing middleware, logged by the
+/// extractor), then saves and sets or removes the cookie, or answers 503/500
+/// ([`RequestSession::finish`]).
 async fn finish<B>(
     config: &Config,
-    shared: &Shared,
-    resign: bool,
-    response: ServiceResponse<B>,
-) -> ServiceResponse<EitherBody<B>> {
-    let lock = shared.state.lock().await.store_lock.take();
-    let response = save(config, shared, resign, response).await;
-    if let Some(lock) = lock {
-        if let Err(e) = lock.release().await {
-            tracing::warn!(error = %e, "could not release the session lock; the store frees it when its lease ends");
-        }
-    }
-    response
-}
-
-async fn save<B>(
-    config: &Config,
-    shared: &Shared,
+    shared: &RequestSession,
     resign: bool,
     mut response: ServiceResponse<B>,
 ) -> ServiceResponse<EitherBody<B>> {
@@ -306,83 +292,32 @@ async fn save<B>(
         .error()
         .and_then(|e| e.as_error::<SessionError>())
         .cloned();
-    let mut state = shared.state.lock().await;
     if let Some(error) = answered_with {
-        // The handler answered with a session error: its details go to the log (unless it is
-        // the store failure logged when it happened, or the missing middleware, logged by the
-        // extractor), the client got only words.
-        if !state.failure.as_ref().is_some_and(|f| f.same_as(&error)) {
-            error.log_as_answer();
-        }
+        // The handler answered with a session error: its details go to the log, the client
+        // got only words.
+        log_answer(shared, &error).await;
     }
-    if let Some(failure) = state.failure.take() {
-        if let Some(mut session) = state.session.take() {
-            session.discard();
-        }
-        return replace_with_error(response, &failure);
-    }
-    // Never used by the handler: no I/O, no cookie.
-    let Some(mut session) = state.session.take() else {
-        return response.map_into_left_body();
-    };
-    drop(state);
-
-    let cookie = if session.is_deleted() {
-        if let Err(e) = session.flush().await {
-            if let Some(err) = flush_failed(&config.logs, &mut session, e) {
-                return replace_with_error(response, &err);
+    match shared.finish(config.keys.as_ref(), resign).await {
+        Outcome::Cookie(cookie) => {
+            if let Some(cookie) = cookie {
+                append_cookie(response.headers_mut(), &cookie);
             }
+            response.map_into_left_body()
         }
-        Some(removal_cookie(config))
-    } else if session.is_new() && !session.is_modified() {
-        // Used but not changed: nothing worth storing. A cookie naming a session that is gone
-        // (expired, deleted, tampered with) is cleared so that the client stops sending it.
-        session.discard();
-        shared.cookie_sent.then(|| removal_cookie(config))
-    } else {
-        // Read before the flush, which resets it.
-        let lifetime_changed = session.cookie_lifetime_changed();
-        if session.needs_flush() {
-            if let Err(e) = session.flush().await {
-                if let Some(err) = flush_failed(&config.logs, &mut session, e) {
-                    return replace_with_error(response, &err);
-                }
-                // The session is gone: drop the cookie.
-                append_cookie(response.headers_mut(), &removal_cookie(config));
-                return response.map_into_left_body();
-            }
-        }
-        let id_is_new_to_client = session.id().map(SessionId::as_str) != shared.claimed.as_deref();
-        // A browser-session cookie carries no lifetime to slide: it is sent when it changes.
-        let slides =
-            session.expire().is_some_and(|e| e > 0) && !session.is_browser_session_cookie();
-        (id_is_new_to_client || slides || lifetime_changed || resign)
-            .then(|| session_cookie(config, &session))
-            .flatten()
-    };
-    if let Some(cookie) = cookie {
-        append_cookie(response.headers_mut(), &cookie);
+        Outcome::Error(e) => replace_with_error(response, &SessionError::from(e)),
     }
-    response.map_into_left_body()
 }
 
-/// Handles a failed flush: the error to answer with (503/500), or `None` when the session was
-/// deleted meanwhile (the response stands).
-fn flush_failed(
-    logs: &crate::error::StoreLogs,
-    session: &mut Session,
-    e: cgi_session_core::Error,
-) -> Option<SessionError> {
-    session.discard();
-    if let cgi_session_core::Error::Gone { .. } = e {
-        tracing::warn!(error = %e, "session changes not saved");
-        return None;
+/// Logs a session error the handler answered with, unless it is the store failure the
+/// request remembered (logged when it happened).
+async fn log_answer(shared: &RequestSession, error: &SessionError) {
+    let remembered = match error.shared() {
+        Some(e) => shared.remembers(&e).await,
+        None => false,
+    };
+    if !remembered {
+        error.log_as_answer();
     }
-    Some(crate::error::logged_store_failure(
-        logs,
-        e,
-        "saving the session",
-    ))
 }
 
 /// Replaces the handler's response with the error's text response (status, `Retry-After`
@@ -397,21 +332,6 @@ fn replace_with_error<B>(
     }
     let (request, _) = response.into_parts();
     ServiceResponse::new(request, error.error_response()).map_into_right_body()
-}
-
-/// The session's cookie ([`Session::cookie`], built from the store's one cookie
-/// configuration), signed with the newest key when the middleware has keys.
-fn session_cookie(config: &Config, session: &Session) -> Option<Cookie<'static>> {
-    let cookie = session.cookie()?;
-    Some(match &config.keys {
-        None => cookie,
-        Some(keys) => keys.sign(cookie),
-    })
-}
-
-/// A cookie telling the client to forget the session cookie (never signed: it holds nothing).
-fn removal_cookie(config: &Config) -> Cookie<'static> {
-    config.store.cookie_config().removal_cookie()
 }
 
 fn append_cookie(headers: &mut HeaderMap, cookie: &Cookie<'static>) {

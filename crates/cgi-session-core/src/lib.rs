@@ -115,6 +115,7 @@ mod session;
 mod shared_read;
 mod stats;
 mod store;
+pub mod web;
 
 pub use crate::cookie::{CookieConfig, SameSite, DEFAULT_COOKIE_NAME};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum_core::extract::FromRequestParts;
-use cgi_session_core::{LockMode, Session, SessionId, SessionLock, SessionStore};
+use cgi_session_core::web::RequestSession;
+use cgi_session_core::Session;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::error::SessionError;
 
@@ -15,33 +15,7 @@ use crate::error::SessionError;
 /// [`SessionHandle::lock`].
 ///
 /// Holding it blocks the handle's other methods (and the layer's save) until it is dropped.
-pub type SessionGuard<'a> = MappedMutexGuard<'a, Session>;
-
-/// Per-request state shared by the layer and the handler.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) store: SessionStore,
-    /// The id the client's cookie holds (verified when cookies are signed).
-    pub(crate) claimed: Option<String>,
-    /// Whether the request carried a session cookie at all (even one that failed to verify).
-    pub(crate) cookie_sent: bool,
-    pub(crate) remote_addr: Option<String>,
-    /// When this request takes the session lock.
-    pub(crate) lock_mode: LockMode,
-    /// The layer's rate limits for logging store failures.
-    pub(crate) logs: Arc<crate::error::StoreLogs>,
-    pub(crate) state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    /// Loaded on first use.
-    pub(crate) session: Option<Session>,
-    /// A store failure seen while the handler ran; the layer answers 503/500.
-    pub(crate) failure: Option<SessionError>,
-    /// The session lock, when this request holds it; released by the layer after saving.
-    pub(crate) store_lock: Option<SessionLock>,
-}
+pub type SessionGuard<'a> = cgi_session_core::web::SessionGuard<'a>;
 
 /// The request's session, as an axum extractor: loaded from the store on first use (async,
 /// behind a tokio mutex), saved by [`SessionLayer`](crate::SessionLayer) after the handler
@@ -86,58 +60,9 @@ pub(crate) struct State {
 /// # let _ = (count, greet, login, logout);
 /// ```
 #[derive(Debug, Clone)]
-pub struct SessionHandle(pub(crate) Arc<Shared>);
+pub struct SessionHandle(pub(crate) Arc<RequestSession>);
 
 impl SessionHandle {
-    /// Loads the session if this is its first use and locks it.
-    async fn loaded(&self) -> Result<SessionGuard<'_>, SessionError> {
-        let mut state = self.0.state.lock().await;
-        if let Some(failure) = &state.failure {
-            return Err(failure.clone());
-        }
-        if state.session.is_none() {
-            if self.0.lock_mode == LockMode::EveryRequest && state.store_lock.is_none() {
-                // PHP's way: the session is locked before it is read, until it is saved.
-                if let Some(id) = self
-                    .0
-                    .claimed
-                    .as_deref()
-                    .and_then(|c| SessionId::parse(c).ok())
-                {
-                    match self.0.store.lock(&id).await {
-                        Ok(lock) => state.store_lock = Some(lock),
-                        Err(e) => {
-                            return Err(record_failure(
-                                &self.0.logs,
-                                &mut state,
-                                e,
-                                "waiting for the session lock",
-                            ))
-                        }
-                    }
-                }
-            }
-            match self
-                .0
-                .store
-                .new_session(self.0.claimed.as_deref(), self.0.remote_addr.as_deref())
-                .await
-            {
-                Ok(session) => state.session = Some(session),
-                Err(e) => {
-                    return Err(record_failure(
-                        &self.0.logs,
-                        &mut state,
-                        e,
-                        "loading the session",
-                    ))
-                }
-            }
-        }
-        MutexGuard::try_map(state, |s| s.session.as_mut())
-            .map_err(|_| SessionError::Session(Arc::new(cgi_session_core::Error::NoId)))
-    }
-
     /// The loaded session, for everything [`Session`] offers (expiry, metadata, `names`,
     /// `dump`...), held exclusively by this request's handler until the guard is dropped.
     /// Loads it on first use. This takes no session lock: see [`SessionHandle::lock`].
@@ -150,10 +75,10 @@ impl SessionHandle {
     /// lock wait (503 with `Retry-After`), [`SessionError::Session`] for other store failures
     /// (500).
     pub async fn guard(&self) -> Result<SessionGuard<'_>, SessionError> {
-        self.loaded().await
+        self.0.loaded().await.map_err(SessionError::from)
     }
 
-    /// Takes the session lock (when the layer's [`LockMode`] is `OnDemand`), reloads the
+    /// Takes the session lock (when the layer's [`LockMode`](cgi_session_core::LockMode) is `OnDemand`), reloads the
     /// session under it (this request's unsaved changes are kept on top), and returns it. The
     /// lock is held until the layer has saved the session after the handler: other requests
     /// of the session that ask for it wait (up to the store's lock wait), in this process and
@@ -177,47 +102,7 @@ impl SessionHandle {
     /// [`SessionError::LockingOff`] when the layer's lock mode is `Off`; otherwise as
     /// [`SessionHandle::guard`].
     pub async fn lock(&self) -> Result<SessionGuard<'_>, SessionError> {
-        match self.0.lock_mode {
-            LockMode::Off => return Err(SessionError::LockingOff),
-            LockMode::EveryRequest => return self.loaded().await,
-            _ => {}
-        }
-        drop(self.loaded().await?);
-        let mut state = self.0.state.lock().await;
-        if state.store_lock.is_none() {
-            let stored_id = state
-                .session
-                .as_ref()
-                .filter(|s| !s.is_new())
-                .and_then(|s| s.id().cloned());
-            if let Some(id) = stored_id {
-                match self.0.store.lock(&id).await {
-                    Ok(lock) => state.store_lock = Some(lock),
-                    Err(e) => {
-                        return Err(record_failure(
-                            &self.0.logs,
-                            &mut state,
-                            e,
-                            "waiting for the session lock",
-                        ))
-                    }
-                }
-                let reloaded = match state.session.as_mut() {
-                    Some(session) => session.reload().await,
-                    None => Ok(()),
-                };
-                if let Err(e) = reloaded {
-                    return Err(record_failure(
-                        &self.0.logs,
-                        &mut state,
-                        e,
-                        "reloading the locked session",
-                    ));
-                }
-            }
-        }
-        MutexGuard::try_map(state, |s| s.session.as_mut())
-            .map_err(|_| SessionError::Session(Arc::new(cgi_session_core::Error::NoId)))
+        self.0.lock().await.map_err(SessionError::from)
     }
 
     /// Atomic read-modify-write: runs `change` on the freshest stored copy of the session and
@@ -255,23 +140,7 @@ impl SessionHandle {
         F: FnMut(&mut Session) -> Result<R, cgi_session_core::Error> + Send + 'static,
         R: Send + 'static,
     {
-        drop(self.loaded().await?);
-        let mut state = self.0.state.lock().await;
-        let Some(session) = state.session.as_mut() else {
-            return Err(SessionError::Session(Arc::new(
-                cgi_session_core::Error::NoId,
-            )));
-        };
-        match session.update(change).await {
-            Ok(r) => Ok(r),
-            Err(e) if e.is_busy() || e.is_unavailable() => Err(record_failure(
-                &self.0.logs,
-                &mut state,
-                e,
-                "updating the session",
-            )),
-            Err(e) => Err(SessionError::Session(Arc::new(e))),
-        }
+        self.0.update(change).await.map_err(SessionError::from)
     }
 
     /// A parameter (CGI::Session's `param($name)`); `None` when unset.
@@ -280,10 +149,7 @@ impl SessionHandle {
     /// As [`SessionHandle::lock`]; [`SessionError::Session`] when the stored value is not a
     /// `T`.
     pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, SessionError> {
-        let session = self.loaded().await?;
-        session
-            .get(name)
-            .map_err(|e| SessionError::Session(Arc::new(e)))
+        self.0.get(name).await.map_err(SessionError::from)
     }
 
     /// A parameter read with Perl's scalar rules, for sessions a Perl application writes
@@ -296,10 +162,7 @@ impl SessionHandle {
         &self,
         name: &str,
     ) -> Result<Option<T>, SessionError> {
-        let session = self.loaded().await?;
-        session
-            .get_perl(name)
-            .map_err(|e| SessionError::Session(Arc::new(e)))
+        self.0.get_perl(name).await.map_err(SessionError::from)
     }
 
     /// Sets a parameter (CGI::Session's `param($name, $value)`); saved after the handler.
@@ -312,10 +175,7 @@ impl SessionHandle {
         name: &str,
         value: &T,
     ) -> Result<(), SessionError> {
-        let mut session = self.loaded().await?;
-        session
-            .set(name, value)
-            .map_err(|e| SessionError::Session(Arc::new(e)))
+        self.0.set(name, value).await.map_err(SessionError::from)
     }
 
     /// Removes a parameter (CGI::Session's `clear($name)`), returning its value.
@@ -323,8 +183,7 @@ impl SessionHandle {
     /// # Errors
     /// As [`SessionHandle::lock`].
     pub async fn remove(&self, name: &str) -> Result<Option<serde_json::Value>, SessionError> {
-        let mut session = self.loaded().await?;
-        Ok(session.remove(name))
+        self.0.remove(name).await.map_err(SessionError::from)
     }
 
     /// Gives the session a new id, keeping its data (call it at login, against session
@@ -335,22 +194,7 @@ impl SessionHandle {
     /// As [`SessionHandle::lock`]; a store failure while moving the session is recorded like
     /// a load failure (503 or 500).
     pub async fn regenerate_id(&self) -> Result<(), SessionError> {
-        drop(self.loaded().await?);
-        let mut state = self.0.state.lock().await;
-        let Some(session) = state.session.as_mut() else {
-            return Err(SessionError::Session(Arc::new(
-                cgi_session_core::Error::NoId,
-            )));
-        };
-        match session.regenerate_id().await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(record_failure(
-                &self.0.logs,
-                &mut state,
-                e,
-                "regenerating the session id",
-            )),
-        }
+        self.0.regenerate_id().await.map_err(SessionError::from)
     }
 
     /// Marks the session for deletion (CGI::Session's `delete`, i.e. logout): the layer
@@ -359,9 +203,7 @@ impl SessionHandle {
     /// # Errors
     /// As [`SessionHandle::lock`] (the session is loaded to learn whether it is stored).
     pub async fn delete(&self) -> Result<(), SessionError> {
-        let mut session = self.loaded().await?;
-        session.delete();
-        Ok(())
+        self.0.delete().await.map_err(SessionError::from)
     }
 
     /// The first 8 characters of the id followed by `…`, safe to show or log (never the full
@@ -370,18 +212,13 @@ impl SessionHandle {
     /// # Errors
     /// As [`SessionHandle::lock`].
     pub async fn id_prefix(&self) -> Result<String, SessionError> {
-        let session = self.loaded().await?;
-        Ok(session.id().map(|id| id.redacted()).unwrap_or_default())
+        self.0.id_prefix().await.map_err(SessionError::from)
     }
 
     /// Whether the session was loaded by this request so far (no I/O; `false` while another
     /// clone holds the lock).
     pub fn is_loaded(&self) -> bool {
-        self.0
-            .state
-            .try_lock()
-            .map(|s| s.session.is_some())
-            .unwrap_or(false)
+        self.0.is_loaded()
     }
 
     /// Whether the session is in the store: the client's cookie named a live session, or this
@@ -416,22 +253,8 @@ impl SessionHandle {
     /// # Errors
     /// As [`SessionHandle::guard`].
     pub async fn is_stored(&self) -> Result<bool, SessionError> {
-        let session = self.loaded().await?;
-        Ok(!session.is_new() && !session.is_deleted())
+        self.0.is_stored().await.map_err(SessionError::from)
     }
-}
-
-/// Remembers a store failure so that the layer answers with 503/500, logs it, and returns the
-/// handler's error.
-fn record_failure(
-    logs: &crate::error::StoreLogs,
-    state: &mut State,
-    e: cgi_session_core::Error,
-    what: &str,
-) -> SessionError {
-    let err = crate::error::logged_store_failure(logs, e, what);
-    state.failure = Some(err.clone());
-    err
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {

@@ -8,23 +8,23 @@ use std::task::{Context, Poll};
 use cgi_session_core::client_addr::TrustedProxies;
 use cgi_session_core::cookie::SigningKeys;
 use cgi_session_core::cookie_header::{self, SessionCookie};
-use cgi_session_core::{LockMode, Session, SessionId, SessionStore};
+use cgi_session_core::web::{Outcome, RequestSession, StoreLogs};
+use cgi_session_core::{LockMode, SessionStore};
 use cookie::{Cookie, Key};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, Response};
-use tokio::sync::Mutex;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{AnsweredWith, SessionError};
-use crate::handle::{SessionHandle, Shared, State};
+use crate::handle::SessionHandle;
 
 #[derive(Debug, Clone)]
 struct Config {
     store: SessionStore,
     keys: Option<SigningKeys>,
     lock_mode: Option<LockMode>,
-    logs: Arc<crate::error::StoreLogs>,
+    logs: Arc<StoreLogs>,
     proxies: TrustedProxies,
 }
 
@@ -209,15 +209,14 @@ where
         let (claimed, cookie_sent, resign) = claimed_id(req.headers(), &config);
         let remote_addr =
             crate::client_addr::resolve(&mut req, &config.proxies).map(|ip| ip.to_string());
-        let shared = Arc::new(Shared {
-            store: config.store.clone(),
+        let shared = Arc::new(RequestSession::new(
+            config.store.clone(),
             claimed,
             cookie_sent,
             remote_addr,
-            lock_mode: config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
-            logs: Arc::clone(&config.logs),
-            state: Mutex::new(State::default()),
-        });
+            config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
+            Arc::clone(&config.logs),
+        ));
         req.extensions_mut()
             .insert(SessionHandle(Arc::clone(&shared)));
         // The service that was polled ready handles this request (tower's clone-and-swap).
@@ -275,104 +274,37 @@ fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool, bo
     (id, true, resign)
 }
 
-/// After the handler: save if needed, set or remove the cookie, or answer 503/500; then
-/// release the session lock if the request held it.
+/// After the handler: logs the session error the handler answered with (unless it is the
+/// store failure logged when it happened), then saves and sets or removes the cookie, or
+/// answers 503/500 ([`RequestSession::finish`]).
 async fn finish<B: From<String>>(
     config: &Config,
-    shared: &Shared,
+    shared: &RequestSession,
     resign: bool,
     response: &mut Response<B>,
 ) {
-    let lock = shared.state.lock().await.store_lock.take();
-    save(config, shared, resign, response).await;
-    if let Some(lock) = lock {
-        if let Err(e) = lock.release().await {
-            tracing::warn!(error = %e, "could not release the session lock; the store frees it when its lease ends");
-        }
+    if let Some(AnsweredWith(error)) = response.extensions_mut().remove::<AnsweredWith>() {
+        // The handler answered with a session error: its details go to the log, the client
+        // got only words.
+        log_answer(shared, &error).await;
+    }
+    match shared.finish(config.keys.as_ref(), resign).await {
+        Outcome::Cookie(Some(cookie)) => append_cookie(response, &cookie),
+        Outcome::Cookie(None) => {}
+        Outcome::Error(e) => replace_with_error(response, &SessionError::from(e)),
     }
 }
 
-async fn save<B: From<String>>(
-    config: &Config,
-    shared: &Shared,
-    resign: bool,
-    response: &mut Response<B>,
-) {
-    let answered_with = response.extensions_mut().remove::<AnsweredWith>();
-    let mut state = shared.state.lock().await;
-    if let Some(AnsweredWith(error)) = answered_with {
-        // The handler answered with a session error: its details go to the log (unless it is
-        // the store failure logged when it happened), the client got only words.
-        if !state.failure.as_ref().is_some_and(|f| f.same_as(&error)) {
-            error.log_as_answer();
-        }
-    }
-    if let Some(failure) = state.failure.take() {
-        if let Some(mut session) = state.session.take() {
-            session.discard();
-        }
-        replace_with_error(response, &failure);
-        return;
-    }
-    // Never used by the handler: no I/O, no cookie.
-    let Some(mut session) = state.session.take() else {
-        return;
+/// Logs a session error the handler answered with, unless it is the store failure the
+/// request remembered (logged when it happened).
+async fn log_answer(shared: &RequestSession, error: &SessionError) {
+    let remembered = match error.shared() {
+        Some(e) => shared.remembers(&e).await,
+        None => false,
     };
-    drop(state);
-
-    let cookie = if session.is_deleted() {
-        if let Err(e) = session.flush().await {
-            if flush_failed(&config.logs, response, &mut session, e) {
-                return;
-            }
-        }
-        Some(removal_cookie(config))
-    } else if session.is_new() && !session.is_modified() {
-        // Used but not changed: nothing worth storing. A cookie naming a session that is gone
-        // (expired, deleted, tampered with) is cleared so that the client stops sending it.
-        session.discard();
-        shared.cookie_sent.then(|| removal_cookie(config))
-    } else {
-        // Read before the flush, which resets it.
-        let lifetime_changed = session.cookie_lifetime_changed();
-        if session.needs_flush() {
-            if let Err(e) = session.flush().await {
-                if flush_failed(&config.logs, response, &mut session, e) {
-                    return;
-                }
-                // The session is gone: drop the cookie.
-                append_cookie(response, &removal_cookie(config));
-                return;
-            }
-        }
-        let id_is_new_to_client = session.id().map(SessionId::as_str) != shared.claimed.as_deref();
-        let slides =
-            session.expire().is_some_and(|e| e > 0) && !session.is_browser_session_cookie();
-        (id_is_new_to_client || slides || lifetime_changed || resign)
-            .then(|| session_cookie(config, &session))
-            .flatten()
-    };
-    if let Some(cookie) = cookie {
-        append_cookie(response, &cookie);
+    if !remembered {
+        error.log_as_answer();
     }
-}
-
-/// Handles a failed flush. Returns true when the response was replaced (503/500); false when
-/// the session was deleted meanwhile (the response stands).
-fn flush_failed<B: From<String>>(
-    logs: &crate::error::StoreLogs,
-    response: &mut Response<B>,
-    session: &mut Session,
-    e: cgi_session_core::Error,
-) -> bool {
-    session.discard();
-    if let cgi_session_core::Error::Gone { .. } = e {
-        tracing::warn!(error = %e, "session changes not saved");
-        return false;
-    }
-    let err = crate::error::logged_store_failure(logs, e, "saving the session");
-    replace_with_error(response, &err);
-    true
 }
 
 /// Replaces the handler's response with the error's text response (status, `Retry-After`
@@ -387,21 +319,6 @@ fn replace_with_error<B: From<String>>(response: &mut Response<B>, error: &Sessi
     *replacement.status_mut() = status;
     *replacement.headers_mut() = headers;
     *response = replacement;
-}
-
-/// The session's cookie ([`Session::cookie`], built from the store's one cookie
-/// configuration), signed with the newest key when the layer has keys.
-fn session_cookie(config: &Config, session: &Session) -> Option<Cookie<'static>> {
-    let cookie = session.cookie()?;
-    Some(match &config.keys {
-        None => cookie,
-        Some(keys) => keys.sign(cookie),
-    })
-}
-
-/// A cookie telling the client to forget the session cookie (never signed: it holds nothing).
-fn removal_cookie(config: &Config) -> Cookie<'static> {
-    config.store.cookie_config().removal_cookie()
 }
 
 fn append_cookie<B>(response: &mut Response<B>, cookie: &Cookie<'static>) {
