@@ -11,8 +11,7 @@ use actix_web::http::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE};
 use actix_web::{HttpMessage, ResponseError};
 use cgi_session_core::client_addr::TrustedProxies;
 use cgi_session_core::cookie::SigningKeys;
-use cgi_session_core::cookie_header::{self, SessionCookie};
-use cgi_session_core::web::{Outcome, RequestSession, StoreLogs};
+use cgi_session_core::web::{Claim, Outcome, RequestSession, StoreLogs};
 use cgi_session_core::{LockMode, SessionStore};
 use cookie::Cookie;
 
@@ -219,62 +218,10 @@ where
     }
 }
 
-/// What the request's cookie claims.
-struct Claim {
-    /// The session id (verified when cookies are signed).
-    id: Option<String>,
-    /// Whether a session cookie was sent at all (even one that failed to verify).
-    sent: bool,
-    /// Whether a previous key signed it: send it again signed with the newest key.
-    resign: bool,
-}
-
-/// The session id the request's cookie holds.
-///
-/// The header(s) are read with the one cookie parser every adapter shares
-/// ([`cgi_session_core::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not
-/// hide the session cookie), several `Cookie` headers, and the first session cookie counts, as
-/// in CGI.pm.
+/// What the request's cookie claims ([`Claim::from_cookie_headers`]).
 fn claimed_id(headers: &HeaderMap, config: &Config) -> Claim {
     let cookies = headers.get_all(COOKIE).map(HeaderValue::as_bytes);
-    let name = config.store.cookie_name();
-    let Some(raw) = cookie_header::first_value(cookies, name) else {
-        return Claim {
-            id: None,
-            sent: false,
-            resign: false,
-        };
-    };
-    let (id, resign) = match &config.keys {
-        None => (
-            SessionCookie::from_value(raw).id().map(str::to_owned),
-            false,
-        ),
-        Some(keys) => {
-            let verified = std::str::from_utf8(raw)
-                .ok()
-                .and_then(|value| keys.verify(name, value));
-            match verified {
-                None => {
-                    tracing::debug!(
-                        "session cookie failed signature verification; treating the request as having no session"
-                    );
-                    (None, false)
-                }
-                Some(v) => (
-                    SessionCookie::from_value(v.value.as_bytes())
-                        .id()
-                        .map(str::to_owned),
-                    !v.by_newest,
-                ),
-            }
-        }
-    };
-    Claim {
-        id,
-        sent: true,
-        resign,
-    }
+    Claim::from_cookie_headers(cookies, &config.store, config.keys.as_ref())
 }
 
 /// After the handler: logs the session error the handler answered with (unless it is the

@@ -7,8 +7,7 @@ use std::task::{Context, Poll};
 
 use cgi_session_core::client_addr::TrustedProxies;
 use cgi_session_core::cookie::SigningKeys;
-use cgi_session_core::cookie_header::{self, SessionCookie};
-use cgi_session_core::web::{Outcome, RequestSession, StoreLogs};
+use cgi_session_core::web::{Claim, Outcome, RequestSession, StoreLogs};
 use cgi_session_core::{LockMode, SessionStore};
 use cookie::{Cookie, Key};
 use http::header::{COOKIE, SET_COOKIE};
@@ -206,13 +205,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
-        let (claimed, cookie_sent, resign) = claimed_id(req.headers(), &config);
+        let claim = claimed_id(req.headers(), &config);
         let remote_addr =
             crate::client_addr::resolve(&mut req, &config.proxies).map(|ip| ip.to_string());
         let shared = Arc::new(RequestSession::new(
             config.store.clone(),
-            claimed,
-            cookie_sent,
+            claim.id,
+            claim.sent,
             remote_addr,
             config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
             Arc::clone(&config.logs),
@@ -224,54 +223,19 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let mut response = inner.call(req).await?;
-            finish(&config, &shared, resign, &mut response).await;
+            finish(&config, &shared, claim.resign, &mut response).await;
             Ok(response)
         })
     }
 }
 
-/// The session id the request's cookie holds, whether a session cookie was sent at all, and
-/// whether it must be sent again signed with the newest key (an older key signed it).
-///
-/// The header(s) are read with the one cookie parser every adapter shares
-/// ([`cgi_session_core::cookie_header`]): raw bytes (a latin-1 byte in another cookie does not
-/// hide the session cookie), several `Cookie` headers, and the first session cookie counts, as
-/// in CGI.pm.
-fn claimed_id(headers: &HeaderMap, config: &Config) -> (Option<String>, bool, bool) {
+/// What the request's cookie claims ([`Claim::from_cookie_headers`]).
+fn claimed_id(headers: &HeaderMap, config: &Config) -> Claim {
     let cookies = headers
         .get_all(COOKIE)
         .into_iter()
         .map(HeaderValue::as_bytes);
-    let name = config.store.cookie_name();
-    let Some(raw) = cookie_header::first_value(cookies, name) else {
-        return (None, false, false);
-    };
-    let (id, resign) = match &config.keys {
-        None => (
-            SessionCookie::from_value(raw).id().map(str::to_owned),
-            false,
-        ),
-        Some(keys) => {
-            let verified = std::str::from_utf8(raw)
-                .ok()
-                .and_then(|value| keys.verify(name, value));
-            match verified {
-                None => {
-                    tracing::debug!(
-                        "session cookie failed signature verification; treating the request as having no session"
-                    );
-                    (None, false)
-                }
-                Some(v) => (
-                    SessionCookie::from_value(v.value.as_bytes())
-                        .id()
-                        .map(str::to_owned),
-                    !v.by_newest,
-                ),
-            }
-        }
-    };
-    (id, true, resign)
+    Claim::from_cookie_headers(cookies, &config.store, config.keys.as_ref())
 }
 
 /// After the handler: logs the session error the handler answered with (unless it is the
