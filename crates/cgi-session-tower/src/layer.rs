@@ -250,24 +250,14 @@ async fn finish<B: From<String>>(
     if let Some(AnsweredWith(error)) = response.extensions_mut().remove::<AnsweredWith>() {
         // The handler answered with a session error: its details go to the log, the client
         // got only words.
-        log_answer(shared, &error).await;
+        if shared.answer_needs_log(error.shared().as_ref()).await {
+            error.log_as_answer();
+        }
     }
     match shared.finish(config.keys.as_ref(), resign).await {
         Outcome::Cookie(Some(cookie)) => append_cookie(response, &cookie),
         Outcome::Cookie(None) => {}
         Outcome::Error(e) => replace_with_error(response, &SessionError::from(e)),
-    }
-}
-
-/// Logs a session error the handler answered with, unless it is the store failure the
-/// request remembered (logged when it happened).
-async fn log_answer(shared: &RequestSession, error: &SessionError) {
-    let remembered = match error.shared() {
-        Some(e) => shared.remembers(&e).await,
-        None => false,
-    };
-    if !remembered {
-        error.log_as_answer();
     }
 }
 

@@ -269,10 +269,15 @@ impl RequestSession {
         Ok(!session.is_new() && !session.is_deleted())
     }
 
-    /// Whether `error` is the store failure this request remembered (and logged when it
-    /// happened), so that an adapter does not log it again when the handler answers with it.
-    pub async fn remembers(&self, error: &WebError) -> bool {
-        self.state
+    /// Whether an error the handler answered with is still to be logged: not when it is the
+    /// store failure this request remembered (logged when it happened). `None` stands for an
+    /// adapter's own error (e.g. a missing middleware), always logged.
+    pub async fn answer_needs_log(&self, error: Option<&WebError>) -> bool {
+        let Some(error) = error else {
+            return true;
+        };
+        !self
+            .state
             .lock()
             .await
             .failure
