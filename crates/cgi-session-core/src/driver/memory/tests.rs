@@ -325,6 +325,7 @@ async fn concurrent_creation_past_capacity_stays_bounded_and_keeps_recent_sessio
             let d = d.clone();
             // Interleave the task's shards.
             let mut order: Vec<String> = Vec::new();
+            #[allow(clippy::needless_range_loop)] // k indexes the inner vectors
             for k in 0..PER_SHARD {
                 order.extend(
                     (t..shards)
