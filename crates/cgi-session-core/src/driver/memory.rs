@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hashlink::LinkedHashMap;
 
 use super::{
     Driver, ListedSession, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version,
@@ -42,9 +43,6 @@ const SHARDED_FROM: usize = 4_096;
 /// to evict before it evicts a live one.
 const EXPIRED_PROBE: usize = 8;
 
-/// No slot: the end of a list.
-const NIL: usize = usize::MAX;
-
 #[derive(Debug)]
 struct Entry {
     data: Vec<u8>,
@@ -57,136 +55,48 @@ fn is_expired(e: &Entry, now: i64) -> bool {
     e.expires_at.is_some_and(|at| at <= now)
 }
 
-#[derive(Debug)]
-struct Node {
-    id: SessionId,
-    entry: Entry,
-    /// Towards the most recently used end.
-    prev: usize,
-    /// Towards the least recently used end.
-    next: usize,
-}
-
-/// One shard: a map from id to slot, and the slots linked in recency order (most recently used
-/// at `head`). Every operation is O(1) but [`Shard::retain`].
+/// One shard: its sessions in a map that keeps them in recency order (`hashlink`'s
+/// `LinkedHashMap`: least recently used at the front, most recently used at the back), so that
+/// every operation but [`Shard::retain`] is O(1).
 #[derive(Debug)]
 struct Shard {
     capacity: usize,
-    index: HashMap<SessionId, usize>,
-    slots: Vec<Option<Node>>,
-    free: Vec<usize>,
-    head: usize,
-    tail: usize,
+    entries: LinkedHashMap<SessionId, Entry>,
 }
 
 impl Shard {
     fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            index: HashMap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            entries: LinkedHashMap::new(),
         }
     }
 
     fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    fn node(&self, i: usize) -> &Node {
-        self.slots[i].as_ref().expect("a linked slot holds a node")
-    }
-
-    fn node_mut(&mut self, i: usize) -> &mut Node {
-        self.slots[i].as_mut().expect("a linked slot holds a node")
-    }
-
-    fn unlink(&mut self, i: usize) {
-        let (prev, next) = {
-            let n = self.node(i);
-            (n.prev, n.next)
-        };
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.node_mut(prev).next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.node_mut(next).prev = prev;
-        }
-    }
-
-    fn push_front(&mut self, i: usize) {
-        let head = self.head;
-        {
-            let n = self.node_mut(i);
-            n.prev = NIL;
-            n.next = head;
-        }
-        if head == NIL {
-            self.tail = i;
-        } else {
-            self.node_mut(head).prev = i;
-        }
-        self.head = i;
+        self.entries.len()
     }
 
     /// The entry, without changing its recency.
     fn peek(&self, id: &SessionId) -> Option<&Entry> {
-        self.index.get(id).map(|&i| &self.node(i).entry)
+        self.entries.get(id)
     }
 
     /// The entry, made the most recently used.
     fn get_mut(&mut self, id: &SessionId) -> Option<&mut Entry> {
-        let i = *self.index.get(id)?;
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
-        }
-        Some(&mut self.node_mut(i).entry)
+        self.entries.to_back(id)
     }
 
     /// Inserts or replaces the entry, made the most recently used. The caller makes room first.
     fn put(&mut self, id: &SessionId, entry: Entry) {
-        if let Some(e) = self.get_mut(id) {
+        if let Some(e) = self.entries.to_back(id) {
             *e = entry;
-            return;
+        } else {
+            self.entries.insert(id.clone(), entry);
         }
-        let node = Node {
-            id: id.clone(),
-            entry,
-            prev: NIL,
-            next: NIL,
-        };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(node);
-                i
-            }
-            None => {
-                self.slots.push(Some(node));
-                self.slots.len() - 1
-            }
-        };
-        self.push_front(i);
-        self.index.insert(id.clone(), i);
-    }
-
-    fn remove_at(&mut self, i: usize) -> Entry {
-        self.unlink(i);
-        let node = self.slots[i].take().expect("a linked slot holds a node");
-        self.free.push(i);
-        self.index.remove(&node.id);
-        node.entry
     }
 
     fn remove(&mut self, id: &SessionId) -> Option<Entry> {
-        let i = *self.index.get(id)?;
-        Some(self.remove_at(i))
+        self.entries.remove(id)
     }
 
     /// Makes room for one more entry when the shard is full: evicts an expired entry among the
@@ -195,39 +105,34 @@ impl Shard {
         if self.len() < self.capacity {
             return;
         }
-        let mut i = self.tail;
-        for _ in 0..EXPIRED_PROBE {
-            if i == NIL {
+        let expired = self
+            .entries
+            .iter()
+            .take(EXPIRED_PROBE)
+            .find(|(_, e)| is_expired(e, now))
+            .map(|(id, _)| id.clone());
+        if let Some(id) = expired {
+            self.entries.remove(&id);
+            return;
+        }
+        while self.len() >= self.capacity {
+            if self.entries.pop_front().is_none() {
                 break;
             }
-            if is_expired(&self.node(i).entry, now) {
-                self.remove_at(i);
-                return;
-            }
-            i = self.node(i).prev;
-        }
-        while self.len() >= self.capacity && self.tail != NIL {
-            self.remove_at(self.tail);
         }
     }
 
     /// Removes the entries `keep` refuses (a full scan: for [`MemoryDriver::sweep`]); returns
     /// how many.
     fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> usize {
-        let gone: Vec<usize> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.as_ref().filter(|n| !keep(&n.entry)).map(|_| i))
-            .collect();
-        for &i in &gone {
-            self.remove_at(i);
-        }
-        gone.len()
+        let before = self.entries.len();
+        self.entries.retain(|_, e| keep(e));
+        before - self.entries.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Node> {
-        self.slots.iter().flatten()
+    /// Every session of the shard, least recently used first.
+    fn iter(&self) -> impl Iterator<Item = (&SessionId, &Entry)> {
+        self.entries.iter()
     }
 }
 
@@ -569,12 +474,12 @@ impl Driver for MemoryDriver {
         for shard in self.shared.shards.iter() {
             let listed: Vec<ListedSession> = lock(shard)
                 .iter()
-                .filter(|n| !is_expired(&n.entry, now))
-                .map(|n| {
-                    ListedSession::new(n.id.clone())
-                        .size(n.entry.data.len() as u64)
-                        .last_access(n.entry.last_access)
-                        .expires_at(n.entry.expires_at)
+                .filter(|(_, e)| !is_expired(e, now))
+                .map(|(id, e)| {
+                    ListedSession::new(id.clone())
+                        .size(e.data.len() as u64)
+                        .last_access(e.last_access)
+                        .expires_at(e.expires_at)
                 })
                 .collect();
             for session in listed {
