@@ -1,15 +1,23 @@
 //! The `memory` driver: sessions in this process, bounded, with expired entries swept.
 //!
-//! Session locks ([`Driver::try_lock`]) are kept in the same state: a map from id to the
-//! holder's token (a counter) and the end of its lease. They are shared by the clones of one
-//! driver, hence by the stores of this process that use it, and by nothing else.
+//! Sessions are spread over shards by a hash of their id; each shard is a mutex over a hash
+//! map and an intrusive doubly linked list in recency order, so that a load, a store and an
+//! eviction cost O(1) and contend only with operations on the same shard.
+//!
+//! Session locks ([`Driver::try_lock`]) are kept apart: a map from id to the holder's token (a
+//! counter) and the end of its lease, behind their own mutex. They are shared by the clones of
+//! one driver, hence by the stores of this process that use it, and by nothing else.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hashlink::LinkedHashMap;
 
 use super::{
     Driver, ListedSession, Loaded, LockAttempt, LockToken, StoreMode, StoreOutcome, Version,
@@ -18,8 +26,22 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::DriverError;
 use crate::SessionId;
 
+#[cfg(test)]
+mod tests;
+
 /// The default number of sessions a [`MemoryDriver`] holds.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// The number of shards of a driver whose capacity is at least [`SHARDED_FROM`].
+const DEFAULT_SHARDS: usize = 16;
+
+/// Below this capacity a driver has a single shard, so that eviction is exactly least recently
+/// used.
+const SHARDED_FROM: usize = 4_096;
+
+/// How many entries from the least recently used end a full shard looks at for an expired one
+/// to evict before it evicts a live one.
+const EXPIRED_PROBE: usize = 8;
 
 #[derive(Debug)]
 struct Entry {
@@ -27,6 +49,91 @@ struct Entry {
     version: Version,
     expires_at: Option<i64>,
     last_access: i64,
+}
+
+fn is_expired(e: &Entry, now: i64) -> bool {
+    e.expires_at.is_some_and(|at| at <= now)
+}
+
+/// One shard: its sessions in a map that keeps them in recency order (`hashlink`'s
+/// `LinkedHashMap`: least recently used at the front, most recently used at the back), so that
+/// every operation but [`Shard::retain`] is O(1).
+#[derive(Debug)]
+struct Shard {
+    capacity: usize,
+    entries: LinkedHashMap<SessionId, Entry>,
+}
+
+impl Shard {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: LinkedHashMap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entry, without changing its recency.
+    fn peek(&self, id: &SessionId) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// The entry, made the most recently used.
+    fn get_mut(&mut self, id: &SessionId) -> Option<&mut Entry> {
+        self.entries.to_back(id)
+    }
+
+    /// Inserts or replaces the entry, made the most recently used. The caller makes room first.
+    fn put(&mut self, id: &SessionId, entry: Entry) {
+        if let Some(e) = self.entries.to_back(id) {
+            *e = entry;
+        } else {
+            self.entries.insert(id.clone(), entry);
+        }
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Entry> {
+        self.entries.remove(id)
+    }
+
+    /// Makes room for one more entry when the shard is full: evicts an expired entry among the
+    /// [`EXPIRED_PROBE`] least recently used if there is one, else the least recently used.
+    fn make_room(&mut self, now: i64) {
+        if self.len() < self.capacity {
+            return;
+        }
+        let expired = self
+            .entries
+            .iter()
+            .take(EXPIRED_PROBE)
+            .find(|(_, e)| is_expired(e, now))
+            .map(|(id, _)| id.clone());
+        if let Some(id) = expired {
+            self.entries.remove(&id);
+            return;
+        }
+        while self.len() >= self.capacity {
+            if self.entries.pop_front().is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Removes the entries `keep` refuses (a full scan: for [`MemoryDriver::sweep`]); returns
+    /// how many.
+    fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| keep(e));
+        before - self.entries.len()
+    }
+
+    /// Every session of the shard, least recently used first.
+    fn iter(&self) -> impl Iterator<Item = (&SessionId, &Entry)> {
+        self.entries.iter()
+    }
 }
 
 /// A held session lock.
@@ -45,19 +152,36 @@ impl HeldLock {
 }
 
 #[derive(Debug, Default)]
-struct State {
-    entries: HashMap<SessionId, Entry>,
-    next_version: Version,
-    locks: HashMap<SessionId, HeldLock>,
+struct Locks {
+    held: HashMap<SessionId, HeldLock>,
     next_token: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    shards: Box<[Mutex<Shard>]>,
+    /// Picks a shard; independent of the shards' own maps' hashers.
+    hasher: RandomState,
+    next_version: AtomicU64,
+    locks: Mutex<Locks>,
 }
 
 /// Sessions kept in this process's memory: for tests, single-process apps and development.
 ///
-/// It is bounded: when it holds `capacity` sessions, expired ones are swept first, then the
-/// least recently used one is evicted (as memcached does under memory pressure). Lifetimes given
-/// by the session layer are honoured; sessions without one live until evicted. Cloning shares
-/// the same storage.
+/// It is bounded: it never holds more than `capacity` sessions. When a session is created in a
+/// full driver, one is evicted: an expired one if one is near the least recently used end, else
+/// the least recently used one (as memcached does under memory pressure). Loads, stores and
+/// touches make a session the most recently used. Every operation but [`sweep`](Self::sweep)
+/// and [`list`](Driver::list) takes constant time, at capacity as below it. Lifetimes given by
+/// the session layer are honoured: an expired session is never returned, and is dropped when
+/// next accessed, when evicted or by [`sweep`](Self::sweep). Sessions without a lifetime live
+/// until evicted. Cloning shares the same storage.
+///
+/// The sessions are spread over shards (16 from a capacity of 4,096, else one), each with its
+/// own lock and an equal part of the capacity, so that operations on different sessions
+/// seldom wait for each other. Eviction is least recently used *within a shard*: globally it is
+/// approximate, and a shard may evict while others have room (memcached's slab classes behave
+/// the same way). With a single shard ([`with_shards(1)`](Self::with_shards)) it is exact.
 ///
 /// Session locks ([`Driver::try_lock`]) are kept apart from the sessions (they are neither
 /// counted nor evicted) and read the driver's [`Clock`], which ticks in whole seconds: a lease
@@ -82,7 +206,7 @@ struct State {
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemoryDriver {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     capacity: usize,
     clock: Arc<dyn Clock>,
 }
@@ -101,11 +225,27 @@ impl MemoryDriver {
 
     /// A driver holding up to `capacity` sessions (at least 1).
     pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let shards = if capacity >= SHARDED_FROM {
+            DEFAULT_SHARDS
+        } else {
+            1
+        };
         Self {
-            state: Arc::default(),
-            capacity: capacity.max(1),
+            shared: Arc::new(Shared::new(capacity, shards)),
+            capacity,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Spreads the sessions over `shards` shards: rounded down to a power of two, at least 1
+    /// and at most the capacity. Call it before storing anything: it replaces the storage.
+    #[must_use]
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        let shards = shards.clamp(1, self.capacity);
+        let shards = 1 << shards.ilog2();
+        self.shared = Arc::new(Shared::new(self.capacity, shards));
+        self
     }
 
     /// Uses `clock` for lifetimes (tests).
@@ -117,7 +257,7 @@ impl MemoryDriver {
 
     /// How many sessions are held (expired ones not yet swept included).
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.shared.shards.iter().map(|s| lock(s).len()).sum()
     }
 
     /// Whether no session is held.
@@ -129,22 +269,59 @@ impl MemoryDriver {
     /// how many sessions were removed (locks are not counted).
     pub fn sweep(&self) -> usize {
         let now = self.clock.now();
-        let mut state = self.lock();
-        let before = state.entries.len();
-        state.entries.retain(|_, e| !is_expired(e, now));
-        state.locks.retain(|_, l| !l.ended(now));
-        before - state.entries.len()
+        let removed = self
+            .shared
+            .shards
+            .iter()
+            .map(|s| lock(s).retain(|e| !is_expired(e, now)))
+            .sum();
+        self.locks().held.retain(|_, l| !l.ended(now));
+        removed
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave an entry half-written (every update is a
-        // single insert or remove), so a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn shard_index(&self, id: &SessionId) -> usize {
+        // The mask keeps the low bits; truncating the hash is intended.
+        #[allow(clippy::cast_possible_truncation)]
+        let hash = self.shared.hasher.hash_one(id) as usize;
+        hash & (self.shared.shards.len() - 1)
+    }
+
+    fn shard(&self, id: &SessionId) -> MutexGuard<'_, Shard> {
+        lock(&self.shared.shards[self.shard_index(id)])
+    }
+
+    fn locks(&self) -> MutexGuard<'_, Locks> {
+        lock(&self.shared.locks)
+    }
+
+    fn bump(&self) -> Version {
+        self.shared.next_version.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn expiry(&self, now: i64, ttl: Option<Duration>) -> Option<i64> {
         ttl.map(|t| now.saturating_add(i64::try_from(t.as_secs()).unwrap_or(i64::MAX)))
     }
+}
+
+impl Shared {
+    fn new(capacity: usize, shards: usize) -> Self {
+        // Shard `i` holds an equal part of the capacity, the first ones one more for the rest.
+        let (part, rest) = (capacity / shards, capacity % shards);
+        Self {
+            shards: (0..shards)
+                .map(|i| Mutex::new(Shard::new(part + usize::from(i < rest))))
+                .collect(),
+            hasher: RandomState::new(),
+            next_version: AtomicU64::new(0),
+            locks: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while a shard or the locks are held but a broken invariant (which the
+    // tests would show), so a poisoned lock is used as it is.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A lease in whole seconds, rounded up.
@@ -153,37 +330,6 @@ fn lease_secs(lease: Duration) -> i64 {
         .as_secs()
         .saturating_add(u64::from(lease.subsec_nanos() > 0));
     i64::try_from(secs).unwrap_or(i64::MAX)
-}
-
-fn is_expired(e: &Entry, now: i64) -> bool {
-    e.expires_at.is_some_and(|at| at <= now)
-}
-
-impl State {
-    fn bump(&mut self) -> Version {
-        self.next_version += 1;
-        self.next_version
-    }
-
-    fn make_room(&mut self, capacity: usize, now: i64) {
-        if self.entries.len() < capacity {
-            return;
-        }
-        self.entries.retain(|_, e| !is_expired(e, now));
-        while self.entries.len() >= capacity {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.last_access)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    self.entries.remove(&k);
-                }
-                None => break,
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -199,12 +345,12 @@ impl Driver for MemoryDriver {
     ) -> Result<Option<Loaded>, DriverError> {
         let now = self.clock.now();
         let expires_at = self.expiry(now, touch);
-        let mut state = self.lock();
-        let Some(entry) = state.entries.get_mut(id) else {
+        let mut shard = self.shard(id);
+        let Some(entry) = shard.get_mut(id) else {
             return Ok(None);
         };
         if is_expired(entry, now) {
-            state.entries.remove(id);
+            shard.remove(id);
             return Ok(None);
         }
         let previous_access = entry.last_access;
@@ -228,8 +374,9 @@ impl Driver for MemoryDriver {
     ) -> Result<StoreOutcome, DriverError> {
         let now = self.clock.now();
         let expires_at = self.expiry(now, ttl);
-        let mut state = self.lock();
-        let live = state.entries.get(id).filter(|e| !is_expired(e, now));
+        let mut shard = self.shard(id);
+        let present = shard.peek(id);
+        let live = present.filter(|e| !is_expired(e, now));
         match (mode, live) {
             (StoreMode::Create, Some(_)) => return Ok(StoreOutcome::Exists),
             (StoreMode::Replace { .. }, None) => return Ok(StoreOutcome::NotFound),
@@ -238,12 +385,12 @@ impl Driver for MemoryDriver {
             }
             _ => {}
         }
-        if !state.entries.contains_key(id) {
-            state.make_room(self.capacity, now);
+        if present.is_none() {
+            shard.make_room(now);
         }
-        let version = state.bump();
-        state.entries.insert(
-            id.clone(),
+        let version = self.bump();
+        shard.put(
+            id,
             Entry {
                 data: data.to_vec(),
                 version,
@@ -257,8 +404,7 @@ impl Driver for MemoryDriver {
     async fn remove(&self, id: &SessionId) -> Result<bool, DriverError> {
         let now = self.clock.now();
         Ok(self
-            .lock()
-            .entries
+            .shard(id)
             .remove(id)
             .is_some_and(|e| !is_expired(&e, now)))
     }
@@ -266,8 +412,8 @@ impl Driver for MemoryDriver {
     async fn touch(&self, id: &SessionId, ttl: Option<Duration>) -> Result<bool, DriverError> {
         let now = self.clock.now();
         let expires_at = self.expiry(now, ttl);
-        let mut state = self.lock();
-        match state.entries.get_mut(id) {
+        let mut shard = self.shard(id);
+        match shard.get_mut(id) {
             Some(e) if !is_expired(e, now) => {
                 e.expires_at = expires_at;
                 e.last_access = now;
@@ -281,20 +427,20 @@ impl Driver for MemoryDriver {
     /// [type documentation](MemoryDriver) for how leases are counted.
     async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<LockAttempt, DriverError> {
         let now = self.clock.now();
-        let mut state = self.lock();
-        match state.locks.get(id) {
+        let mut locks = self.locks();
+        match locks.held.get(id) {
             Some(held) if !held.ended(now) => return Ok(LockAttempt::Held),
             Some(_) => {}
             // Ids whose holders never released them would pile up: clear ended leases first
             // when there are many.
-            None if state.locks.len() >= self.capacity => {
-                state.locks.retain(|_, l| !l.ended(now));
+            None if locks.held.len() >= self.capacity => {
+                locks.held.retain(|_, l| !l.ended(now));
             }
             None => {}
         }
-        state.next_token = state.next_token.wrapping_add(1);
-        let token = state.next_token;
-        state.locks.insert(
+        locks.next_token = locks.next_token.wrapping_add(1);
+        let token = locks.next_token;
+        locks.held.insert(
             id.clone(),
             HeldLock {
                 token,
@@ -308,236 +454,40 @@ impl Driver for MemoryDriver {
     /// or its lease has ended (then it is dropped all the same).
     async fn unlock(&self, id: &SessionId, token: LockToken) -> Result<bool, DriverError> {
         let now = self.clock.now();
-        let mut state = self.lock();
-        match state.locks.get(id) {
+        let mut locks = self.locks();
+        match locks.held.get(id) {
             Some(held) if held.token == token.0 => {
                 let live = !held.ended(now);
-                state.locks.remove(id);
+                locks.held.remove(id);
                 Ok(live)
             }
             _ => Ok(false),
         }
     }
 
+    /// Lists the live sessions, one shard at a time (each is locked while it is copied).
     async fn list(
         &self,
         visit: &mut (dyn FnMut(ListedSession) -> ControlFlow<()> + Send),
     ) -> Result<(), DriverError> {
         let now = self.clock.now();
-        let listed: Vec<ListedSession> = self
-            .lock()
-            .entries
-            .iter()
-            .filter(|(_, e)| !is_expired(e, now))
-            .map(|(k, e)| {
-                ListedSession::new(k.clone())
-                    .size(e.data.len() as u64)
-                    .last_access(e.last_access)
-                    .expires_at(e.expires_at)
-            })
-            .collect();
-        for session in listed {
-            if visit(session).is_break() {
-                break;
+        for shard in self.shared.shards.iter() {
+            let listed: Vec<ListedSession> = lock(shard)
+                .iter()
+                .filter(|(_, e)| !is_expired(e, now))
+                .map(|(id, e)| {
+                    ListedSession::new(id.clone())
+                        .size(e.data.len() as u64)
+                        .last_access(e.last_access)
+                        .expires_at(e.expires_at)
+                })
+                .collect();
+            for session in listed {
+                if visit(session).is_break() {
+                    return Ok(());
+                }
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ManualClock;
-
-    fn id(s: &str) -> SessionId {
-        SessionId::parse(s).unwrap()
-    }
-
-    #[tokio::test]
-    async fn expired_entries_are_swept_and_invisible() {
-        let clock = ManualClock::new(1_000);
-        let d = MemoryDriver::new().with_clock(clock.clone());
-        d.store(
-            &id("a"),
-            b"1",
-            StoreMode::Create,
-            Some(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap();
-        d.store(&id("b"), b"2", StoreMode::Create, None)
-            .await
-            .unwrap();
-        clock.advance(10);
-        assert_eq!(d.load(&id("a"), None).await.unwrap(), None);
-        assert_eq!(d.len(), 1, "loading an expired entry removes it");
-        d.store(
-            &id("c"),
-            b"3",
-            StoreMode::Create,
-            Some(Duration::from_secs(1)),
-        )
-        .await
-        .unwrap();
-        clock.advance(1);
-        assert_eq!(d.sweep(), 1);
-        assert_eq!(d.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn bounded_evicts_least_recently_used() {
-        let clock = ManualClock::new(1_000);
-        let d = MemoryDriver::with_capacity(2).with_clock(clock.clone());
-        d.store(&id("a"), b"1", StoreMode::Create, None)
-            .await
-            .unwrap();
-        clock.advance(1);
-        d.store(&id("b"), b"2", StoreMode::Create, None)
-            .await
-            .unwrap();
-        clock.advance(1);
-        // Reading `a` makes `b` the least recently used.
-        assert!(d.load(&id("a"), None).await.unwrap().is_some());
-        clock.advance(1);
-        d.store(&id("c"), b"3", StoreMode::Create, None)
-            .await
-            .unwrap();
-        assert_eq!(d.len(), 2);
-        assert!(d.load(&id("b"), None).await.unwrap().is_none());
-        assert!(d.load(&id("a"), None).await.unwrap().is_some());
-    }
-
-    #[tokio::test]
-    async fn touch_on_load_extends_lifetime() {
-        let clock = ManualClock::new(1_000);
-        let d = MemoryDriver::new().with_clock(clock.clone());
-        let ttl = Some(Duration::from_secs(10));
-        d.store(&id("a"), b"1", StoreMode::Create, ttl)
-            .await
-            .unwrap();
-        clock.advance(8);
-        let loaded = d.load(&id("a"), ttl).await.unwrap().unwrap();
-        assert_eq!(loaded.last_access, Some(1_000));
-        clock.advance(8);
-        assert!(d.load(&id("a"), ttl).await.unwrap().is_some());
-    }
-
-    fn acquired(attempt: LockAttempt) -> LockToken {
-        match attempt {
-            LockAttempt::Acquired(token) => token,
-            other => panic!("expected the lock, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn lock_excludes_until_released_with_its_token() {
-        let d = MemoryDriver::new().with_clock(ManualClock::new(1_000));
-        let a = id("a");
-        let lease = Duration::from_secs(30);
-        let token = acquired(d.try_lock(&a, lease).await.unwrap());
-        assert_eq!(d.try_lock(&a, lease).await.unwrap(), LockAttempt::Held);
-        // Another id is independent.
-        let other = acquired(d.try_lock(&id("b"), lease).await.unwrap());
-        assert_ne!(other, token);
-
-        let wrong = LockToken(token.0.wrapping_add(1_000));
-        assert!(
-            !d.unlock(&a, wrong).await.unwrap(),
-            "a wrong token frees nothing"
-        );
-        assert_eq!(d.try_lock(&a, lease).await.unwrap(), LockAttempt::Held);
-        assert!(
-            !d.unlock(&a, other).await.unwrap(),
-            "b's token does not free a"
-        );
-
-        assert!(d.unlock(&a, token).await.unwrap());
-        assert!(!d.unlock(&a, token).await.unwrap(), "released once only");
-        let again = acquired(d.try_lock(&a, lease).await.unwrap());
-        assert_ne!(again, token, "every acquisition gets a new token");
-        // A clone shares the locks.
-        assert_eq!(
-            d.clone().try_lock(&a, lease).await.unwrap(),
-            LockAttempt::Held
-        );
-    }
-
-    #[tokio::test]
-    async fn ended_lease_is_taken_over_and_the_stale_holder_frees_nothing() {
-        let clock = ManualClock::new(1_000);
-        let d = MemoryDriver::new().with_clock(clock.clone());
-        let a = id("a");
-        let lease = Duration::from_secs(10);
-        let stale = acquired(d.try_lock(&a, lease).await.unwrap());
-        clock.advance(10);
-        assert_eq!(
-            d.try_lock(&a, lease).await.unwrap(),
-            LockAttempt::Held,
-            "the lease runs until the end of its last second"
-        );
-        clock.advance(1);
-        let fresh = acquired(d.try_lock(&a, lease).await.unwrap());
-        assert_ne!(fresh, stale);
-        assert!(!d.unlock(&a, stale).await.unwrap());
-        assert_eq!(
-            d.try_lock(&a, lease).await.unwrap(),
-            LockAttempt::Held,
-            "the stale holder's release left the new holder's lock alone"
-        );
-        assert!(d.unlock(&a, fresh).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn sub_second_leases_round_up_and_late_release_reports_false() {
-        let clock = ManualClock::new(1_000);
-        let d = MemoryDriver::new().with_clock(clock.clone());
-        let a = id("a");
-        let token = acquired(d.try_lock(&a, Duration::from_millis(1)).await.unwrap());
-        assert_eq!(
-            d.try_lock(&a, Duration::ZERO).await.unwrap(),
-            LockAttempt::Held
-        );
-        clock.advance(2);
-        // Nobody took it, but the lease ended: the release says so, and frees it all the same.
-        assert!(!d.unlock(&a, token).await.unwrap());
-        acquired(d.try_lock(&a, Duration::from_secs(1)).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn locks_are_not_sessions() {
-        let clock = ManualClock::new(1_000);
-        let d = MemoryDriver::with_capacity(2).with_clock(clock.clone());
-        let lease = Duration::from_secs(5);
-        for s in ["a", "b", "c"] {
-            acquired(d.try_lock(&id(s), lease).await.unwrap());
-        }
-        assert!(d.is_empty(), "locks are not counted as sessions");
-        assert_eq!(d.load(&id("a"), None).await.unwrap(), None);
-        let mut seen = 0;
-        d.list(&mut |_| {
-            seen += 1;
-            ControlFlow::Continue(())
-        })
-        .await
-        .unwrap();
-        assert_eq!(seen, 0, "listing shows no lock");
-        // Storing and removing the session leaves its lock alone.
-        d.store(&id("a"), b"x", StoreMode::Create, None)
-            .await
-            .unwrap();
-        assert!(d.remove(&id("a")).await.unwrap());
-        assert_eq!(
-            d.try_lock(&id("a"), lease).await.unwrap(),
-            LockAttempt::Held
-        );
-        // Beyond capacity, ended leases are cleared; live ones never are.
-        assert_eq!(d.lock().locks.len(), 3);
-        clock.advance(6);
-        acquired(d.try_lock(&id("d"), lease).await.unwrap());
-        assert_eq!(d.lock().locks.len(), 1);
-        clock.advance(6);
-        assert_eq!(d.sweep(), 0);
-        assert!(d.lock().locks.is_empty(), "sweep drops ended leases");
     }
 }
