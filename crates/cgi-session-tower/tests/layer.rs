@@ -1,12 +1,14 @@
 //! The layer's behaviour, through a real axum router and real drivers: the memory driver
 //! wrapped in a call-counting decorator, and a real memcached for the "store down" cases.
 
+mod common;
+
+#[cfg(feature = "connect-info")]
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use cgi_session::memcache::client::{Client, ClientConfig};
@@ -14,9 +16,11 @@ use cgi_session::memcache::MemcacheDriver;
 use cgi_session::{CookieConfig, MemoryDriver, SessionId, SessionStore};
 use cgi_session_conformance::{Calls, Counting};
 use cgi_session_tower::{Key, SessionError, SessionHandle, SessionLayer};
-use http::{Request, Response, StatusCode};
+use common::call;
+#[cfg(feature = "connect-info")]
+use common::call_from;
+use http::StatusCode;
 use memcached_harness::MemcachedServer;
-use tower::ServiceExt;
 
 // ----- the app under test ------------------------------------------------------------------
 
@@ -108,62 +112,6 @@ fn counting_store(expire: i64) -> (Arc<Counting>, SessionStore) {
         .default_expire(expire)
         .build();
     (driver, store)
-}
-
-struct Reply {
-    status: StatusCode,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl Reply {
-    /// The one Set-Cookie header, if any.
-    fn cookie(&self) -> Option<&str> {
-        assert!(self.set_cookies.len() <= 1, "{:?}", self.set_cookies);
-        self.set_cookies.first().map(String::as_str)
-    }
-
-    /// `NAME=value` of the Set-Cookie header, for the next request's Cookie header.
-    fn cookie_pair(&self) -> String {
-        let c = self.cookie().expect("a Set-Cookie header");
-        c.split(';').next().unwrap().to_owned()
-    }
-}
-
-async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
-    call_from(app, path, cookie, None).await
-}
-
-async fn call_from(
-    app: &Router,
-    path: &str,
-    cookie: Option<&str>,
-    from: Option<SocketAddr>,
-) -> Reply {
-    let mut req = Request::get(path);
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    let mut req = req.body(Body::empty()).unwrap();
-    if let Some(addr) = from {
-        req.extensions_mut().insert(ConnectInfo(addr));
-    }
-    let res: Response<Body> = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let set_cookies = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    Reply {
-        status,
-        set_cookies,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    }
 }
 
 fn is_removal(set_cookie: &str) -> bool {

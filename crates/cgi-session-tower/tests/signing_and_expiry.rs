@@ -1,15 +1,16 @@
 //! Signing keys with rotation and the cookie of each kind of expiry, through a real axum
 //! router over the memory driver.
 
+mod common;
+
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use cgi_session::{Expiry, MemoryDriver, SessionStore};
 use cgi_session_tower::{Key, SessionError, SessionHandle, SessionLayer, SigningKeys};
-use http::{Request, Response, StatusCode};
-use tower::ServiceExt;
+use common::call;
+use http::StatusCode;
 
 async fn read(session: SessionHandle) -> Result<String, SessionError> {
     Ok(session.get::<String>("user").await?.unwrap_or_default())
@@ -38,51 +39,6 @@ fn app(layer: SessionLayer) -> Router {
         .route("/browser", get(browser_only))
         .route("/absolute", get(until_an_hour))
         .layer(layer)
-}
-
-struct Reply {
-    status: StatusCode,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl Reply {
-    fn cookie(&self) -> Option<&str> {
-        assert!(self.set_cookies.len() <= 1, "{:?}", self.set_cookies);
-        self.set_cookies.first().map(String::as_str)
-    }
-
-    fn cookie_pair(&self) -> String {
-        let c = self.cookie().expect("a Set-Cookie header");
-        c.split(';').next().unwrap().to_owned()
-    }
-}
-
-async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
-    let mut req = Request::get(path);
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    let res: Response<Body> = app
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let set_cookies = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    Reply {
-        status,
-        set_cookies,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    }
 }
 
 fn store(expire: i64) -> SessionStore {
