@@ -42,6 +42,6 @@ pub fn sample_record(i: usize, tags: usize) -> Record {
         "127.0.0.1".into(),
     );
     record.etime = Some(SESSION_EXPIRE_SECS);
-    record.params = sample_params(i, tags);
+    record.params = sample_params(i, tags).into();
     record
 }

@@ -2,12 +2,17 @@
 //! the reserved `_SESSION_*` keys.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::SerializeError;
 use crate::serializer::Serializer;
+
+pub(crate) mod json;
+mod params;
+
+pub use params::{Iter as ParamsIter, Params};
 
 /// Reserved key: the session id.
 pub const KEY_ID: &str = "_SESSION_ID";
@@ -38,9 +43,11 @@ pub fn is_reserved(name: &str) -> bool {
 /// A decoded session: the reserved fields, typed, and the user's parameters.
 ///
 /// [`Record::to_map`] and [`Record::from_map`] convert to and from CGI::Session's flat map, which
-/// is what a [`Serializer`] encodes. [`Record::decode`] and
-/// [`Record::encode`] also remember the stored bytes the record was read from (or last written
-/// as), so that a serializer can write values nobody changed exactly as they were stored
+/// is what a [`Serializer`] encodes. [`Record::decode`] and [`Record::encode`] go through the
+/// serializer's record methods ([`Serializer::thaw_record`], [`Serializer::freeze_record`]):
+/// JSON keeps each parameter as its stored text until it is read ([`Params`]). They also
+/// remember the stored bytes the record was read from (or last written as), so that a
+/// serializer can write values nobody changed exactly as they were stored
 /// ([`Serializer::freeze_over`]); equality ignores them.
 ///
 /// ```
@@ -72,11 +79,11 @@ pub struct Record {
     /// key only once it has been used).
     pub expire_list: Option<BTreeMap<String, i64>>,
     /// The user's parameters.
-    pub params: Map<String, Value>,
+    pub params: Params,
     /// Other `_SESSION_*` keys found in storage, kept so that they survive a rewrite.
     pub extra: Map<String, Value>,
     /// The stored bytes this record was decoded from or last encoded as.
-    stored: Option<Arc<[u8]>>,
+    stored: Option<Bytes>,
 }
 
 impl PartialEq for Record {
@@ -103,7 +110,7 @@ impl Record {
             etime: None,
             remote_addr,
             expire_list: None,
-            params: Map::new(),
+            params: Params::new(),
             extra: Map::new(),
             stored: None,
         }
@@ -177,20 +184,27 @@ impl Record {
     /// The serializer's error when the bytes do not decode;
     /// [`SerializeError::NotARecord`] when they are not a session.
     pub fn decode(serializer: &dyn Serializer, bytes: &[u8]) -> Result<Self, SerializeError> {
-        let mut record = Self::from_map(serializer.thaw(bytes)?)?;
-        record.stored = Some(Arc::from(bytes));
+        Self::decode_bytes(serializer, Bytes::copy_from_slice(bytes))
+    }
+
+    /// [`Record::decode`] of bytes the record may keep without copying them.
+    ///
+    /// # Errors
+    /// As [`Record::decode`].
+    pub fn decode_bytes(serializer: &dyn Serializer, bytes: Bytes) -> Result<Self, SerializeError> {
+        let mut record = serializer.thaw_record(&bytes)?;
+        record.stored = Some(bytes);
         Ok(record)
     }
 
     /// Encodes the record with `serializer` as a new version of the bytes it was read from
-    /// ([`Serializer::freeze_over`]), and remembers the result as its stored bytes.
+    /// ([`Serializer::freeze_record`]), and remembers the result as its stored bytes.
     ///
     /// # Errors
     /// The serializer's error when a value cannot be represented.
-    pub fn encode(&mut self, serializer: &dyn Serializer) -> Result<Vec<u8>, SerializeError> {
-        let previous = self.stored.clone();
-        let bytes = self.with_map(|map| serializer.freeze_over(map, previous.as_deref()))?;
-        self.stored = Some(Arc::from(bytes.as_slice()));
+    pub fn encode(&mut self, serializer: &dyn Serializer) -> Result<Bytes, SerializeError> {
+        let bytes = Bytes::from(serializer.freeze_record(self)?);
+        self.stored = Some(bytes.clone());
         Ok(bytes)
     }
 
@@ -201,7 +215,7 @@ impl Record {
 
     /// CGI::Session's flat map.
     pub fn to_map(&self) -> Map<String, Value> {
-        self.reserved_into(self.params.clone())
+        self.reserved_into(self.params.to_map())
     }
 
     /// `map` (the parameters) with the reserved keys added.
@@ -233,7 +247,7 @@ impl Record {
     /// into the map for the call and back afterwards ([`Record::to_map`] clones them).
     pub fn with_map<R>(&mut self, f: impl FnOnce(&Map<String, Value>) -> R) -> R {
         let params = std::mem::take(&mut self.params);
-        let mut map = self.reserved_into(params);
+        let mut map = self.reserved_into(params.into_map());
         let result = f(&map);
         for key in [
             KEY_ID,
@@ -248,7 +262,7 @@ impl Record {
         for key in self.extra.keys() {
             map.remove(key);
         }
-        self.params = map;
+        self.params = Params::from(map);
         result
     }
 
@@ -258,8 +272,54 @@ impl Record {
     /// # Errors
     /// [`SerializeError::NotARecord`] when `_SESSION_ID` is missing or a reserved field has the
     /// wrong type.
-    pub fn from_map(mut map: Map<String, Value>) -> Result<Self, SerializeError> {
-        let id = match map.remove(KEY_ID) {
+    pub fn from_map(map: Map<String, Value>) -> Result<Self, SerializeError> {
+        let mut reserved = Reserved::default();
+        let mut params = Params::new();
+        for (k, v) in map {
+            if is_reserved(&k) {
+                reserved.put(k, v);
+            } else {
+                params.insert(k, v);
+            }
+        }
+        reserved.finish(params)
+    }
+}
+
+/// The reserved fields of a stored record as found, before they are checked
+/// ([`Record::from_map`] and the JSON codec read them alike).
+#[derive(Default)]
+pub(crate) struct Reserved {
+    id: Option<Value>,
+    ctime: Option<Value>,
+    atime: Option<Value>,
+    etime: Option<Value>,
+    remote_addr: Option<Value>,
+    expire_list: Option<Value>,
+    extra: Map<String, Value>,
+}
+
+impl Reserved {
+    /// One `_SESSION_*` entry (the last of a name counts).
+    pub(crate) fn put(&mut self, key: String, value: Value) {
+        let slot = match key.as_str() {
+            KEY_ID => &mut self.id,
+            KEY_CTIME => &mut self.ctime,
+            KEY_ATIME => &mut self.atime,
+            KEY_ETIME => &mut self.etime,
+            KEY_REMOTE_ADDR => &mut self.remote_addr,
+            KEY_EXPIRE_LIST => &mut self.expire_list,
+            _ => {
+                self.extra.insert(key, value);
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    /// The record, once the fields are checked.
+    pub(crate) fn finish(self, params: Params) -> Result<Record, SerializeError> {
+        let id = match self.id {
             Some(Value::String(s)) => s,
             Some(Value::Number(n)) => n.to_string(),
             _ => {
@@ -268,10 +328,10 @@ impl Record {
                 )))
             }
         };
-        let ctime = take_int(&mut map, KEY_CTIME)?.unwrap_or(0);
-        let atime = take_int(&mut map, KEY_ATIME)?.unwrap_or(ctime);
-        let etime = take_int(&mut map, KEY_ETIME)?;
-        let remote_addr = match map.remove(KEY_REMOTE_ADDR) {
+        let ctime = int_field(self.ctime, KEY_CTIME)?.unwrap_or(0);
+        let atime = int_field(self.atime, KEY_ATIME)?.unwrap_or(ctime);
+        let etime = int_field(self.etime, KEY_ETIME)?;
+        let remote_addr = match self.remote_addr {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s,
             Some(_) => {
@@ -280,7 +340,7 @@ impl Record {
                 )))
             }
         };
-        let expire_list = match map.remove(KEY_EXPIRE_LIST) {
+        let expire_list = match self.expire_list {
             None | Some(Value::Null) => None,
             Some(Value::Object(obj)) => {
                 let mut list = BTreeMap::new();
@@ -300,9 +360,7 @@ impl Record {
                 )))
             }
         };
-        let (extra, params): (Map<String, Value>, Map<String, Value>) =
-            map.into_iter().partition(|(k, _)| is_reserved(k));
-        Ok(Self {
+        Ok(Record {
             id,
             ctime,
             atime,
@@ -310,7 +368,7 @@ impl Record {
             remote_addr,
             expire_list,
             params,
-            extra,
+            extra: self.extra,
             stored: None,
         })
     }
@@ -326,8 +384,8 @@ fn as_int(v: &Value) -> Option<i64> {
     }
 }
 
-fn take_int(map: &mut Map<String, Value>, key: &str) -> Result<Option<i64>, SerializeError> {
-    match map.remove(key) {
+fn int_field(value: Option<Value>, key: &str) -> Result<Option<i64>, SerializeError> {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(v) => as_int(&v)
             .map(Some)

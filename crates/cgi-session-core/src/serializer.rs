@@ -2,9 +2,11 @@
 
 use std::fmt::Debug;
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::SerializeError;
+use crate::record::Record;
 
 /// Turns CGI::Session's flat session map into bytes and back: CGI::Session's `serializer:`
 /// plug point.
@@ -57,9 +59,38 @@ pub trait Serializer: Send + Sync + Debug + 'static {
         let _ = previous;
         self.freeze(map)
     }
+
+    /// Decodes a whole record (what the session layer calls on every load). The default
+    /// thaws the flat map ([`Serializer::thaw`]) and reads it with [`Record::from_map`];
+    /// a format that can do less work per request overrides it (JSON keeps each parameter
+    /// as its stored text until it is read). It must accept and refuse exactly what the
+    /// default does.
+    ///
+    /// # Errors
+    /// As [`Serializer::thaw`]; [`SerializeError::NotARecord`] when the bytes hold a map that
+    /// is not a session.
+    fn thaw_record(&self, bytes: &Bytes) -> Result<Record, SerializeError> {
+        Record::from_map(self.thaw(bytes)?)
+    }
+
+    /// Encodes a whole record as a new version of its stored bytes
+    /// ([`Record::stored_bytes`]), what the session layer calls on every save. The default
+    /// builds the flat map ([`Record::with_map`]) and calls [`Serializer::freeze_over`].
+    ///
+    /// # Errors
+    /// As [`Serializer::freeze`].
+    fn freeze_record(&self, record: &mut Record) -> Result<Vec<u8>, SerializeError> {
+        let previous = record.stored_bytes().map(Bytes::copy_from_slice);
+        record.with_map(|map| self.freeze_over(map, previous.as_deref()))
+    }
 }
 
 /// JSON, as CGI::Session::Serialize::json writes it: one JSON object.
+///
+/// Records are read without decoding their parameters: each keeps its stored JSON text until
+/// it is read, and is written back as that text when nobody changed it
+/// ([`record::Params`](crate::record::Params)). The bytes written are those of
+/// `serde_json::to_vec` of the record's flat map.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonSerializer;
 
@@ -87,6 +118,14 @@ impl Serializer for JsonSerializer {
                 message: e.to_string(),
             }),
         }
+    }
+
+    fn thaw_record(&self, bytes: &Bytes) -> Result<Record, SerializeError> {
+        crate::record::json::decode(bytes)
+    }
+
+    fn freeze_record(&self, record: &mut Record) -> Result<Vec<u8>, SerializeError> {
+        crate::record::json::encode(record)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::engine::{save, Changes, Session};
 use crate::error::{Error, SerializeError};
 use crate::expire::{self, parse_expire, Expiry};
 use crate::id::SessionId;
-use crate::record;
+use crate::record::{self, Params};
 
 impl Session {
     // ----- identity and status -------------------------------------------------------------
@@ -74,15 +74,14 @@ impl Session {
     /// # Errors
     /// [`Error::ParamType`] when the stored value is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
-        match self.record.params.get(name) {
-            None => Ok(None),
-            Some(v) => T::deserialize(v)
-                .map(Some)
-                .map_err(|source| Error::ParamType {
-                    name: name.to_owned(),
-                    source,
-                }),
-        }
+        self.record
+            .params
+            .get_as(name)
+            .transpose()
+            .map_err(|source| Error::ParamType {
+                name: name.to_owned(),
+                source,
+            })
     }
 
     /// A parameter decoded into `T` with Perl's scalar rules, for sessions a Perl application
@@ -169,7 +168,7 @@ impl Session {
 
     /// Removes every parameter (CGI::Session's `clear()`).
     pub fn clear(&mut self) {
-        let names: Vec<String> = self.record.params.keys().cloned().collect();
+        let names: Vec<String> = self.record.params.keys().map(str::to_owned).collect();
         for name in names {
             let _ = self.remove(&name);
         }
@@ -188,11 +187,11 @@ impl Session {
 
     /// The parameter names (CGI::Session's `param()`), sorted.
     pub fn names(&self) -> Vec<&str> {
-        self.record.params.keys().map(String::as_str).collect()
+        self.record.params.keys().collect()
     }
 
     /// All parameters (CGI::Session's `param_hashref`, read-only).
-    pub fn params(&self) -> &Map<String, Value> {
+    pub fn params(&self) -> &Params {
         &self.record.params
     }
 

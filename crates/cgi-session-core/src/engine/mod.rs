@@ -228,7 +228,7 @@ impl Session {
         }
     }
 
-    pub(crate) fn encode(&mut self) -> Result<Vec<u8>, Error> {
+    pub(crate) fn encode(&mut self) -> Result<bytes::Bytes, Error> {
         self.record
             .encode(self.store.serializer.as_ref())
             .map_err(Error::Encode)

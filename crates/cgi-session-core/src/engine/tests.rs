@@ -46,7 +46,7 @@ async fn load(store: &Arc<Inner>, id: &SessionId) -> Session {
 async fn stored(store: &Arc<Inner>, id: &SessionId) -> serde_json::Value {
     let mut session = load_for_update(store, id).await.unwrap();
     session.discard();
-    serde_json::Value::Object(session.params().clone())
+    serde_json::Value::Object(session.params().to_map())
 }
 
 /// Two requests that loaded the same version of a stored session (`n = 0`) under `policy`:

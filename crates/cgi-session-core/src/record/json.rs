@@ -1,0 +1,206 @@
+//! The JSON record codec without a `Value` tree: the top level is parsed in place (each
+//! parameter kept as its JSON text, see [`Params`]) and a record is written by splicing the
+//! parameters' texts between the reserved fields.
+//!
+//! The bytes written are those `serde_json::to_vec` writes for the record's flat map (keys
+//! sorted, compact), given parameters that were read from such bytes or set since; a
+//! parameter read from other JSON (spaces, other number spellings, from Perl's JSON module)
+//! keeps its spelling. `serde_json` does the parsing and the escaping: only the top-level
+//! walk is here, so that no parameter is decoded before it is read.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::{Params, Record, Reserved, KEY_ATIME, KEY_CTIME, KEY_ETIME, KEY_EXPIRE_LIST, KEY_ID};
+use super::{KEY_REMOTE_ADDR, RESERVED_PREFIX};
+use crate::error::SerializeError;
+use crate::record::params::Encoded;
+
+fn syntax(message: impl fmt::Display) -> SerializeError {
+    SerializeError::Syntax {
+        format: "json",
+        message: message.to_string(),
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The top-level object: its entries in stored order, values as JSON text.
+struct TopLevel<'de>(Vec<(Key<'de>, &'de RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TopVisitor;
+        impl<'de> Visitor<'de> for TopVisitor {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    entries.push((key, value));
+                }
+                Ok(TopLevel(entries))
+            }
+        }
+        d.deserialize_map(TopVisitor)
+    }
+}
+
+/// Reads a record from JSON bytes.
+///
+/// What decoding the whole document into a map and reading it with [`Record::from_map`]
+/// accepts, this accepts, giving an equal record; and it refuses the same syntax errors and
+/// non-records. A parameter is only checked as JSON syntax here (serde_json's skip), so a few
+/// texts the full decoder refuses are accepted inside a parameter's value: a lone UTF-16
+/// surrogate escape, a number beyond `f64`, nesting deeper than 128. Such a parameter is kept
+/// and written back as it was stored; reading it ([`Params::get_as`], `Session::get`) is an
+/// error and [`Params::get`] sees `null`. The rest of the session stays usable.
+pub(crate) fn decode(bytes: &Bytes) -> Result<Record, SerializeError> {
+    let first = bytes
+        .iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
+    if first.is_some_and(|b| b != b'{') {
+        // Still a syntax error first when the bytes are not JSON at all.
+        return match serde_json::from_slice::<de::IgnoredAny>(bytes) {
+            Err(e) => Err(syntax(e)),
+            Ok(_) => Err(syntax("the top-level value is not an object")),
+        };
+    }
+    let TopLevel(entries) = serde_json::from_slice(bytes).map_err(syntax)?;
+    let base = bytes.as_ptr() as usize;
+    let mut reserved = Reserved::default();
+    let mut params = Vec::with_capacity(entries.len());
+    for (Key(name), raw) in entries {
+        let text = raw.get();
+        if name.starts_with(RESERVED_PREFIX) {
+            let value: Value = serde_json::from_str(text).map_err(syntax)?;
+            reserved.put(name.into_owned(), value);
+            continue;
+        }
+        // The text lies inside `bytes`: share it rather than copy it.
+        let start = (text.as_ptr() as usize).wrapping_sub(base);
+        let end = start.wrapping_add(text.len());
+        let shared = if start <= end && end <= bytes.len() {
+            bytes.slice(start..end)
+        } else {
+            Bytes::copy_from_slice(text.as_bytes())
+        };
+        params.push((Arc::<str>::from(name.as_ref()), shared));
+    }
+    reserved.finish(Params::from_raw(params))
+}
+
+/// One reserved field as the encoder writes it.
+enum Field<'a> {
+    Str(&'a str),
+    Int(i64),
+    List(&'a BTreeMap<String, i64>),
+    Value(&'a Value),
+}
+
+/// Writes `record` as one JSON object: keys sorted, compact (as `serde_json::to_vec` writes
+/// its flat map).
+pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
+    let mut fields: Vec<(&str, Field<'_>)> = Vec::with_capacity(6 + record.extra.len());
+    fields.push((KEY_ID, Field::Str(&record.id)));
+    fields.push((KEY_CTIME, Field::Int(record.ctime)));
+    fields.push((KEY_ATIME, Field::Int(record.atime)));
+    fields.push((KEY_REMOTE_ADDR, Field::Str(&record.remote_addr)));
+    if let Some(etime) = record.etime {
+        fields.push((KEY_ETIME, Field::Int(etime)));
+    }
+    if let Some(list) = &record.expire_list {
+        fields.push((KEY_EXPIRE_LIST, Field::List(list)));
+    }
+    for (k, v) in &record.extra {
+        // The typed fields win over stray copies kept among the extras.
+        if !fields.iter().any(|(f, _)| *f == k) {
+            fields.push((k, Field::Value(v)));
+        }
+    }
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+
+    let mut out = Vec::with_capacity(
+        record.stored_bytes().map_or(256, |b| b.len() + 32) + record.params.len() * 8,
+    );
+    out.push(b'{');
+    let mut first = true;
+    let mut put_key = |out: &mut Vec<u8>, key: &str| -> Result<(), SerializeError> {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, key).map_err(syntax)?;
+        out.push(b':');
+        Ok(())
+    };
+    let mut reserved = fields.iter().peekable();
+    for (name, value) in record.params.encoded() {
+        while let Some((key, field)) = reserved.next_if(|(k, _)| *k <= name) {
+            put_key(&mut out, key)?;
+            write_field(&mut out, field)?;
+        }
+        if fields.iter().any(|(k, _)| *k == name) {
+            continue; // a parameter under a reserved name: the reserved field was written
+        }
+        put_key(&mut out, name)?;
+        match value {
+            Encoded::Raw(text) => out.extend_from_slice(text),
+            Encoded::Value(v) => serde_json::to_writer(&mut out, v).map_err(syntax)?,
+        }
+    }
+    for (key, field) in reserved {
+        put_key(&mut out, key)?;
+        write_field(&mut out, field)?;
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+fn write_field(out: &mut Vec<u8>, field: &Field<'_>) -> Result<(), SerializeError> {
+    match field {
+        Field::Str(s) => serde_json::to_writer(&mut *out, s),
+        Field::Int(n) => serde_json::to_writer(&mut *out, n),
+        Field::List(l) => serde_json::to_writer(&mut *out, l),
+        Field::Value(v) => serde_json::to_writer(&mut *out, v),
+    }
+    .map_err(syntax)
+}
+
+#[cfg(test)]
+mod tests;
