@@ -45,6 +45,62 @@ fn serializers(c: &mut Criterion) {
     g.finish();
 }
 
+/// What one request does to a stored record, by the record codec (parameters kept as their
+/// stored text, decoded when read) and by the map path (every value decoded into a `Value`
+/// tree and written from it): decode, read `user`, increment `counter`, encode.
+fn record_cycle(c: &mut Criterion) {
+    use cgi_session_core::record::Record;
+    let mut g = c.benchmark_group("record_cycle");
+    for (size_name, tags) in SIZES {
+        let bytes = JsonSerializer
+            .freeze(&sample_record(1, tags).to_map())
+            .expect("the sample encodes");
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_with_input(
+            BenchmarkId::new("json/record-codec", size_name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| {
+                    let mut r = Record::decode(&JsonSerializer, black_box(bytes)).expect("decodes");
+                    let user: Option<String> = r.params.get_as("user").transpose().expect("user");
+                    black_box(user);
+                    let n: i64 = r
+                        .params
+                        .get_as("counter")
+                        .transpose()
+                        .expect("n")
+                        .unwrap_or(0);
+                    r.params.insert("counter".into(), (n + 1).into());
+                    r.encode(&JsonSerializer).expect("encodes")
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("json/map-path", size_name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| {
+                    let map = JsonSerializer.thaw(black_box(bytes)).expect("decodes");
+                    let mut r = Record::from_map(map).expect("a record");
+                    let user: Option<String> = r
+                        .params
+                        .get("user")
+                        .and_then(|v| v.as_str().map(str::to_owned));
+                    black_box(user);
+                    let n = r
+                        .params
+                        .get("counter")
+                        .and_then(|v| v.as_i64())
+                        .unwrap_or(0);
+                    r.params.insert("counter".into(), (n + 1).into());
+                    r.with_map(|m| JsonSerializer.freeze(m)).expect("encodes")
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 fn reply_parser(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse_reply");
     for (size_name, tags) in SIZES {
@@ -138,5 +194,12 @@ fn session_cycle(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, serializers, reply_parser, ids, session_cycle);
+criterion_group!(
+    benches,
+    serializers,
+    record_cycle,
+    reply_parser,
+    ids,
+    session_cycle
+);
 criterion_main!(benches);

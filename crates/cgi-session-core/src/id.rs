@@ -7,6 +7,7 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::error::IdError;
 
@@ -31,7 +32,7 @@ pub const MAX_ID_LEN: usize = 128;
 /// assert!(SessionId::parse("abc\r\nset x 0 0 1").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(String);
+pub struct SessionId(Arc<str>);
 
 impl SessionId {
     /// Validates `raw` and wraps it.
@@ -45,7 +46,7 @@ impl SessionId {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok_len && ok_bytes {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(Arc::from(raw)))
         } else {
             Err(IdError::Malformed { len: raw.len() })
         }
@@ -145,7 +146,7 @@ impl IdGenerator for SecureRandomIds {
             use fmt::Write as _;
             let _ = write!(hex, "{b:02x}");
         }
-        Ok(SessionId(hex))
+        Ok(SessionId(Arc::from(hex)))
     }
 }
 
@@ -223,7 +224,7 @@ impl IdGenerator for IncrIds {
         file.write_all(next.to_string().as_bytes()).map_err(io)?;
         file.sync_data().map_err(io)?;
         // The lock is released when `file` is closed.
-        Ok(SessionId(next.to_string()))
+        Ok(SessionId(Arc::from(next.to_string())))
     }
 }
 

@@ -49,7 +49,9 @@ pub fn json_session(data: &[u8]) {
         // Accepted with a parameter the full decoder refuses (kept as stored text).
         (Ok(record), Err(_)) => record,
     };
-    let bytes = record.encode(&JsonSerializer).expect("an accepted record encodes");
+    let bytes = record
+        .encode(&JsonSerializer)
+        .expect("an accepted record encodes");
     let again = Record::decode(&JsonSerializer, &bytes).expect("our record reads back");
     assert_eq!(again, record);
     if let Ok(canonical) = JsonSerializer.freeze(&record.to_map()) {

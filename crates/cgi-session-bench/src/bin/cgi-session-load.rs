@@ -3,12 +3,13 @@
 //! ```text
 //! cargo run --release -p cgi-session-bench --bin cgi-session-load -- \
 //!     [--servers 127.0.0.1:11211] [--sessions 10000] [--duration-secs 5] \
-//!     [--concurrency 1,8,64] [--only raw,json,...] [--threads 1]
+//!     [--concurrency 1,8,64] [--only raw,json,...] [--threads 1,2]
 //! ```
 //!
 //! Without `--servers` it starts its own memcached on a free loopback port. It prints one
-//! table: cycles/s, p50/p99 latency, memcached commands per cycle and the ratio to the bare
-//! client (`raw`) at the same concurrency.
+//! table per runtime (`--threads`: 1 is tokio's current-thread runtime, more its
+//! multi-threaded one with that many workers): cycles/s, p50/p99 latency, memcached commands
+//! per cycle and the ratio to the bare client (`raw`) at the same concurrency.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -44,10 +45,11 @@ struct Args {
     /// Connections of the memcached client pool (raw-pool8 always uses 8).
     #[arg(long, default_value_t = 2)]
     pool_size: usize,
-    /// Runtime threads: 1 runs everything on one thread (memcached gets the other core);
-    /// more uses tokio's multi-threaded runtime.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Runtimes to measure, comma-separated worker counts: 1 runs everything on one thread
+    /// (memcached gets the other core); more uses tokio's multi-threaded runtime with that
+    /// many workers (sharing the cores with memcached). One table per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
     /// Turns per cell: for each concurrency the workloads alternate in this many segments of
     /// duration/rounds each, so that drifts of the machine hit all of them alike.
     #[arg(long, default_value_t = 5)]
@@ -101,34 +103,51 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let mut failed = false;
+    for (turn, &threads) in args.threads.iter().enumerate() {
+        if turn > 0 {
+            println!();
+        }
+        failed |= !run_on(threads, &config, turn == 0);
+    }
+    if failed {
+        ExitCode::FAILURE
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs the whole table on a runtime of `threads` workers and prints it; false on failure.
+fn run_on(threads: usize, config: &LoadConfig, with_header: bool) -> bool {
+    let (runtime, name) = if threads <= 1 {
+        (
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            "tokio current-thread".to_string(),
+        )
+    } else {
+        (
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build(),
+            format!("tokio multi-thread, {threads} workers"),
+        )
     };
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the tokio runtime: {e}");
-            return ExitCode::FAILURE;
+            return false;
         }
     };
-    match runtime.block_on(run(&config)) {
+    match runtime.block_on(run(config)) {
         Ok(report) => {
-            print!("{}", report.header());
-            println!(
-                "runtime: {}",
-                if args.threads <= 1 {
-                    "tokio current-thread".to_string()
-                } else {
-                    format!("tokio multi-thread, {} workers", args.threads)
-                }
-            );
+            if with_header {
+                print!("{}", report.header());
+            }
+            println!("runtime: {name}");
             println!();
             print!("{}", report.table());
             let errors = report.error_summary();
@@ -136,11 +155,11 @@ fn main() -> ExitCode {
                 println!();
                 print!("{errors}");
             }
-            ExitCode::SUCCESS
+            true
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            eprintln!("error ({name}): {e}");
+            false
         }
     }
 }

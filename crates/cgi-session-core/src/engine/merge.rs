@@ -68,7 +68,9 @@ async fn lead_saves(inner: Arc<Inner>, id: SessionId, mut carry: Option<Base>) {
         done: false,
     };
     while let Some(jobs) = inner.committer.next_batch(&id, &mut carry) {
-        carry = write_batch(&inner, &id, jobs, carry).await;
+        // Boxed: the batch's state (copies of the session, the jobs) is large, and would
+        // otherwise be part of this task's future, copied several times when it is spawned.
+        carry = Box::pin(write_batch(&inner, &id, jobs, carry)).await;
     }
     guard.done = true;
 }
@@ -90,14 +92,21 @@ async fn write_batch(
     // Start from the freshest copy at hand: the one this process wrote last, or one a request
     // read later (e.g. under the session lock, after another process wrote); else a fresh
     // read. (Requests keep their own copies: `LastWriteWins` and `Error` saves need them.)
+    // A `Merge` request does not need its copy once the batch has it: take it rather than
+    // copy it (`LastWriteWins` and `Error` requests keep theirs).
     let newest_loaded = jobs
-        .iter()
-        .filter_map(|j| j.base.as_ref())
-        .max_by_key(|b| b.at);
-    let mut base = match (carry, newest_loaded) {
-        (Some(c), Some(b)) if b.at > c.at => Some(b.duplicate()),
-        (Some(c), _) => Some(c),
-        (None, b) => b.map(Base::duplicate),
+        .iter_mut()
+        .filter(|j| j.base.is_some())
+        .max_by_key(|j| j.base.as_ref().map(|b| b.at));
+    let newest_loaded = newest_loaded.filter(|j| {
+        carry
+            .as_ref()
+            .is_none_or(|c| j.base.as_ref().is_some_and(|b| b.at > c.at))
+    });
+    let mut base = match newest_loaded {
+        Some(job) if job.policy == ConflictPolicy::Merge && job.apply.is_none() => job.base.take(),
+        Some(job) => job.base.as_ref().map(Base::duplicate),
+        None => carry,
     };
     let mut attempts = 0u32;
     let stats = &inner.stats;

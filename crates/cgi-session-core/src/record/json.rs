@@ -101,14 +101,25 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Record, SerializeError> {
             Ok(_) => Err(syntax("the top-level value is not an object")),
         };
     }
-    let TopLevel(entries) = serde_json::from_slice(bytes).map_err(syntax)?;
+    // One UTF-8 check of the whole text, rather than one per key and per value as reading
+    // from bytes does; text that is not UTF-8 is read as bytes for serde_json's exact error.
+    let TopLevel(entries) = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+    .map_err(syntax)?;
     let base = bytes.as_ptr() as usize;
     let mut reserved = Reserved::default();
     let mut params = Vec::with_capacity(entries.len());
     for (Key(name), raw) in entries {
         let text = raw.get();
         if name.starts_with(RESERVED_PREFIX) {
-            let value: Value = serde_json::from_str(text).map_err(syntax)?;
+            // Most reserved fields are plain integers: no need for serde_json there.
+            let value = match text.parse::<i64>() {
+                // (The text is JSON: no `+` or leading zeros; `-0` is left to serde_json.)
+                Ok(n) if text != "-0" => Value::from(n),
+                _ => serde_json::from_str(text).map_err(syntax)?,
+            };
             reserved.put(name.into_owned(), value);
             continue;
         }

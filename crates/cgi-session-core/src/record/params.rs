@@ -110,8 +110,7 @@ impl Params {
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.entries
-            .binary_search_by(|e| e.name.as_ref().cmp(name))
+        self.entries.binary_search_by(|e| e.name.as_ref().cmp(name))
     }
 
     /// Whether a parameter of that name exists.
@@ -236,7 +235,9 @@ impl ExactSizeIterator for Iter<'_> {}
 
 impl fmt::Debug for Iter<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter").field("remaining", &self.0.len()).finish()
+        f.debug_struct("Iter")
+            .field("remaining", &self.0.len())
+            .finish()
     }
 }
 
@@ -323,7 +324,10 @@ mod tests {
         let p = raw(&[("b", "[1,2]"), ("a", "\"x\""), ("b", "3")]);
         assert_eq!(p.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(p.get_as::<i64>("b").unwrap().unwrap(), 3);
-        assert!(p.get_as::<i64>("a").unwrap().is_err(), "a string is not an i64");
+        assert!(
+            p.get_as::<i64>("a").unwrap().is_err(),
+            "a string is not an i64"
+        );
         assert_eq!(p.get("a"), Some(&json!("x")));
         assert!(p.get_as::<i64>("zz").is_none());
     }

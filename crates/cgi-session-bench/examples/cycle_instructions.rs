@@ -1,0 +1,69 @@
+//! Runs N session cycles (load, read `user`, increment `counter`, flush) on the memory driver,
+//! or N record codec cycles, for instruction counting under callgrind, which is exact and
+//! unaffected by other load on the machine (wall-clock figures are in `cgi-session-load`).
+//!
+//! ```sh
+//! cargo build --release -p cgi-session-bench --example cycle_instructions
+//! for n in 1000 11000; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$n \
+//!     target/release/examples/cycle_instructions session $n 2>&1 | grep refs
+//! done   # (Ir at 11000 - Ir at 1000) / 10000 = instructions per cycle
+//! ```
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use cgi_session_bench::{sample_params, sample_record, SESSION_EXPIRE_SECS};
+use cgi_session_core::record::Record;
+use cgi_session_core::{JsonSerializer, MemoryDriver, Serializer, SessionStore};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_else(|| "session".into());
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    match what.as_str() {
+        "record" => {
+            let bytes = JsonSerializer
+                .freeze(&sample_record(1, 5).to_map())
+                .expect("the sample encodes");
+            for _ in 0..n {
+                let mut r = Record::decode(&JsonSerializer, black_box(&bytes)).expect("decodes");
+                let user: Option<String> = r.params.get_as("user").transpose().expect("user");
+                black_box(user);
+                let c: i64 = r
+                    .params
+                    .get_as("counter")
+                    .transpose()
+                    .expect("n")
+                    .unwrap_or(0);
+                r.params.insert("counter".into(), (c + 1).into());
+                black_box(r.encode(&JsonSerializer).expect("encodes"));
+            }
+        }
+        _ => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let store = SessionStore::builder(MemoryDriver::new())
+                    .default_expire(SESSION_EXPIRE_SECS)
+                    .build();
+                let mut s = store.new_session(None, None).await.expect("new session");
+                for (k, v) in sample_params(1, 5) {
+                    s.set_value(&k, v).expect("set");
+                }
+                s.flush().await.expect("flush");
+                let id = s.id().expect("has an id").as_str().to_owned();
+                for _ in 0..n {
+                    let mut s = store.load(Some(&id), None).await.expect("load");
+                    let user: Option<String> = s.get("user").expect("user");
+                    black_box(user);
+                    let c: i64 = s.get("counter").expect("counter").unwrap_or(0);
+                    s.set("counter", &(c + 1)).expect("set");
+                    s.flush().await.expect("flush");
+                }
+            });
+        }
+    }
+}
