@@ -198,7 +198,7 @@ async fn open(store: &Arc<Inner>, stored: Stored, now: i64) -> Result<Option<Ses
         .filter(|(name, secs)| {
             **secs != 0
                 && last_access.saturating_add(**secs) <= now
-                && session.record.params.contains_key(*name)
+                && session.record.params.contains_key(name)
         })
         .map(|(name, _)| name.clone())
         .collect();
