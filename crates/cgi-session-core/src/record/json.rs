@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::{Params, Record, Reserved, KEY_ATIME, KEY_CTIME, KEY_ETIME, KEY_EXPIRE_LIST, KEY_ID};
 use super::{KEY_REMOTE_ADDR, RESERVED_PREFIX};
 use crate::error::SerializeError;
-use crate::record::params::Encoded;
+use crate::record::params::{Encoded, Entry, Name};
 
 fn syntax(message: impl fmt::Display) -> SerializeError {
     SerializeError::Syntax {
@@ -56,27 +56,55 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// The top-level object: its entries in stored order, values as JSON text.
-struct TopLevel<'de>(Vec<(Key<'de>, &'de RawValue)>);
+/// Reads the top-level object in one pass: reserved fields decoded, parameters kept as text.
+struct RecordVisitor<'b> {
+    /// The whole stored text: parameters share it.
+    bytes: &'b Bytes,
+}
 
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TopVisitor;
-        impl<'de> Visitor<'de> for TopVisitor {
-            type Value = TopLevel<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    entries.push((key, value));
-                }
-                Ok(TopLevel(entries))
-            }
+impl RecordVisitor<'_> {
+    /// `text`, a part of the stored bytes, shared rather than copied.
+    fn share(&self, text: &str) -> Bytes {
+        let start = (text.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+        let end = start.wrapping_add(text.len());
+        if start <= end && end <= self.bytes.len() {
+            self.bytes.slice(start..end)
+        } else {
+            Bytes::copy_from_slice(text.as_bytes())
         }
-        d.deserialize_map(TopVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordVisitor<'_> {
+    type Value = (Reserved, Vec<Entry>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut reserved = Reserved::default();
+        let mut params = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            let text = raw.get();
+            if name.starts_with(RESERVED_PREFIX) {
+                // Most reserved fields are plain integers: no need for serde_json there.
+                let value = match text.parse::<i64>() {
+                    // (The text is JSON: no `+` or leading zeros; `-0` is left to serde_json.)
+                    Ok(n) if text != "-0" => Value::from(n),
+                    _ => serde_json::from_str(text).map_err(de::Error::custom)?,
+                };
+                reserved.put(name.into_owned(), value);
+                continue;
+            }
+            let name = match name {
+                Cow::Borrowed(stored) => Name::Stored(self.share(stored)),
+                Cow::Owned(own) => Name::Own(Arc::from(own)),
+            };
+            params.push(Entry::stored(name, self.share(text)));
+        }
+        Ok((reserved, params))
     }
 }
 
@@ -101,39 +129,23 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Record, SerializeError> {
             Ok(_) => Err(syntax("the top-level value is not an object")),
         };
     }
+    let visitor = RecordVisitor { bytes };
     // One UTF-8 check of the whole text, rather than one per key and per value as reading
     // from bytes does; text that is not UTF-8 is read as bytes for serde_json's exact error.
-    let TopLevel(entries) = match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(bytes),
-    }
-    .map_err(syntax)?;
-    let base = bytes.as_ptr() as usize;
-    let mut reserved = Reserved::default();
-    let mut params = Vec::with_capacity(entries.len());
-    for (Key(name), raw) in entries {
-        let text = raw.get();
-        if name.starts_with(RESERVED_PREFIX) {
-            // Most reserved fields are plain integers: no need for serde_json there.
-            let value = match text.parse::<i64>() {
-                // (The text is JSON: no `+` or leading zeros; `-0` is left to serde_json.)
-                Ok(n) if text != "-0" => Value::from(n),
-                _ => serde_json::from_str(text).map_err(syntax)?,
-            };
-            reserved.put(name.into_owned(), value);
-            continue;
+    let read = match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            de.deserialize_map(visitor)
+                .and_then(|r| de.end().map(|()| r))
         }
-        // The text lies inside `bytes`: share it rather than copy it.
-        let start = (text.as_ptr() as usize).wrapping_sub(base);
-        let end = start.wrapping_add(text.len());
-        let shared = if start <= end && end <= bytes.len() {
-            bytes.slice(start..end)
-        } else {
-            Bytes::copy_from_slice(text.as_bytes())
-        };
-        params.push((Arc::<str>::from(name.as_ref()), shared));
-    }
-    reserved.finish(Params::from_raw(params))
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            de.deserialize_map(visitor)
+                .and_then(|r| de.end().map(|()| r))
+        }
+    };
+    let (reserved, params) = read.map_err(syntax)?;
+    reserved.finish(Params::from_stored(params))
 }
 
 /// One reserved field as the encoder writes it.
@@ -171,36 +183,49 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
     );
     out.push(b'{');
     let mut first = true;
-    let mut put_key = |out: &mut Vec<u8>, key: &str| -> Result<(), SerializeError> {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        serde_json::to_writer(&mut *out, key).map_err(syntax)?;
-        out.push(b':');
-        Ok(())
-    };
     let mut reserved = fields.iter().peekable();
     for (name, value) in record.params.encoded() {
-        while let Some((key, field)) = reserved.next_if(|(k, _)| *k <= name) {
-            put_key(&mut out, key)?;
+        let name_bytes = name.as_bytes();
+        while let Some((key, field)) = reserved.next_if(|(k, _)| k.as_bytes() <= name_bytes) {
+            put_key(&mut out, &mut first, key)?;
             write_field(&mut out, field)?;
         }
-        if fields.iter().any(|(k, _)| *k == name) {
+        if name_bytes.starts_with(RESERVED_PREFIX.as_bytes())
+            && fields.iter().any(|(k, _)| k.as_bytes() == name_bytes)
+        {
             continue; // a parameter under a reserved name: the reserved field was written
         }
-        put_key(&mut out, name)?;
+        match name {
+            // Stored without escapes: serde_json would write it as it is.
+            Name::Stored(text) => {
+                out.extend_from_slice(if first { b"\"" } else { b",\"" });
+                first = false;
+                out.extend_from_slice(text);
+                out.extend_from_slice(b"\":");
+            }
+            Name::Own(text) => put_key(&mut out, &mut first, text)?,
+        }
         match value {
             Encoded::Raw(text) => out.extend_from_slice(text),
             Encoded::Value(v) => serde_json::to_writer(&mut out, v).map_err(syntax)?,
         }
     }
     for (key, field) in reserved {
-        put_key(&mut out, key)?;
+        put_key(&mut out, &mut first, key)?;
         write_field(&mut out, field)?;
     }
     out.push(b'}');
     Ok(out)
+}
+
+/// Writes `"key":` (escaped as serde_json does), after a comma unless it is the first.
+fn put_key(out: &mut Vec<u8>, first: &mut bool, key: &str) -> Result<(), SerializeError> {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut *out, key).map_err(syntax)?;
+    out.push(b':');
+    Ok(())
 }
 
 fn write_field(out: &mut Vec<u8>, field: &Field<'_>) -> Result<(), SerializeError> {

@@ -36,9 +36,55 @@ pub struct Params {
 }
 
 #[derive(Clone)]
-struct Entry {
-    name: Arc<str>,
+pub(crate) struct Entry {
+    name: Name,
     slot: Slot,
+}
+
+impl Entry {
+    /// A parameter read from stored JSON: its name and its value's text.
+    pub(crate) fn stored(name: Name, text: Bytes) -> Self {
+        Entry {
+            name,
+            slot: Slot {
+                raw: Some(text),
+                value: OnceLock::new(),
+            },
+        }
+    }
+}
+
+/// A parameter's name: shared with the stored text it was read from when it had no escapes
+/// (no copy, and written back as it is), else its own text.
+#[derive(Clone)]
+pub(crate) enum Name {
+    /// The name's UTF-8 text inside the stored JSON, between its quotes, without escapes.
+    Stored(Bytes),
+    /// A name given by the application, or stored with escapes.
+    Own(Arc<str>),
+}
+
+impl Name {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Stored(b) => b,
+            Name::Own(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Made only from a `&str` (see `record::json`), so this never fails.
+            Name::Stored(b) => std::str::from_utf8(b).unwrap_or_default(),
+            Name::Own(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
 }
 
 /// One parameter's value: its stored JSON text while unchanged, decoded on first use.
@@ -110,7 +156,8 @@ impl Params {
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|e| e.name.as_ref().cmp(name))
+        self.entries
+            .binary_search_by(|e| e.name.as_bytes().cmp(name.as_bytes()))
     }
 
     /// Whether a parameter of that name exists.
@@ -145,7 +192,7 @@ impl Params {
             Err(i) => self.entries.insert(
                 i,
                 Entry {
-                    name: Arc::from(name),
+                    name: Name::Own(Arc::from(name)),
                     slot: Slot::decoded(value),
                 },
             ),
@@ -160,7 +207,7 @@ impl Params {
 
     /// The names, sorted.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.entries.iter().map(|e| e.name.as_ref())
+        self.entries.iter().map(|e| e.name.as_str())
     }
 
     /// Names and values (each decoded on first use), sorted by name.
@@ -179,38 +226,34 @@ impl Params {
     pub fn into_map(self) -> Map<String, Value> {
         self.entries
             .into_iter()
-            .map(|e| (e.name.as_ref().to_owned(), e.slot.into_value()))
+            .map(|e| (e.name.as_str().to_owned(), e.slot.into_value()))
             .collect()
     }
 
-    /// Parameters read from stored JSON: `(name, value text)` pairs in stored order; for a
-    /// name given twice the last one counts (as when the text is decoded into a map).
-    pub(crate) fn from_raw(mut raw: Vec<(Arc<str>, Bytes)>) -> Self {
-        // Stable: of equal names the later stays later, and is the one kept.
-        raw.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut entries: Vec<Entry> = Vec::with_capacity(raw.len());
-        for (name, text) in raw {
-            let slot = Slot {
-                raw: Some(text),
-                value: OnceLock::new(),
-            };
-            match entries.last_mut() {
-                Some(last) if last.name == name => last.slot = slot,
-                _ => entries.push(Entry { name, slot }),
+    /// Parameters read from stored JSON, in stored order; for a name given twice the last
+    /// one counts (as when the text is decoded into a map).
+    pub(crate) fn from_stored(mut entries: Vec<Entry>) -> Self {
+        // Stable: of equal names the later stays later.
+        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        entries.dedup_by(|later, kept| {
+            let same = later.name == kept.name;
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
+            same
+        });
         Params { entries }
     }
 
     /// Each parameter in name order, as the encoder writes it.
-    pub(crate) fn encoded(&self) -> impl Iterator<Item = (&str, Encoded<'_>)> + '_ {
+    pub(crate) fn encoded(&self) -> impl Iterator<Item = (&Name, Encoded<'_>)> + '_ {
         self.entries.iter().map(|e| {
             let v = match (&e.slot.raw, e.slot.value.get()) {
                 (Some(raw), _) => Encoded::Raw(raw),
                 (None, Some(v)) => Encoded::Value(v),
                 (None, None) => Encoded::Value(&Value::Null),
             };
-            (e.name.as_ref(), v)
+            (&e.name, v)
         })
     }
 }
@@ -223,7 +266,7 @@ impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a Value);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|e| (e.name.as_ref(), e.slot.value()))
+        self.0.next().map(|e| (e.name.as_str(), e.slot.value()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -311,10 +354,13 @@ mod tests {
     use serde_json::json;
 
     fn raw(pairs: &[(&str, &str)]) -> Params {
-        Params::from_raw(
+        Params::from_stored(
             pairs
                 .iter()
-                .map(|(k, v)| (Arc::from(*k), Bytes::copy_from_slice(v.as_bytes())))
+                .map(|(k, v)| {
+                    let name = Name::Stored(Bytes::copy_from_slice(k.as_bytes()));
+                    Entry::stored(name, Bytes::copy_from_slice(v.as_bytes()))
+                })
                 .collect(),
         )
     }
@@ -354,7 +400,7 @@ mod tests {
                     Encoded::Raw(r) => String::from_utf8(r.to_vec()).unwrap(),
                     Encoded::Value(v) => v.to_string(),
                 };
-                (k.to_owned(), text)
+                (k.as_str().to_owned(), text)
             })
             .collect();
         assert_eq!(
