@@ -1,6 +1,9 @@
-//! Runs N session cycles (load, read `user`, increment `counter`, flush) on the memory driver,
-//! or N record codec cycles, for instruction counting under callgrind, which is exact and
-//! unaffected by other load on the machine (wall-clock figures are in `cgi-session-load`).
+//! Runs N cycles of one workload, one at a time, for instruction counting under callgrind,
+//! which is exact and unaffected by other load on the machine (wall-clock figures are in
+//! `cgi-session-load`). Workloads: `record` (the JSON record codec: decode, read, set, encode),
+//! `session` (a session cycle on the memory driver: load, read `user`, increment `counter`,
+//! flush), `json` (the same cycle over memcached, a memcached started for the run) and `raw`
+//! (the bundled client's two commands of that cycle: `mg` with CAS and TTL, CAS `ms`).
 //!
 //! ```sh
 //! cargo build --release -p cgi-session-bench --example cycle_instructions
@@ -13,9 +16,14 @@
 
 use std::hint::black_box;
 
+use std::time::Duration;
+
 use cgi_session_bench::{sample_params, sample_record, SESSION_EXPIRE_SECS};
 use cgi_session_core::record::Record;
 use cgi_session_core::{JsonSerializer, MemoryDriver, Serializer, SessionStore};
+use cgi_session_memcache::client::{Client, ClientConfig, GetOptions, SetOptions};
+use cgi_session_memcache::MemcacheDriver;
+use memcached_harness::MemcachedServer;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -40,30 +48,71 @@ fn main() {
                 black_box(r.encode(&JsonSerializer).expect("encodes"));
             }
         }
-        _ => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+        "raw" | "json" => {
+            let server = MemcachedServer::builder().memory_mb(64).start();
+            let rt = runtime();
             rt.block_on(async {
-                let store = SessionStore::builder(MemoryDriver::new())
-                    .default_expire(SESSION_EXPIRE_SECS)
-                    .build();
-                let mut s = store.new_session(None, None).await.expect("new session");
-                for (k, v) in sample_params(1, 5) {
-                    s.set_value(&k, v).expect("set");
-                }
-                s.flush().await.expect("flush");
-                let id = s.id().expect("has an id").as_str().to_owned();
-                for _ in 0..n {
-                    let mut s = store.load(Some(&id), None).await.expect("load");
-                    let user: Option<String> = s.get("user").expect("user");
-                    black_box(user);
-                    let c: i64 = s.get("counter").expect("counter").unwrap_or(0);
-                    s.set("counter", &(c + 1)).expect("set");
-                    s.flush().await.expect("flush");
+                let client = Client::connect(
+                    ClientConfig::new(server.addr().to_string()).timeout(Duration::from_secs(5)),
+                )
+                .await
+                .expect("connects to memcached");
+                if what == "raw" {
+                    let value = JsonSerializer
+                        .freeze(&sample_record(1, 5).to_map())
+                        .expect("the sample encodes");
+                    let ttl = SESSION_EXPIRE_SECS as u32;
+                    client
+                        .set("raw-key", &value, SetOptions::new().ttl(ttl))
+                        .await
+                        .expect("set");
+                    for _ in 0..n {
+                        let item = client
+                            .get("raw-key", GetOptions::new().cas(true).flags(true).touch(ttl))
+                            .await
+                            .expect("get")
+                            .expect("stored");
+                        black_box(&item.value);
+                        client
+                            .set("raw-key", &item.value, SetOptions::new().ttl(ttl).cas(item.cas))
+                            .await
+                            .expect("set");
+                    }
+                } else {
+                    let driver = MemcacheDriver::builder(client)
+                        .build()
+                        .expect("a driver");
+                    session_cycles(SessionStore::builder(driver), n).await;
                 }
             });
         }
+        _ => {
+            runtime().block_on(session_cycles(SessionStore::builder(MemoryDriver::new()), n));
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn session_cycles(builder: cgi_session_core::SessionStoreBuilder, n: usize) {
+    let store = builder.default_expire(SESSION_EXPIRE_SECS).build();
+    let mut s = store.new_session(None, None).await.expect("new session");
+    for (k, v) in sample_params(1, 5) {
+        s.set_value(&k, v).expect("set");
+    }
+    s.flush().await.expect("flush");
+    let id = s.id().expect("has an id").as_str().to_owned();
+    for _ in 0..n {
+        let mut s = store.load(Some(&id), None).await.expect("load");
+        let user: Option<String> = s.get("user").expect("user");
+        black_box(user);
+        let c: i64 = s.get("counter").expect("counter").unwrap_or(0);
+        s.set("counter", &(c + 1)).expect("set");
+        s.flush().await.expect("flush");
     }
 }

@@ -301,8 +301,8 @@ pub(crate) struct Reserved {
 
 impl Reserved {
     /// One `_SESSION_*` entry (the last of a name counts).
-    pub(crate) fn put(&mut self, key: String, value: Value) {
-        let slot = match key.as_str() {
+    pub(crate) fn put(&mut self, key: impl AsRef<str> + Into<String>, value: Value) {
+        let slot = match key.as_ref() {
             KEY_ID => &mut self.id,
             KEY_CTIME => &mut self.ctime,
             KEY_ATIME => &mut self.atime,
@@ -310,7 +310,7 @@ impl Reserved {
             KEY_REMOTE_ADDR => &mut self.remote_addr,
             KEY_EXPIRE_LIST => &mut self.expire_list,
             _ => {
-                self.extra.insert(key, value);
+                self.extra.insert(key.into(), value);
                 return;
             }
         };

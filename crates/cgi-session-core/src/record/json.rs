@@ -95,7 +95,7 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
                     Ok(n) if text != "-0" => Value::from(n),
                     _ => serde_json::from_str(text).map_err(de::Error::custom)?,
                 };
-                reserved.put(name.into_owned(), value);
+                reserved.put(name, value);
                 continue;
             }
             let name = match name {
@@ -159,21 +159,23 @@ enum Field<'a> {
 /// Writes `record` as one JSON object: keys sorted, compact (as `serde_json::to_vec` writes
 /// its flat map).
 pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
-    let mut fields: Vec<(&str, Field<'_>)> = Vec::with_capacity(6 + record.extra.len());
-    fields.push((KEY_ID, Field::Str(&record.id)));
-    fields.push((KEY_CTIME, Field::Int(record.ctime)));
-    fields.push((KEY_ATIME, Field::Int(record.atime)));
-    fields.push((KEY_REMOTE_ADDR, Field::Str(&record.remote_addr)));
+    // (name, whether the name is written as it is: the `_SESSION_*` names need no escapes,
+    // names found in storage may), field.
+    let mut fields: Vec<(&str, bool, Field<'_>)> = Vec::with_capacity(6 + record.extra.len());
+    fields.push((KEY_ID, true, Field::Str(&record.id)));
+    fields.push((KEY_CTIME, true, Field::Int(record.ctime)));
+    fields.push((KEY_ATIME, true, Field::Int(record.atime)));
+    fields.push((KEY_REMOTE_ADDR, true, Field::Str(&record.remote_addr)));
     if let Some(etime) = record.etime {
-        fields.push((KEY_ETIME, Field::Int(etime)));
+        fields.push((KEY_ETIME, true, Field::Int(etime)));
     }
     if let Some(list) = &record.expire_list {
-        fields.push((KEY_EXPIRE_LIST, Field::List(list)));
+        fields.push((KEY_EXPIRE_LIST, true, Field::List(list)));
     }
     for (k, v) in &record.extra {
         // The typed fields win over stray copies kept among the extras.
-        if !fields.iter().any(|(f, _)| *f == k) {
-            fields.push((k, Field::Value(v)));
+        if !fields.iter().any(|(f, _, _)| *f == k) {
+            fields.push((k, false, Field::Value(v)));
         }
     }
     fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -186,23 +188,19 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
     let mut reserved = fields.iter().peekable();
     for (name, value) in record.params.encoded() {
         let name_bytes = name.as_bytes();
-        while let Some((key, field)) = reserved.next_if(|(k, _)| k.as_bytes() <= name_bytes) {
-            put_key(&mut out, &mut first, key)?;
-            write_field(&mut out, field)?;
+        while let Some((key, plain, field)) =
+            reserved.next_if(|(k, _, _)| k.as_bytes() <= name_bytes)
+        {
+            put_field(&mut out, &mut first, key, *plain, field)?;
         }
         if name_bytes.starts_with(RESERVED_PREFIX.as_bytes())
-            && fields.iter().any(|(k, _)| k.as_bytes() == name_bytes)
+            && fields.iter().any(|(k, _, _)| k.as_bytes() == name_bytes)
         {
             continue; // a parameter under a reserved name: the reserved field was written
         }
         match name {
             // Stored without escapes: serde_json would write it as it is.
-            Name::Stored(text) => {
-                out.extend_from_slice(if first { b"\"" } else { b",\"" });
-                first = false;
-                out.extend_from_slice(text);
-                out.extend_from_slice(b"\":");
-            }
+            Name::Stored(text) => put_plain_key(&mut out, &mut first, text),
             Name::Own(text) => put_key(&mut out, &mut first, text)?,
         }
         match value {
@@ -210,9 +208,8 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
             Encoded::Value(v) => serde_json::to_writer(&mut out, v).map_err(syntax)?,
         }
     }
-    for (key, field) in reserved {
-        put_key(&mut out, &mut first, key)?;
-        write_field(&mut out, field)?;
+    for (key, plain, field) in reserved {
+        put_field(&mut out, &mut first, key, *plain, field)?;
     }
     out.push(b'}');
     Ok(out)
@@ -226,6 +223,28 @@ fn put_key(out: &mut Vec<u8>, first: &mut bool, key: &str) -> Result<(), Seriali
     serde_json::to_writer(&mut *out, key).map_err(syntax)?;
     out.push(b':');
     Ok(())
+}
+
+/// Writes `"key":` for a key that needs no escapes.
+fn put_plain_key(out: &mut Vec<u8>, first: &mut bool, key: &[u8]) {
+    out.extend_from_slice(if std::mem::take(first) { b"\"" } else { b",\"" });
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\":");
+}
+
+fn put_field(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    key: &str,
+    plain: bool,
+    field: &Field<'_>,
+) -> Result<(), SerializeError> {
+    if plain {
+        put_plain_key(out, first, key.as_bytes());
+    } else {
+        put_key(out, first, key)?;
+    }
+    write_field(out, field)
 }
 
 fn write_field(out: &mut Vec<u8>, field: &Field<'_>) -> Result<(), SerializeError> {
