@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::conn::{self, Check, ConnHandle, InflightGuard, Request};
@@ -17,7 +18,8 @@ use crate::proto::{Reply, ReplyKind};
 use crate::secure::{Security, Stream};
 
 /// Extra time the caller waits beyond the deadline, so the connection task
-/// (which closes the connection) normally reports the timeout itself.
+/// (which closes the connection) normally reports the timeout itself: the caller's
+/// timer is only a backstop for a connection task that is late (a busy runtime).
 const CALLER_GRACE: Duration = Duration::from_millis(50);
 
 /// Settings a pool needs.
@@ -79,12 +81,36 @@ impl Drop for ProbeGuard<'_> {
     }
 }
 
+/// One connection slot of a pool.
+///
+/// The request path only clones the live connection's handle under a short `std` lock
+/// (never held across an await); opening a connection, which awaits, is serialised by the
+/// async `connecting` lock, so that concurrent requests on a slot without a connection
+/// open one, not one each.
+#[derive(Default)]
+struct Slot {
+    conn: std::sync::Mutex<Option<Arc<ConnHandle>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    /// The slot's connection if it can still take requests.
+    fn usable(&self) -> Option<Arc<ConnHandle>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.as_ref().filter(|c| c.is_usable()).cloned()
+    }
+
+    fn set(&self, conn: Option<Arc<ConnHandle>>) {
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = conn;
+    }
+}
+
 /// The connections to one server. The client keeps one `ServerPool` per
 /// server and picks the pool by hashing the key.
 pub(crate) struct ServerPool {
     settings: PoolSettings,
     health: std::sync::Mutex<Health>,
-    slots: Vec<Mutex<Option<ConnHandle>>>,
+    slots: Vec<Slot>,
     inflight: Vec<Arc<AtomicUsize>>,
     round_robin: AtomicUsize,
     next_opaque: AtomicU32,
@@ -94,7 +120,7 @@ impl ServerPool {
     pub(crate) fn new(settings: PoolSettings) -> Self {
         let size = settings.size.max(1);
         ServerPool {
-            slots: (0..size).map(|_| Mutex::new(None)).collect(),
+            slots: (0..size).map(|_| Slot::default()).collect(),
             inflight: (0..size).map(|_| Arc::new(AtomicUsize::new(0))).collect(),
             round_robin: AtomicUsize::new(0),
             next_opaque: AtomicU32::new(1),
@@ -232,23 +258,30 @@ impl ServerPool {
 
     /// The connection of slot `idx`, connecting first if the slot has no
     /// usable one (none yet, closed, or abandoned after a timeout).
-    async fn sender(&self, idx: usize) -> Result<ConnHandle> {
-        let mut slot = self.slots[idx].lock().await;
-        if let Some(conn) = slot.as_ref() {
-            if conn.is_usable() {
-                return Ok(conn.clone());
-            }
+    async fn sender(&self, idx: usize) -> Result<Arc<ConnHandle>> {
+        match self.slots[idx].usable() {
+            Some(conn) => Ok(conn),
+            None => self.reconnect(idx).await,
         }
-        *slot = None;
+    }
+
+    /// Opens slot `idx`'s connection, unless another request did while this one waited.
+    async fn reconnect(&self, idx: usize) -> Result<Arc<ConnHandle>> {
+        let slot = &self.slots[idx];
+        let _connecting = slot.connecting.lock().await;
+        if let Some(conn) = slot.usable() {
+            return Ok(conn);
+        }
+        slot.set(None);
         let stream = self.connect().await?;
-        let conn = conn::spawn(
+        let conn = Arc::new(conn::spawn(
             stream,
             &self.settings.server,
             self.settings.timeout,
             self.settings.max_value_size,
-        );
+        ));
         tracing::debug!(server = %self.settings.server, slot = idx, "memcached connection opened");
-        *slot = Some(conn.clone());
+        slot.set(Some(conn.clone()));
         Ok(conn)
     }
 
@@ -315,9 +348,14 @@ impl ServerPool {
         let deadline = Instant::now() + self.settings.timeout;
         let idx = self.pick();
         let guard = InflightGuard::new(&self.inflight[idx]);
-        let conn = match tokio::time::timeout_at(deadline, self.sender(idx)).await {
-            Ok(conn) => conn?,
-            Err(_) => return Err(self.timeout_error()),
+        // Timers only where this waits: opening a connection, a full channel, and one
+        // backstop for the reply (the connection task keeps the deadline itself).
+        let conn = match self.slots[idx].usable() {
+            Some(conn) => conn,
+            None => match tokio::time::timeout_at(deadline, self.reconnect(idx)).await {
+                Ok(conn) => conn?,
+                Err(_) => return Err(self.timeout_error()),
+            },
         };
         let (reply_tx, reply_rx) = oneshot::channel();
         let request = Request {
@@ -329,17 +367,24 @@ impl ServerPool {
             reply: reply_tx,
             _inflight: guard,
         };
-        // Not sent when this times out (the send is cancelled), so nothing of the
-        // request reaches the server.
-        match tokio::time::timeout_at(deadline, conn.tx.send(request)).await {
-            Err(_) => return Err(self.timeout_error()),
-            Ok(Err(_)) => {
-                return Err(Error::unavailable(
-                    &self.settings.server,
-                    "the connection closed before the request was sent",
-                ))
+        let closed = || {
+            Error::unavailable(
+                &self.settings.server,
+                "the connection closed before the request was sent",
+            )
+        };
+        match conn.tx.try_send(request) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return Err(closed()),
+            // Not sent when this times out (the send is cancelled), so nothing of the
+            // request reaches the server.
+            Err(TrySendError::Full(request)) => {
+                match tokio::time::timeout_at(deadline, conn.tx.send(request)).await {
+                    Err(_) => return Err(self.timeout_error()),
+                    Ok(Err(_)) => return Err(closed()),
+                    Ok(Ok(())) => {}
+                }
             }
-            Ok(Ok(())) => {}
         }
         match tokio::time::timeout_at(deadline + CALLER_GRACE, reply_rx).await {
             Err(_) => {

@@ -1,4 +1,5 @@
-//! Wire format: request encoding and a strict, incremental reply parser.
+//! Wire format: a strict, incremental reply parser (the meta requests are encoded in
+//! `crate::meta`).
 //!
 //! The parser is a pure function over a byte buffer: it returns
 //! [`Parsed::NeedMore`] when the buffer holds only part of a reply, the reply
@@ -454,18 +455,6 @@ fn parse_stats(buf: &[u8]) -> Result<Parsed, ParseError> {
         out.push((name.to_string(), value.to_string()));
         pos = after;
     }
-}
-
-/// Appends a meta request line: `<cmd> <key> <args...>\r\n`.
-pub fn encode_meta(out: &mut Vec<u8>, cmd: &str, key: &[u8], args: &[String]) {
-    out.extend_from_slice(cmd.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(key);
-    for a in args {
-        out.push(b' ');
-        out.extend_from_slice(a.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
