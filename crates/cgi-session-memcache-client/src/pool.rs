@@ -557,4 +557,62 @@ mod tests {
         assert_eq!(line(&mut server).await, None);
         assert!(started.elapsed() < Duration::from_secs(60));
     }
+
+    /// The connection's one timer is set to the first request's deadline and not moved for
+    /// later requests with later deadlines: when it fires for a request answered long ago,
+    /// it must wait for the front request's own deadline, not fail it, and it must still
+    /// close the connection when that deadline passes.
+    #[tokio::test]
+    async fn a_stale_timer_waits_for_the_front_deadline_and_that_one_still_closes() {
+        let (l, pool) = listener().await;
+        let conn = pool.sender(0).await.unwrap();
+        let mut server = accept(&l).await;
+
+        let first_deadline = Instant::now() + Duration::from_millis(150);
+        let (first, first_rx) = request(&pool, b"mn\r\n", first_deadline);
+        conn.tx.send(first).await.ok().unwrap();
+        assert_eq!(line(&mut server).await.as_deref(), Some("mn\r\n"));
+        server.get_mut().write_all(b"MN\r\n").await.unwrap();
+        assert!(first_rx.await.unwrap().is_ok());
+
+        let (patient, patient_rx) = request(&pool, b"mn\r\n", Instant::now() + LONG);
+        conn.tx.send(patient).await.ok().unwrap();
+        assert_eq!(line(&mut server).await.as_deref(), Some("mn\r\n"));
+        // Answer only once the first request's deadline (where the timer was set) is past.
+        tokio::time::sleep_until(first_deadline + Duration::from_millis(100)).await;
+        server.get_mut().write_all(b"MN\r\n").await.unwrap();
+        let answer = tokio::time::timeout(LONG, patient_rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answer.is_ok(), "{answer:?}");
+        assert!(conn.is_usable());
+
+        // A request nobody answers still closes the connection at its deadline.
+        let (hung, hung_rx) = request(
+            &pool,
+            b"mn\r\n",
+            Instant::now() + Duration::from_millis(200),
+        );
+        conn.tx.send(hung).await.ok().unwrap();
+        assert_eq!(line(&mut server).await.as_deref(), Some("mn\r\n"));
+        let err = tokio::time::timeout(LONG, hung_rx)
+            .await
+            .expect("failed by its deadline")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert_eq!(line(&mut server).await, None, "the connection is closed");
+        assert!(!conn.is_usable());
+    }
+
+    /// Requests on a slot whose connection is gone open one new connection between them.
+    #[tokio::test]
+    async fn concurrent_requests_on_an_empty_slot_open_one_connection() {
+        let (l, pool) = listener().await;
+        let (a, b) = tokio::join!(pool.sender(0), pool.sender(0));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "one connection for both");
+        let _server = accept(&l).await;
+    }
 }
