@@ -2,7 +2,7 @@
 //! (TCP, TLS, login), and the failure bookkeeping that marks a server down and probes it
 //! (see [`Health`]). Each connection itself is a task in [`crate::conn`].
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,6 +110,9 @@ impl Slot {
 pub(crate) struct ServerPool {
     settings: PoolSettings,
     health: std::sync::Mutex<Health>,
+    /// No failure counted and not marked down (`Health` at rest): requests go without
+    /// taking the health lock, and successes need not reset anything. Written under the lock.
+    clean: AtomicBool,
     slots: Vec<Slot>,
     inflight: Vec<Arc<AtomicUsize>>,
     round_robin: AtomicUsize,
@@ -125,6 +128,7 @@ impl ServerPool {
             round_robin: AtomicUsize::new(0),
             next_opaque: AtomicU32::new(1),
             health: std::sync::Mutex::new(Health::default()),
+            clean: AtomicBool::new(true),
             settings,
         }
     }
@@ -151,6 +155,9 @@ impl ServerPool {
 
     /// Decides whether a request goes to the server (see [`Health`]).
     fn admit(&self) -> Admission {
+        if self.clean.load(Ordering::Acquire) {
+            return Admission::Go;
+        }
         let mut health = self.lock_health();
         let Some(until) = health.down_until else {
             return Admission::Go;
@@ -182,7 +189,19 @@ impl ServerPool {
     fn record(&self, outcome: &Result<Reply>, probe: bool) {
         // A proxy reporting one unreachable backend is itself healthy.
         let failed = matches!(outcome, Err(e) if e.is_unavailable() && !conn::is_proxy_report(e));
+        if !failed && !probe && self.clean.load(Ordering::Acquire) {
+            // Nothing to reset: the common case takes no lock.
+            return;
+        }
         let mut health = self.lock_health();
+        self.update(&mut health, failed, probe);
+        self.clean.store(
+            health.failures == 0 && health.down_until.is_none(),
+            Ordering::Release,
+        );
+    }
+
+    fn update(&self, health: &mut Health, failed: bool, probe: bool) {
         if probe {
             health.probing = false;
         }
@@ -614,5 +633,26 @@ mod tests {
         let (a, b) = (a.unwrap(), b.unwrap());
         assert!(Arc::ptr_eq(&a, &b), "one connection for both");
         let _server = accept(&l).await;
+    }
+
+    /// The lock-free path of a healthy server keeps the bookkeeping: failures count only in
+    /// a row (a success in between resets them), and the limit marks the server down.
+    #[test]
+    fn failures_count_in_a_row_with_the_lock_free_path() {
+        let pool = ServerPool::new(PoolSettings {
+            failure_limit: 2,
+            ..pool("127.0.0.1:1".into()).settings
+        });
+        let failure = || -> Result<Reply> { Err(Error::unavailable("127.0.0.1:1", "down")) };
+        let success = || -> Result<Reply> { Ok(Reply::Version("1.6".into())) };
+        assert!(matches!(pool.admit(), Admission::Go));
+        pool.record(&failure(), false);
+        pool.record(&success(), false);
+        pool.record(&failure(), false);
+        assert!(!pool.is_down(), "one failure in a row");
+        assert!(matches!(pool.admit(), Admission::Go));
+        pool.record(&failure(), false);
+        assert!(pool.is_down(), "two in a row");
+        assert!(matches!(pool.admit(), Admission::Refuse(_)));
     }
 }
