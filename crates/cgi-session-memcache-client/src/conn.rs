@@ -18,6 +18,12 @@
 //! own timer (the task may be late to notice) tells the task to close it and
 //! makes its slot open a new one. A request whose deadline passed before it
 //! was written is failed without being sent.
+//!
+//! Costs per request on the hot path: the caller encodes the request into one buffer, clones
+//! the slot's handle under a short `std` lock, `try_send`s it (awaiting only a full channel)
+//! and arms one backstop timer for the reply; the task keeps one timer for the whole
+//! connection (reset only when an earlier deadline arrives or when it fires for a request
+//! answered since) and one registration for the abort signal.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

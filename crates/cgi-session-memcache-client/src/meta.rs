@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::key;
 use crate::options::{DeleteStatus, GetOptions, Item, SetMode, SetOptions, StoreStatus};
 use crate::pool::ServerPool;
-use crate::proto::{MetaCode, Reply, ReplyKind};
+use crate::proto::{MetaCode, MetaFlags, Reply, ReplyKind};
 
 /// One meta command being encoded: the command, the key and its flags go straight into the
 /// one buffer that is handed to the connection (no per-flag strings). The key must have been
@@ -147,14 +147,10 @@ async fn call(
         .await
 }
 
-fn parse_num<T: std::str::FromStr>(
-    flags: &[(u8, Vec<u8>)],
-    flag: u8,
-    server: &str,
-) -> Result<Option<T>> {
-    match flags.iter().find(|(f, _)| *f == flag) {
+fn parse_num<T: std::str::FromStr>(flags: &MetaFlags, flag: u8, server: &str) -> Result<Option<T>> {
+    match flags.get(flag) {
         None => Ok(None),
-        Some((_, tok)) => std::str::from_utf8(tok)
+        Some(tok) => std::str::from_utf8(tok)
             .ok()
             .and_then(|s| s.parse().ok())
             .map(Some)
