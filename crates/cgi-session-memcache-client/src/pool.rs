@@ -371,7 +371,10 @@ impl ServerPool {
         // backstop for the reply (the connection task keeps the deadline itself).
         let conn = match self.slots[idx].usable() {
             Some(conn) => conn,
-            None => match tokio::time::timeout_at(deadline, self.reconnect(idx)).await {
+            // Boxed: connecting (TCP, TLS, login) is a large future, and a rare one; inline,
+            // it would make every request's future (and the boxed futures of the session
+            // driver's `async_trait` calls) kilobytes larger.
+            None => match tokio::time::timeout_at(deadline, Box::pin(self.reconnect(idx))).await {
                 Ok(conn) => conn?,
                 Err(_) => return Err(self.timeout_error()),
             },
@@ -396,9 +399,10 @@ impl ServerPool {
             Ok(()) => {}
             Err(TrySendError::Closed(_)) => return Err(closed()),
             // Not sent when this times out (the send is cancelled), so nothing of the
-            // request reaches the server.
+            // request reaches the server. Boxed, as a rare path (see above).
             Err(TrySendError::Full(request)) => {
-                match tokio::time::timeout_at(deadline, conn.tx.send(request)).await {
+                let send = Box::pin(tokio::time::timeout_at(deadline, conn.tx.send(request)));
+                match send.await {
                     Err(_) => return Err(self.timeout_error()),
                     Ok(Err(_)) => return Err(closed()),
                     Ok(Ok(())) => {}
