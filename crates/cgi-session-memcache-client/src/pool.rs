@@ -140,12 +140,15 @@ impl ServerPool {
     /// Whether the server is marked down: it failed `failure_limit` times in a row and no
     /// probe has succeeded since.
     pub(crate) fn is_down(&self) -> bool {
-        self.lock_health().down_until.is_some()
+        !self.clean.load(Ordering::Acquire) && self.lock_health().down_until.is_some()
     }
 
     /// Whether a request sent now would reach the server: it is up, or marked down with a
     /// probe due and none under way (the request becomes the probe).
     pub(crate) fn takes_requests(&self) -> bool {
+        if self.clean.load(Ordering::Acquire) {
+            return true;
+        }
         let health = self.lock_health();
         match health.down_until {
             None => true,
