@@ -18,6 +18,12 @@
 //! own timer (the task may be late to notice) tells the task to close it and
 //! makes its slot open a new one. A request whose deadline passed before it
 //! was written is failed without being sent.
+//!
+//! Costs per request on the hot path: the caller encodes the request into one buffer, clones
+//! the slot's handle under a short `std` lock, `try_send`s it (awaiting only a full channel)
+//! and arms one backstop timer for the reply; the task keeps one timer for the whole
+//! connection (reset only when an earlier deadline arrives or when it fires for a request
+//! answered since) and one registration for the abort signal.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -187,8 +193,14 @@ impl ConnTask {
             }
             earlier.deadline = req.deadline;
         }
-        out.extend_from_slice(&req.bytes);
         *queued += req.bytes.len() as u64;
+        if out.is_empty() && out.capacity() <= req.bytes.capacity() {
+            // Nothing waits to be written: the request's buffer becomes the output buffer
+            // (no copy; the one request's encoding is the only copy of its bytes).
+            *out = req.bytes;
+        } else {
+            out.extend_from_slice(&req.bytes);
+        }
         pending.push_back(Pending {
             kind: req.kind,
             check: req.check,
@@ -229,6 +241,17 @@ impl ConnTask {
         let mut sent = 0u64;
         let mut inbuf = BytesMut::with_capacity(16 * 1024);
         let mut rx_open = true;
+        // One timer for the connection, not one per request or per loop turn: it is set to
+        // the front deadline only when that is earlier than the time it is set to; when it
+        // fires before the front deadline (that request was answered meanwhile), it is set
+        // again to the new front deadline. Deadlines grow with time, so under steady traffic
+        // it is reset about once per timeout.
+        let deadline_timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(deadline_timer);
+        let mut timer_set_to: Option<Instant> = None;
+        // Registered once: the permit of `Abort::request` wakes this.
+        let aborted = self.abort.notify.notified();
+        tokio::pin!(aborted);
 
         let failure: Error = loop {
             if !rx_open && pending.is_empty() && out_pos == out.len() && !unflushed {
@@ -239,10 +262,16 @@ impl ConnTask {
                 inbuf.reserve(16 * 1024);
             }
             let front_deadline = pending.front().map(|p| p.deadline);
+            if let Some(front) = front_deadline {
+                if timer_set_to.is_none_or(|set| front < set) {
+                    deadline_timer.as_mut().reset(front);
+                    timer_set_to = Some(front);
+                }
+            }
             tokio::select! {
                 biased;
                 // First: once a caller gave up, not one more byte is read or written.
-                () = self.abort.notify.notified() => {
+                () = &mut aborted => {
                     break self.timeout_error();
                 }
                 read = rd.read_buf(&mut inbuf) => {
@@ -255,8 +284,16 @@ impl ConnTask {
                         break e;
                     }
                 }
-                _ = tokio::time::sleep_until(front_deadline.unwrap_or_else(Instant::now)), if front_deadline.is_some() => {
-                    break self.timeout_error();
+                () = &mut deadline_timer, if front_deadline.is_some() => {
+                    match front_deadline {
+                        Some(front) if front <= Instant::now() => break self.timeout_error(),
+                        // Set for a request answered since: wait for the front one's.
+                        Some(front) => {
+                            deadline_timer.as_mut().reset(front);
+                            timer_set_to = Some(front);
+                        }
+                        None => {}
+                    }
                 }
                 written = write_or_flush(&mut wr, &out[out_pos..]), if out_pos < out.len() || unflushed => {
                     match written {
@@ -344,7 +381,7 @@ impl ConnTask {
                 }
             }
             if let (Check::Opaque(want), Some(got)) = (&p.check, reply.flag(b'O')) {
-                if got != want.to_string().as_bytes() {
+                if !is_decimal(got, *want) {
                     let err = Error::protocol(
                         &self.server,
                         format!(
@@ -391,6 +428,22 @@ impl ConnTask {
         }
         Ok(())
     }
+}
+
+/// Whether `token` is `n` written in decimal (as the client sent it: no sign, no leading
+/// zeros), without formatting `n`.
+fn is_decimal(token: &[u8], n: u32) -> bool {
+    let mut value: u64 = 0;
+    if token.is_empty() || token.len() > 10 || (token.len() > 1 && token[0] == b'0') {
+        return false;
+    }
+    for &b in token {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        value = value * 10 + u64::from(b - b'0');
+    }
+    value == u64::from(n)
 }
 
 /// Writes some of `buf` (`Some(written)`), or, when `buf` is empty, flushes

@@ -132,9 +132,9 @@
 #![warn(missing_docs)]
 
 // Layers, lowest first; each module uses only modules above it in this list:
-// error, key, options, dist, secure, config, proto (wire parser and encoders),
+// error, key, options, dist, secure, config, proto (wire parser),
 // conn (one connection's task), pool (a server's connections and health),
-// admin (version, stats), metadump, meta, text (the two dialects),
+// admin (version, stats), metadump, meta, text (the two dialects and their encoders),
 // node (a server and its dialect), server (the public per-server handle), client.
 mod admin;
 mod client;

@@ -2,13 +2,14 @@
 //! (TCP, TLS, login), and the failure bookkeeping that marks a server down and probes it
 //! (see [`Health`]). Each connection itself is a task in [`crate::conn`].
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::conn::{self, Check, ConnHandle, InflightGuard, Request};
@@ -17,7 +18,8 @@ use crate::proto::{Reply, ReplyKind};
 use crate::secure::{Security, Stream};
 
 /// Extra time the caller waits beyond the deadline, so the connection task
-/// (which closes the connection) normally reports the timeout itself.
+/// (which closes the connection) normally reports the timeout itself: the caller's
+/// timer is only a backstop for a connection task that is late (a busy runtime).
 const CALLER_GRACE: Duration = Duration::from_millis(50);
 
 /// Settings a pool needs.
@@ -79,12 +81,39 @@ impl Drop for ProbeGuard<'_> {
     }
 }
 
+/// One connection slot of a pool.
+///
+/// The request path only clones the live connection's handle under a short `std` lock
+/// (never held across an await); opening a connection, which awaits, is serialised by the
+/// async `connecting` lock, so that concurrent requests on a slot without a connection
+/// open one, not one each.
+#[derive(Default)]
+struct Slot {
+    conn: std::sync::Mutex<Option<Arc<ConnHandle>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    /// The slot's connection if it can still take requests.
+    fn usable(&self) -> Option<Arc<ConnHandle>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.as_ref().filter(|c| c.is_usable()).cloned()
+    }
+
+    fn set(&self, conn: Option<Arc<ConnHandle>>) {
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = conn;
+    }
+}
+
 /// The connections to one server. The client keeps one `ServerPool` per
 /// server and picks the pool by hashing the key.
 pub(crate) struct ServerPool {
     settings: PoolSettings,
     health: std::sync::Mutex<Health>,
-    slots: Vec<Mutex<Option<ConnHandle>>>,
+    /// No failure counted and not marked down (`Health` at rest): requests go without
+    /// taking the health lock, and successes need not reset anything. Written under the lock.
+    clean: AtomicBool,
+    slots: Vec<Slot>,
     inflight: Vec<Arc<AtomicUsize>>,
     round_robin: AtomicUsize,
     next_opaque: AtomicU32,
@@ -94,11 +123,12 @@ impl ServerPool {
     pub(crate) fn new(settings: PoolSettings) -> Self {
         let size = settings.size.max(1);
         ServerPool {
-            slots: (0..size).map(|_| Mutex::new(None)).collect(),
+            slots: (0..size).map(|_| Slot::default()).collect(),
             inflight: (0..size).map(|_| Arc::new(AtomicUsize::new(0))).collect(),
             round_robin: AtomicUsize::new(0),
             next_opaque: AtomicU32::new(1),
             health: std::sync::Mutex::new(Health::default()),
+            clean: AtomicBool::new(true),
             settings,
         }
     }
@@ -110,12 +140,15 @@ impl ServerPool {
     /// Whether the server is marked down: it failed `failure_limit` times in a row and no
     /// probe has succeeded since.
     pub(crate) fn is_down(&self) -> bool {
-        self.lock_health().down_until.is_some()
+        !self.clean.load(Ordering::Acquire) && self.lock_health().down_until.is_some()
     }
 
     /// Whether a request sent now would reach the server: it is up, or marked down with a
     /// probe due and none under way (the request becomes the probe).
     pub(crate) fn takes_requests(&self) -> bool {
+        if self.clean.load(Ordering::Acquire) {
+            return true;
+        }
         let health = self.lock_health();
         match health.down_until {
             None => true,
@@ -125,6 +158,9 @@ impl ServerPool {
 
     /// Decides whether a request goes to the server (see [`Health`]).
     fn admit(&self) -> Admission {
+        if self.clean.load(Ordering::Acquire) {
+            return Admission::Go;
+        }
         let mut health = self.lock_health();
         let Some(until) = health.down_until else {
             return Admission::Go;
@@ -156,7 +192,19 @@ impl ServerPool {
     fn record(&self, outcome: &Result<Reply>, probe: bool) {
         // A proxy reporting one unreachable backend is itself healthy.
         let failed = matches!(outcome, Err(e) if e.is_unavailable() && !conn::is_proxy_report(e));
+        if !failed && !probe && self.clean.load(Ordering::Acquire) {
+            // Nothing to reset: the common case takes no lock.
+            return;
+        }
         let mut health = self.lock_health();
+        self.update(&mut health, failed, probe);
+        self.clean.store(
+            health.failures == 0 && health.down_until.is_none(),
+            Ordering::Release,
+        );
+    }
+
+    fn update(&self, health: &mut Health, failed: bool, probe: bool) {
         if probe {
             health.probing = false;
         }
@@ -232,23 +280,30 @@ impl ServerPool {
 
     /// The connection of slot `idx`, connecting first if the slot has no
     /// usable one (none yet, closed, or abandoned after a timeout).
-    async fn sender(&self, idx: usize) -> Result<ConnHandle> {
-        let mut slot = self.slots[idx].lock().await;
-        if let Some(conn) = slot.as_ref() {
-            if conn.is_usable() {
-                return Ok(conn.clone());
-            }
+    async fn sender(&self, idx: usize) -> Result<Arc<ConnHandle>> {
+        match self.slots[idx].usable() {
+            Some(conn) => Ok(conn),
+            None => self.reconnect(idx).await,
         }
-        *slot = None;
+    }
+
+    /// Opens slot `idx`'s connection, unless another request did while this one waited.
+    async fn reconnect(&self, idx: usize) -> Result<Arc<ConnHandle>> {
+        let slot = &self.slots[idx];
+        let _connecting = slot.connecting.lock().await;
+        if let Some(conn) = slot.usable() {
+            return Ok(conn);
+        }
+        slot.set(None);
         let stream = self.connect().await?;
-        let conn = conn::spawn(
+        let conn = Arc::new(conn::spawn(
             stream,
             &self.settings.server,
             self.settings.timeout,
             self.settings.max_value_size,
-        );
+        ));
         tracing::debug!(server = %self.settings.server, slot = idx, "memcached connection opened");
-        *slot = Some(conn.clone());
+        slot.set(Some(conn.clone()));
         Ok(conn)
     }
 
@@ -315,9 +370,17 @@ impl ServerPool {
         let deadline = Instant::now() + self.settings.timeout;
         let idx = self.pick();
         let guard = InflightGuard::new(&self.inflight[idx]);
-        let conn = match tokio::time::timeout_at(deadline, self.sender(idx)).await {
-            Ok(conn) => conn?,
-            Err(_) => return Err(self.timeout_error()),
+        // Timers only where this waits: opening a connection, a full channel, and one
+        // backstop for the reply (the connection task keeps the deadline itself).
+        let conn = match self.slots[idx].usable() {
+            Some(conn) => conn,
+            // Boxed: connecting (TCP, TLS, login) is a large future, and a rare one; inline,
+            // it would make every request's future (and the boxed futures of the session
+            // driver's `async_trait` calls) kilobytes larger.
+            None => match tokio::time::timeout_at(deadline, Box::pin(self.reconnect(idx))).await {
+                Ok(conn) => conn?,
+                Err(_) => return Err(self.timeout_error()),
+            },
         };
         let (reply_tx, reply_rx) = oneshot::channel();
         let request = Request {
@@ -329,17 +392,25 @@ impl ServerPool {
             reply: reply_tx,
             _inflight: guard,
         };
-        // Not sent when this times out (the send is cancelled), so nothing of the
-        // request reaches the server.
-        match tokio::time::timeout_at(deadline, conn.tx.send(request)).await {
-            Err(_) => return Err(self.timeout_error()),
-            Ok(Err(_)) => {
-                return Err(Error::unavailable(
-                    &self.settings.server,
-                    "the connection closed before the request was sent",
-                ))
+        let closed = || {
+            Error::unavailable(
+                &self.settings.server,
+                "the connection closed before the request was sent",
+            )
+        };
+        match conn.tx.try_send(request) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return Err(closed()),
+            // Not sent when this times out (the send is cancelled), so nothing of the
+            // request reaches the server. Boxed, as a rare path (see above).
+            Err(TrySendError::Full(request)) => {
+                let send = Box::pin(tokio::time::timeout_at(deadline, conn.tx.send(request)));
+                match send.await {
+                    Err(_) => return Err(self.timeout_error()),
+                    Ok(Err(_)) => return Err(closed()),
+                    Ok(Ok(())) => {}
+                }
             }
-            Ok(Ok(())) => {}
         }
         match tokio::time::timeout_at(deadline + CALLER_GRACE, reply_rx).await {
             Err(_) => {
@@ -511,5 +582,84 @@ mod tests {
         }
         assert_eq!(line(&mut server).await, None);
         assert!(started.elapsed() < Duration::from_secs(60));
+    }
+
+    /// The connection's one timer is set to the first request's deadline and not moved for
+    /// later requests with later deadlines: when it fires for a request answered long ago,
+    /// it must wait for the front request's own deadline, not fail it, and it must still
+    /// close the connection when that deadline passes.
+    #[tokio::test]
+    async fn a_stale_timer_waits_for_the_front_deadline_and_that_one_still_closes() {
+        let (l, pool) = listener().await;
+        let conn = pool.sender(0).await.unwrap();
+        let mut server = accept(&l).await;
+
+        let first_deadline = Instant::now() + Duration::from_millis(150);
+        let (first, first_rx) = request(&pool, b"mn\r\n", first_deadline);
+        conn.tx.send(first).await.ok().unwrap();
+        assert_eq!(line(&mut server).await.as_deref(), Some("mn\r\n"));
+        server.get_mut().write_all(b"MN\r\n").await.unwrap();
+        assert!(first_rx.await.unwrap().is_ok());
+
+        let (patient, patient_rx) = request(&pool, b"mn\r\n", Instant::now() + LONG);
+        conn.tx.send(patient).await.ok().unwrap();
+        assert_eq!(line(&mut server).await.as_deref(), Some("mn\r\n"));
+        // Answer only once the first request's deadline (where the timer was set) is past.
+        tokio::time::sleep_until(first_deadline + Duration::from_millis(100)).await;
+        server.get_mut().write_all(b"MN\r\n").await.unwrap();
+        let answer = tokio::time::timeout(LONG, patient_rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answer.is_ok(), "{answer:?}");
+        assert!(conn.is_usable());
+
+        // A request nobody answers still closes the connection at its deadline.
+        let (hung, hung_rx) = request(
+            &pool,
+            b"mn\r\n",
+            Instant::now() + Duration::from_millis(200),
+        );
+        conn.tx.send(hung).await.ok().unwrap();
+        assert_eq!(line(&mut server).await.as_deref(), Some("mn\r\n"));
+        let err = tokio::time::timeout(LONG, hung_rx)
+            .await
+            .expect("failed by its deadline")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert_eq!(line(&mut server).await, None, "the connection is closed");
+        assert!(!conn.is_usable());
+    }
+
+    /// Requests on a slot whose connection is gone open one new connection between them.
+    #[tokio::test]
+    async fn concurrent_requests_on_an_empty_slot_open_one_connection() {
+        let (l, pool) = listener().await;
+        let (a, b) = tokio::join!(pool.sender(0), pool.sender(0));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "one connection for both");
+        let _server = accept(&l).await;
+    }
+
+    /// The lock-free path of a healthy server keeps the bookkeeping: failures count only in
+    /// a row (a success in between resets them), and the limit marks the server down.
+    #[test]
+    fn failures_count_in_a_row_with_the_lock_free_path() {
+        let pool = ServerPool::new(PoolSettings {
+            failure_limit: 2,
+            ..pool("127.0.0.1:1".into()).settings
+        });
+        let failure = || -> Result<Reply> { Err(Error::unavailable("127.0.0.1:1", "down")) };
+        let success = || -> Result<Reply> { Ok(Reply::Version("1.6".into())) };
+        assert!(matches!(pool.admit(), Admission::Go));
+        pool.record(&failure(), false);
+        pool.record(&success(), false);
+        pool.record(&failure(), false);
+        assert!(!pool.is_down(), "one failure in a row");
+        assert!(matches!(pool.admit(), Admission::Go));
+        pool.record(&failure(), false);
+        assert!(pool.is_down(), "two in a row");
+        assert!(matches!(pool.admit(), Admission::Refuse(_)));
     }
 }

@@ -1,4 +1,5 @@
-//! Wire format: request encoding and a strict, incremental reply parser.
+//! Wire format: a strict, incremental reply parser (the meta requests are encoded in
+//! `crate::meta`).
 //!
 //! The parser is a pure function over a byte buffer: it returns
 //! [`Parsed::NeedMore`] when the buffer holds only part of a reply, the reply
@@ -96,6 +97,41 @@ impl MetaCode {
     }
 }
 
+/// The return flags of a meta reply in the order sent (`c42 f0 O7`): each a flag byte and
+/// its token, kept as received in one buffer (one allocation however many flags; none
+/// without flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaFlags(Vec<u8>);
+
+impl MetaFlags {
+    /// Each flag and its token, in the order sent.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> {
+        self.0
+            .split(|&b| b == b' ')
+            .filter_map(|tok| tok.split_first().map(|(&f, rest)| (f, rest)))
+    }
+
+    /// The token of flag `f`, if present.
+    pub fn get(&self, f: u8) -> Option<&[u8]> {
+        self.iter().find(|(k, _)| *k == f).map(|(_, v)| v)
+    }
+}
+
+impl<T: AsRef<[u8]>> FromIterator<(u8, T)> for MetaFlags {
+    /// Flags as a server would send them (`(b'c', "42")` is `c42`).
+    fn from_iter<I: IntoIterator<Item = (u8, T)>>(flags: I) -> Self {
+        let mut raw = Vec::new();
+        for (f, tok) in flags {
+            if !raw.is_empty() {
+                raw.push(b' ');
+            }
+            raw.push(f);
+            raw.extend_from_slice(tok.as_ref());
+        }
+        MetaFlags(raw)
+    }
+}
+
 /// One parsed reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -104,8 +140,8 @@ pub enum Reply {
     Meta {
         /// The status code.
         code: MetaCode,
-        /// Return flags in the order sent, e.g. `(b'c', b"42")`.
-        flags: Vec<(u8, Vec<u8>)>,
+        /// Return flags in the order sent, e.g. `c42`.
+        flags: MetaFlags,
         /// The value (only for `VA`).
         value: Option<Bytes>,
     },
@@ -129,10 +165,7 @@ impl Reply {
     /// The value of a return flag, if present.
     pub fn flag(&self, f: u8) -> Option<&[u8]> {
         match self {
-            Reply::Meta { flags, .. } => flags
-                .iter()
-                .find(|(k, _)| *k == f)
-                .map(|(_, v)| v.as_slice()),
+            Reply::Meta { flags, .. } => flags.get(f),
             _ => None,
         }
     }
@@ -142,9 +175,9 @@ impl Reply {
         match self {
             Reply::Meta { code, flags, .. } => {
                 let mut s = code.as_str().to_string();
-                for (f, _) in flags {
+                for (f, _) in flags.iter() {
                     s.push(' ');
-                    s.push(char::from(*f));
+                    s.push(char::from(f));
                 }
                 s
             }
@@ -214,9 +247,12 @@ fn parse_decimal(tok: &[u8]) -> Option<u64> {
     std::str::from_utf8(tok).ok()?.parse().ok()
 }
 
-fn parse_flags(tokens: &[&[u8]]) -> Result<Vec<(u8, Vec<u8>)>, ParseError> {
-    let mut flags = Vec::with_capacity(tokens.len());
-    for tok in tokens {
+/// The flags after a meta reply's code (and length): `None` when the line ends there.
+fn parse_flags(rest: Option<&[u8]>) -> Result<MetaFlags, ParseError> {
+    let Some(rest) = rest else {
+        return Ok(MetaFlags::default());
+    };
+    for tok in rest.split(|&b| b == b' ') {
         let (&f, rest) = match tok.split_first() {
             Some(x) => x,
             None => return err("empty flag token (double space)"),
@@ -230,9 +266,16 @@ fn parse_flags(tokens: &[&[u8]]) -> Result<Vec<(u8, Vec<u8>)>, ParseError> {
                 char::from(f)
             ));
         }
-        flags.push((f, rest.to_vec()));
     }
-    Ok(flags)
+    Ok(MetaFlags(rest.to_vec()))
+}
+
+/// The first space-separated token of `line` and what follows its space, if any.
+fn split_token(line: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match line.iter().position(|&b| b == b' ') {
+        Some(at) => (&line[..at], Some(&line[at + 1..])),
+        None => (line, None),
+    }
 }
 
 fn error_line(line: &[u8]) -> Option<Reply> {
@@ -352,8 +395,8 @@ fn parse_meta(buf: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
     if let Some(reply) = error_line(line) {
         return Ok(Parsed::Done(reply, after));
     }
-    let tokens: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-    let code = match tokens[0] {
+    let (code_tok, rest) = split_token(line);
+    let code = match code_tok {
         b"HD" => MetaCode::Hd,
         b"VA" => MetaCode::Va,
         b"EN" => MetaCode::En,
@@ -366,11 +409,11 @@ fn parse_meta(buf: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
             return err(format!("unknown reply code {shown:?}"));
         }
     };
-    if code == MetaCode::Mn && tokens.len() > 1 {
+    if code == MetaCode::Mn && rest.is_some() {
         return err("MN reply with extra tokens");
     }
     if code != MetaCode::Va {
-        let flags = parse_flags(&tokens[1..])?;
+        let flags = parse_flags(rest)?;
         return Ok(Parsed::Done(
             Reply::Meta {
                 code,
@@ -380,7 +423,7 @@ fn parse_meta(buf: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
             after,
         ));
     }
-    let Some(len_tok) = tokens.get(1) else {
+    let Some((len_tok, rest)) = rest.map(split_token) else {
         return err("VA reply without a length");
     };
     let Some(len) = parse_decimal(len_tok) else {
@@ -391,7 +434,7 @@ fn parse_meta(buf: &[u8], max_value: usize) -> Result<Parsed, ParseError> {
             "VA reply announces {len} bytes, over the client's limit of {max_value} bytes"
         ));
     }
-    let flags = parse_flags(&tokens[2..])?;
+    let flags = parse_flags(rest)?;
     let len = len as usize;
     let end = after + len;
     if buf.len() < end + 2 {
@@ -456,18 +499,6 @@ fn parse_stats(buf: &[u8]) -> Result<Parsed, ParseError> {
     }
 }
 
-/// Appends a meta request line: `<cmd> <key> <args...>\r\n`.
-pub fn encode_meta(out: &mut Vec<u8>, cmd: &str, key: &[u8], args: &[String]) {
-    out.extend_from_slice(cmd.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(key);
-    for a in args {
-        out.push(b' ');
-        out.extend_from_slice(a.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
 #[cfg(test)]
 mod props;
 
@@ -495,7 +526,7 @@ mod tests {
                 Parsed::Done(
                     Reply::Meta {
                         code: c,
-                        flags: vec![],
+                        flags: MetaFlags::default(),
                         value: None
                     },
                     4
@@ -518,6 +549,41 @@ mod tests {
             Reply::Meta { value, .. } => assert_eq!(value.unwrap(), &b"hi"[..]),
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn flags_keep_their_order_and_tokens_in_one_buffer() {
+        let Parsed::Done(r, _) = meta(b"HD c12 f0 O7 k\r\n").unwrap() else {
+            panic!()
+        };
+        let Reply::Meta { flags, .. } = &r else {
+            panic!()
+        };
+        let pairs: Vec<(u8, &[u8])> = flags.iter().collect();
+        assert_eq!(
+            pairs,
+            [(b'c', &b"12"[..]), (b'f', b"0"), (b'O', b"7"), (b'k', b"")]
+        );
+        assert_eq!(
+            *flags,
+            [(b'c', "12"), (b'f', "0"), (b'O', "7"), (b'k', "")]
+                .into_iter()
+                .collect::<MetaFlags>()
+        );
+        assert_eq!(r.describe(), "HD c f O k");
+        assert_eq!(r.flag(b'f'), Some(&b"0"[..]));
+        assert_eq!(r.flag(b'x'), None);
+        // No flags: none to iterate.
+        let Parsed::Done(r, _) = meta(b"VA 1\r\nx\r\n").unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.describe(), "VA");
+        // Empty tokens are refused, as before.
+        assert!(meta(b"HD c1  O2\r\n").is_err());
+        assert!(meta(b"HD c1 \r\n").is_err());
+        assert!(meta(b"HD \r\n").is_err());
+        assert!(meta(b"VA 1 \r\nx\r\n").is_err());
+        assert!(meta(b"MN \r\n").is_err());
     }
 
     #[test]

@@ -304,30 +304,40 @@ impl MemcacheDriver {
 
     /// The memcached key of session `id`.
     ///
-    /// Built once per operation, and a valid memcached key by construction: the prefix was
-    /// checked when the driver was built (at most 100 bytes, no whitespace or control bytes)
-    /// and an id is 1 to 128 bytes of `A-Z a-z 0-9 _ -` (a digest: 64 hex digits), so the
-    /// key (lock keys included) is at most 233 bytes; the client checks it once before
-    /// sending.
+    /// Built once per operation, in one allocation of its exact size, and a valid memcached
+    /// key by construction: the prefix was checked when the driver was built (at most 100
+    /// bytes, no whitespace or control bytes) and an id is 1 to 128 bytes of
+    /// `A-Z a-z 0-9 _ -` (a digest: 64 hex digits), so the key (lock keys included) is at
+    /// most 233 bytes; the client checks it once (its only check) before sending.
     pub fn key_for(&self, id: &SessionId) -> String {
-        let mut key = self.inner.prefix.clone();
-        if self.inner.hashed {
-            for b in Sha256::digest(id.as_str().as_bytes()) {
-                let _ = write!(key, "{b:02x}");
-            }
-        } else {
-            key.push_str(id.as_str());
-        }
-        debug_assert!(cgi_session_memcache_client::validate_key(key.as_bytes()).is_ok());
-        key
+        self.build_key("", id)
     }
 
     /// The memcached key of session `id`'s lock: [`LOCK_KEY_PREFIX`] followed by
     /// [`key_for`](Self::key_for) (`lock:sessions:<id>` by default; with hashed keys, the
     /// digest: the id is never in it either).
     pub fn lock_key_for(&self, id: &SessionId) -> String {
-        let mut key = String::from(LOCK_KEY_PREFIX);
-        key.push_str(&self.key_for(id));
+        self.build_key(LOCK_KEY_PREFIX, id)
+    }
+
+    /// `<lead><prefix><id or its digest in hex>`, allocated once at its final size.
+    fn build_key(&self, lead: &str, id: &SessionId) -> String {
+        let prefix = self.inner.prefix.as_str();
+        let id = id.as_str();
+        let tail = if self.inner.hashed { 64 } else { id.len() };
+        let mut key = String::with_capacity(lead.len() + prefix.len() + tail);
+        key.push_str(lead);
+        key.push_str(prefix);
+        if self.inner.hashed {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for b in Sha256::digest(id.as_bytes()) {
+                key.push(char::from(HEX[usize::from(b >> 4)]));
+                key.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        } else {
+            key.push_str(id);
+        }
+        debug_assert!(cgi_session_memcache_client::validate_key(key.as_bytes()).is_ok());
         key
     }
 

@@ -1,6 +1,6 @@
 //! Property tests of the reply parser.
 
-use super::{parse_reply, MetaCode, Parsed, Reply, ReplyKind};
+use super::{parse_reply, MetaCode, MetaFlags, Parsed, Reply, ReplyKind};
 use bytes::Bytes;
 use proptest::prelude::*;
 
@@ -34,17 +34,17 @@ fn reply() -> impl Strategy<Value = Reply> {
         .prop_map(|(code, flags, value)| match code {
             MetaCode::Mn => Reply::Meta {
                 code,
-                flags: vec![],
+                flags: MetaFlags::default(),
                 value: None,
             },
             MetaCode::Va => Reply::Meta {
                 code,
-                flags,
+                flags: flags.into_iter().collect(),
                 value: Some(Bytes::from(value)),
             },
             _ => Reply::Meta {
                 code,
-                flags,
+                flags: flags.into_iter().collect(),
                 value: None,
             },
         });
@@ -71,9 +71,9 @@ fn encode(r: &Reply) -> Vec<u8> {
             if let Some(v) = value {
                 out.extend_from_slice(format!(" {}", v.len()).as_bytes());
             }
-            for (f, tok) in flags {
+            for (f, tok) in flags.iter() {
                 out.push(b' ');
-                out.push(*f);
+                out.push(f);
                 out.extend_from_slice(tok);
             }
             out.extend_from_slice(b"\r\n");
