@@ -68,26 +68,34 @@ fn main() {
                         .expect("set");
                     for _ in 0..n {
                         let item = client
-                            .get("raw-key", GetOptions::new().cas(true).flags(true).touch(ttl))
+                            .get(
+                                "raw-key",
+                                GetOptions::new().cas(true).flags(true).touch(ttl),
+                            )
                             .await
                             .expect("get")
                             .expect("stored");
                         black_box(&item.value);
                         client
-                            .set("raw-key", &item.value, SetOptions::new().ttl(ttl).cas(item.cas))
+                            .set(
+                                "raw-key",
+                                &item.value,
+                                SetOptions::new().ttl(ttl).cas(item.cas),
+                            )
                             .await
                             .expect("set");
                     }
                 } else {
-                    let driver = MemcacheDriver::builder(client)
-                        .build()
-                        .expect("a driver");
+                    let driver = MemcacheDriver::builder(client).build().expect("a driver");
                     session_cycles(SessionStore::builder(driver), n).await;
                 }
             });
         }
         _ => {
-            runtime().block_on(session_cycles(SessionStore::builder(MemoryDriver::new()), n));
+            runtime().block_on(session_cycles(
+                SessionStore::builder(MemoryDriver::new()),
+                n,
+            ));
         }
     }
 }

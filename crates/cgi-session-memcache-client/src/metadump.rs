@@ -68,7 +68,27 @@ pub struct Metadump {
 
 /// Lists one server's items (`lru_crawler metadump hash`) on a dedicated connection (the
 /// server refuses to pipeline other commands with it).
+/// Reads the dump. memcached runs one crawler at a time and answers `BUSY currently
+/// processing crawler request` while another listing (from any client) is under way: that is
+/// retried, with growing pauses, until the client's timeout has passed.
 pub(crate) async fn read(pool: &ServerPool) -> Result<Metadump> {
+    let deadline = tokio::time::Instant::now() + pool.settings().timeout;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match read_once(pool).await {
+            Err(Error::Server { message, .. })
+                if message.starts_with("BUSY")
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn read_once(pool: &ServerPool) -> Result<Metadump> {
     let server = pool.server();
     let timeout = pool.settings().timeout;
     let mut stream = pool.connect().await?;
@@ -238,5 +258,44 @@ mod tests {
         assert!(parse_metadump_line(b"key=a%zz exp=1 la=1 cas=1 size=1").is_err());
         assert!(parse_metadump_line(b"key=a exp=x la=1 cas=1 size=1").is_err());
         assert!(parse_metadump_line(b"key=a la=1 cas=1 size=1").is_err());
+    }
+
+    /// memcached runs one crawler at a time: a listing that meets another one (`BUSY`) tries
+    /// again instead of failing.
+    #[tokio::test]
+    async fn a_busy_crawler_is_waited_for() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap().to_string();
+        let peer = tokio::spawn(async move {
+            let replies: [&[u8]; 3] = [
+                b"BUSY currently processing crawler request\r\n",
+                b"BUSY currently processing crawler request\r\n",
+                b"key=a exp=-1 la=1 cas=3 fetch=no cls=1 size=5\r\nEND\r\n",
+            ];
+            for reply in replies {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 64];
+                let n = sock.read(&mut request).await.unwrap();
+                assert_eq!(&request[..n], b"lru_crawler metadump hash\r\n");
+                sock.write_all(reply).await.unwrap();
+            }
+        });
+        let pool = ServerPool::new(crate::pool::PoolSettings {
+            server,
+            size: 1,
+            timeout: std::time::Duration::from_secs(10),
+            connect_timeout: std::time::Duration::from_secs(10),
+            max_value_size: 1 << 20,
+            failure_limit: 0,
+            retry_delay: std::time::Duration::from_secs(10),
+            security: crate::secure::Security::default(),
+            server_name: None,
+        });
+        let dump = read(&pool).await.unwrap();
+        assert_eq!(dump.entries.len(), 1);
+        assert_eq!(dump.entries[0].key, b"a");
+        peer.await.unwrap();
     }
 }
