@@ -63,8 +63,10 @@ pub trait Serializer: Send + Sync + Debug + 'static {
     /// Decodes a whole record (what the session layer calls on every load). The default
     /// thaws the flat map ([`Serializer::thaw`]) and reads it with [`Record::from_map`];
     /// a format that can do less work per request overrides it (JSON keeps each parameter
-    /// as its stored text until it is read). It must accept and refuse exactly what the
-    /// default does.
+    /// as its stored text until it is read). An override must accept what the default
+    /// accepts, giving an equal record, and refuse what the default refuses, but that it may
+    /// keep a parameter whose value the full decoder refuses as stored text (reading that
+    /// parameter is then the error; see [`JsonSerializer`]).
     ///
     /// # Errors
     /// As [`Serializer::thaw`]; [`SerializeError::NotARecord`] when the bytes hold a map that

@@ -91,9 +91,8 @@ async fn write_batch(
     let deadline = started + inner.save_deadline;
     // Start from the freshest copy at hand: the one this process wrote last, or one a request
     // read later (e.g. under the session lock, after another process wrote); else a fresh
-    // read. (Requests keep their own copies: `LastWriteWins` and `Error` saves need them.)
-    // A `Merge` request does not need its copy once the batch has it: take it rather than
-    // copy it (`LastWriteWins` and `Error` requests keep theirs).
+    // read. A `Merge` save does not need its request's copy once the batch has it, so it is
+    // taken rather than copied; `LastWriteWins` and `Error` saves keep theirs (they use them).
     let newest_loaded = jobs
         .iter_mut()
         .filter(|j| j.base.is_some())
