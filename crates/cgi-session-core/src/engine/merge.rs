@@ -114,7 +114,9 @@ async fn write_batch(
             record, version, ..
         } = match base.take() {
             Some(b) => b,
-            None => match read_fresh(inner, id).await {
+            // Boxed: a fresh read is the rare case (another process wrote meanwhile), and its
+            // state would otherwise double the size of every batch's future.
+            None => match Box::pin(read_fresh(inner, id)).await {
                 Ok(Some(b)) => b,
                 Ok(None) => {
                     fail_all(&mut jobs, &Error::Gone { id: id.clone() });
@@ -126,7 +128,8 @@ async fn write_batch(
                 }
             },
         };
-        let mut work = Session::working(inner, id.clone(), record, version);
+        // Boxed: keeps the batch future small enough for the allocator's per-thread cache.
+        let mut work = Box::new(Session::working(inner, id.clone(), record, version));
         // Apply every change in order; a closure that fails (or panics) is answered at once
         // with its error and its changes are rolled back; the others go on.
         let mut deleted_by: Option<usize> = None;
