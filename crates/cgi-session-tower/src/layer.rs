@@ -206,16 +206,19 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
         let claim = claimed_id(req.headers(), &config);
-        let remote_addr =
-            crate::client_addr::resolve(&mut req, &config.proxies).map(|ip| ip.to_string());
-        let shared = Arc::new(RequestSession::new(
+        let mut session = RequestSession::new(
             config.store.clone(),
             claim.id,
             claim.sent,
-            remote_addr,
+            None,
             config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
             Arc::clone(&config.logs),
-        ));
+        );
+        // Written out only if the handler uses the session.
+        if let Some(ip) = crate::client_addr::resolve(&mut req, &config.proxies) {
+            session = session.client_ip(ip);
+        }
+        let shared = Arc::new(session);
         req.extensions_mut()
             .insert(SessionHandle(Arc::clone(&shared)));
         // The service that was polled ready handles this request (tower's clone-and-swap).
@@ -276,7 +279,8 @@ fn replace_with_error<B: From<String>>(response: &mut Response<B>, error: &Sessi
 }
 
 fn append_cookie<B>(response: &mut Response<B>, cookie: &Cookie<'static>) {
-    match HeaderValue::from_str(&cookie.to_string()) {
+    // Written directly (not through `Display`), and its buffer becomes the header value.
+    match HeaderValue::try_from(cgi_session_core::cookie::set_cookie_value(cookie)) {
         Ok(value) => {
             response.headers_mut().append(SET_COOKIE, value);
         }
