@@ -85,7 +85,10 @@ mod cgi {
             .pool_size(pool)
             .timeout(Duration::from_secs(1));
         let opened = spec.open().await?;
-        let store: SessionStore = spec.builder_over(&opened)?.default_expire(IDLE_SECS).build();
+        let store: SessionStore = spec
+            .builder_over(&opened)?
+            .default_expire(IDLE_SECS)
+            .build();
         Ok(Router::new()
             .route("/plain", get(plain))
             .route("/create", get(create))
@@ -159,7 +162,12 @@ mod ts {
 
     async fn write(session: Session) -> Result<String, Failed> {
         // tower-sessions' way: a read, then a write of the whole record (no compare-and-swap).
-        let n = session.get::<u64>(COUNTER).await.map_err(failed)?.unwrap_or(0) + 1;
+        let n = session
+            .get::<u64>(COUNTER)
+            .await
+            .map_err(failed)?
+            .unwrap_or(0)
+            + 1;
         session.insert(COUNTER, n).await.map_err(failed)?;
         Ok(format!("counter {n}\n"))
     }

@@ -159,10 +159,10 @@ pub(crate) fn home(info: &SessionInfo, expired: bool) -> String {
         "\"></label> <button id=\"greet-submit\" type=\"submit\">Set greet_en</button></form></section>\n",
     );
     let stored = info.id_prefix.is_some();
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<section><h2>Visits</h2><p>Views of this page in this session: <span id=\"counter\">{}</span></p>\
-<p>{}</p></section>\n",
+<p>{}</p></section>",
         info.counter,
         if stored {
             "Reload the page to count one more."
