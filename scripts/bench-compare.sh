@@ -4,7 +4,7 @@
 # this machine. memcached and redis-server are started here on free loopback ports, and
 # everything started is stopped on exit.
 #
-# Usage: scripts/bench-compare.sh [duration_secs=10] [connections=64] [threads=1] [sessions=1000]
+# Usage: scripts/bench-compare.sh [duration_secs=10] [connections=64] [threads=1] [sessions=1000] [rounds=1]
 # Needs: memcached, redis-server, wrk, curl, python3 (apt-get install -y memcached redis-server
 # wrk curl). The app's CPU time and context switches per request come from /proc (no perf
 # needed: hardware counters are often missing on VMs).
@@ -22,6 +22,7 @@ duration="${1:-10}"
 connections="${2:-64}"
 threads="${3:-1}"
 sessions="${4:-1000}"
+rounds="${5:-1}"
 backends=(cgi-session-memcached tower-sessions-redis)
 routes=(plain read write)
 
@@ -84,19 +85,17 @@ pids+=($!)
 wait_for 10 answers "$redis_port" PING +PONG
 echo "==> memcached at 127.0.0.1:$mc_port (1 thread), redis-server at 127.0.0.1:$redis_port"
 
-# Starts the app on a backend; sets app_pid and base.
+declare -A app_pids bases
+
+# Starts the app on a backend (both stay up for the whole run, each idle while the other is
+# measured).
 start_app() {
   local backend="$1" server="$2"
   "$app" --backend "$backend" --server "$server" >"$work/$backend.out" 2>"$work/$backend.err" &
-  app_pid=$!
-  pids+=("$app_pid")
+  app_pids[$backend]=$!
+  pids+=("$!")
   wait_for 30 grep -q 'http://' "$work/$backend.out" || { cat "$work/$backend.err" >&2; exit 1; }
-  base="$(grep -o 'http://[^ /]*' "$work/$backend.out" | head -1)"
-}
-
-stop_app() {
-  kill "$app_pid" 2>/dev/null || true
-  wait "$app_pid" 2>/dev/null || true
+  bases[$backend]="$(grep -o 'http://[^ /]*' "$work/$backend.out" | head -1)"
 }
 
 make_cookies() {
@@ -148,20 +147,29 @@ for backend in "${backends[@]}"; do
     tower-sessions-redis) server="127.0.0.1:$redis_port" ;;
   esac
   start_app "$backend" "$server"
+  base="${bases[$backend]}"
   echo "==> $backend at $base: creating $sessions sessions"
   make_cookies "$work/$backend.lua"
   # Warm-up (not recorded).
   wrk -t"$threads" -c"$connections" -d2s -s "$work/$backend.lua" "$base/read" >/dev/null
+done
+
+# Routes interleaved (each route on one backend, then on the other), so that a change in the
+# machine's load during the run falls on both alike; `rounds` times.
+for round in $(seq "$rounds"); do
   for route in "${routes[@]}"; do
-    script=()
-    [ "$route" = plain ] || script=(-s "$work/$backend.lua")
-    echo "==> $backend $route: wrk -t$threads -c$connections -d${duration}s --latency ${script[*]} $base/$route"
-    read -r cpu0 cs0 < <(proc_counters "$app_pid")
-    wrk -t"$threads" -c"$connections" -d"${duration}s" --latency "${script[@]}" "$base/$route" \
-      >"$work/$backend-$route.txt"
-    read -r cpu1 cs1 < <(proc_counters "$app_pid")
-    python3 - "$work/$backend-$route.txt" "$backend" "$route" "$((cpu1 - cpu0))" "$((cs1 - cs0))" \
-      "$ticks" >>"$work/summary" <<'PY'
+    for backend in "${backends[@]}"; do
+      base="${bases[$backend]}"
+      app_pid="${app_pids[$backend]}"
+      script=()
+      [ "$route" = plain ] || script=(-s "$work/$backend.lua")
+      echo "==> round $round, $backend $route: wrk -t$threads -c$connections -d${duration}s --latency ${script[*]} $base/$route"
+      read -r cpu0 cs0 < <(proc_counters "$app_pid")
+      wrk -t"$threads" -c"$connections" -d"${duration}s" --latency "${script[@]}" "$base/$route" \
+        >"$work/$backend-$route.txt"
+      read -r cpu1 cs1 < <(proc_counters "$app_pid")
+      python3 - "$work/$backend-$route.txt" "$backend" "$route" "$((cpu1 - cpu0))" "$((cs1 - cs0))" \
+        "$ticks" >>"$work/summary" <<'PY'
 import re, sys
 path, backend, route, cpu, cs, ticks = sys.argv[1:]
 text = open(path).read()
@@ -178,28 +186,41 @@ cpu_us = int(cpu) / int(ticks) * 1e6 / max(reqs, 1)
 print(backend, route, f"{rps:.0f}", f"{ms('50%'):.3f}", f"{ms('99%'):.3f}", bad,
       f"{cpu_us:.1f}", f"{int(cs) / max(reqs, 1):.3f}")
 PY
-    grep -E 'Requests/sec|Non-2xx|Socket errors' "$work/$backend-$route.txt" || true
+      grep -E 'Requests/sec|Non-2xx|Socket errors' "$work/$backend-$route.txt" || true
+    done
   done
-  stop_app
 done
 
 echo
 echo "One run, $(nproc) cores, wrk -t$threads -c$connections -d${duration}s; latencies in ms;"
 echo "cpu_us/req and cs/req: the app process's CPU time (user+system) and context switches per request."
-python3 - "$work/summary" <<'PY'
-import sys
+python3 - "$work/summary" "$rounds" <<'PY'
+import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
-by = {(r[0], r[1]): r for r in rows}
+rounds = int(sys.argv[2])
+keys = []
+by = {}
+for r in rows:
+    k = (r[0], r[1])
+    if k not in by:
+        keys.append(k)
+        by[k] = []
+    by[k].append([float(x) for x in r[2:]])
+med = {k: [statistics.median(col) for col in zip(*v)] for k, v in by.items()}
+if rounds > 1:
+    print(f"medians of {rounds} rounds")
 print(f"{'backend':24} {'route':6} {'req/s':>9} {'p50':>8} {'p99':>8} {'non-2xx':>8} "
       f"{'cpu_us/req':>10} {'cs/req':>7} {'vs /plain':>9}")
-for r in rows:
-    plain = float(by[(r[0], "plain")][2])
-    print(f"{r[0]:24} {r[1]:6} {float(r[2]):9.0f} {float(r[3]):8.3f} {float(r[4]):8.3f} "
-          f"{int(r[5]):8d} {float(r[6]):10.1f} {float(r[7]):7.3f} {float(r[2]) / plain:9.3f}")
+for backend in dict.fromkeys(k[0] for k in keys):
+    for k in [k for k in keys if k[0] == backend]:
+        rps, p50, p99, bad, cpu, cs = med[k]
+        plain = med[(backend, "plain")][0]
+        print(f"{k[0]:24} {k[1]:6} {rps:9.0f} {p50:8.3f} {p99:8.3f} {bad:8.0f} "
+              f"{cpu:10.1f} {cs:7.3f} {rps / plain:9.3f}")
 print()
-print("cgi-session-memcached / tower-sessions-redis, requests/s:")
+print("cgi-session-memcached / tower-sessions-redis: requests/s, and CPU per request")
 for route in ("plain", "read", "write"):
-    a, b = by.get(("cgi-session-memcached", route)), by.get(("tower-sessions-redis", route))
+    a, b = med.get(("cgi-session-memcached", route)), med.get(("tower-sessions-redis", route))
     if a and b:
-        print(f"  /{route:6} {float(a[2]) / float(b[2]):.3f}")
+        print(f"  /{route:6} {a[0] / b[0]:.3f}   {a[4] / b[4]:.3f}")
 PY
