@@ -189,7 +189,7 @@ pub struct SessionService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
@@ -221,11 +221,11 @@ where
         let shared = Arc::new(session);
         req.extensions_mut()
             .insert(SessionHandle(Arc::clone(&shared)));
-        // The service that was polled ready handles this request (tower's clone-and-swap).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The service that was polled ready makes the handler's future now: nothing to clone,
+        // and neither it nor the request is moved into the boxed future below.
+        let handled = self.inner.call(req);
         Box::pin(async move {
-            let mut response = inner.call(req).await?;
+            let mut response = handled.await?;
             finish(&config, &shared, claim.resign, &mut response).await;
             Ok(response)
         })
