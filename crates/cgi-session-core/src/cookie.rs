@@ -136,6 +136,85 @@ impl CookieConfig {
     }
 }
 
+/// The `Set-Cookie` header value of `cookie`: exactly the text of its `Display`
+/// (`name=value; HttpOnly; SameSite=Lax; Secure; Path=/; Domain=...; Max-Age=...`), written
+/// straight into one string: the `cookie` crate's formatting costs several times more, on
+/// every response that refreshes a session cookie. A cookie with `Expires` or `Partitioned`
+/// is written by the `cookie` crate itself.
+///
+/// ```
+/// use cgi_session_core::cookie::set_cookie_value;
+/// use cgi_session_core::CookieConfig;
+///
+/// let cookie = CookieConfig::default().session_cookie("abc", Some(1800));
+/// assert_eq!(set_cookie_value(&cookie), cookie.to_string());
+/// assert_eq!(set_cookie_value(&cookie), "CGISESSID=abc; HttpOnly; SameSite=Lax; Path=/; Max-Age=1800");
+/// ```
+pub fn set_cookie_value(cookie: &Cookie<'_>) -> String {
+    if cookie.expires().is_some() || cookie.partitioned().is_some() {
+        return cookie.to_string();
+    }
+    let (name, value) = (cookie.name(), cookie.value());
+    let path = cookie.path();
+    let domain = cookie.domain();
+    let mut out = String::with_capacity(
+        name.len() + value.len() + path.map_or(0, str::len) + domain.map_or(0, str::len) + 72,
+    );
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
+    if cookie.http_only() == Some(true) {
+        out.push_str("; HttpOnly");
+    }
+    if let Some(same_site) = cookie.same_site() {
+        out.push_str(match same_site {
+            SameSite::Strict => "; SameSite=Strict",
+            SameSite::Lax => "; SameSite=Lax",
+            SameSite::None => "; SameSite=None",
+        });
+    }
+    // As the `cookie` crate: `SameSite=None` implies `Secure` unless told otherwise.
+    if cookie.secure() == Some(true)
+        || cookie.secure().is_none() && cookie.same_site() == Some(SameSite::None)
+    {
+        out.push_str("; Secure");
+    }
+    if let Some(path) = path {
+        out.push_str("; Path=");
+        out.push_str(path);
+    }
+    if let Some(domain) = domain {
+        out.push_str("; Domain=");
+        out.push_str(domain);
+    }
+    if let Some(max_age) = cookie.max_age() {
+        out.push_str("; Max-Age=");
+        push_int(&mut out, max_age.whole_seconds());
+    }
+    out
+}
+
+/// Appends `n` in decimal.
+fn push_int(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    let mut digits = [0u8; 20];
+    let mut rest = n.unsigned_abs();
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &d in &digits[start..] {
+        out.push(char::from(d));
+    }
+}
+
 /// The CGI header block (CGI::Session's `header()`): `Set-Cookie` when there is a cookie, then
 /// `Content-Type`, then the empty line ending the headers, all CRLF-terminated.
 ///
@@ -148,7 +227,7 @@ pub fn cgi_header(cookie: Option<&Cookie<'_>>, content_type: &str) -> String {
     let mut out = String::new();
     if let Some(c) = cookie {
         out.push_str("Set-Cookie: ");
-        out.push_str(&c.to_string());
+        out.push_str(&set_cookie_value(c));
         out.push_str("\r\n");
     }
     out.push_str("Content-Type: ");
@@ -356,6 +435,75 @@ mod tests {
         );
         assert_ne!(signed.value(), ID);
         assert!(!format!("{keys:?}").contains(&format!("{:?}", c.master())));
+    }
+
+    #[test]
+    fn the_set_cookie_value_is_the_cookie_crates_text() {
+        let id = SessionId::parse(ID).unwrap();
+        let mut seen = 0;
+        for secure in [false, true] {
+            for http_only in [false, true] {
+                for same_site in [
+                    None,
+                    Some(SameSite::Strict),
+                    Some(SameSite::Lax),
+                    Some(SameSite::None),
+                ] {
+                    for domain in [None, Some("example.org".to_owned())] {
+                        for path in ["/", "/app"] {
+                            let config = CookieConfig {
+                                name: "S".into(),
+                                path: path.into(),
+                                domain: domain.clone(),
+                                secure,
+                                http_only,
+                                same_site,
+                            };
+                            for max_age in [
+                                None,
+                                Some(-5),
+                                Some(0),
+                                Some(1),
+                                Some(1800),
+                                Some(i64::from(i32::MAX)),
+                            ] {
+                                let lifetime = Lifetime {
+                                    max_age,
+                                    expires: None,
+                                };
+                                let cookie =
+                                    for_session(&config, Some(&id), false, lifetime).unwrap();
+                                assert_eq!(set_cookie_value(&cookie), cookie.to_string());
+                                let expiring = for_session(
+                                    &config,
+                                    Some(&id),
+                                    false,
+                                    Lifetime {
+                                        max_age,
+                                        expires: Some(1_000_000),
+                                    },
+                                )
+                                .unwrap();
+                                assert_eq!(set_cookie_value(&expiring), expiring.to_string());
+                                seen += 1;
+                            }
+                            let removal = config.removal_cookie();
+                            assert_eq!(set_cookie_value(&removal), removal.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, 2 * 2 * 4 * 2 * 2 * 6);
+        // Attributes a session cookie never has, set by hand.
+        let mut odd = Cookie::new("a", "b");
+        odd.set_secure(false);
+        odd.set_same_site(SameSite::None);
+        assert_eq!(set_cookie_value(&odd), odd.to_string());
+        odd.set_max_age(::cookie::time::Duration::seconds(-90));
+        assert_eq!(set_cookie_value(&odd), odd.to_string());
+        odd.set_partitioned(true);
+        assert_eq!(set_cookie_value(&odd), odd.to_string());
     }
 
     #[test]

@@ -48,7 +48,7 @@
 
 use std::fmt;
 
-use crate::id::SessionId;
+use crate::id::MAX_ID_LEN;
 
 /// One `name=value` cookie of a `Cookie` header, as the raw bytes sent (trimmed, one pair of
 /// surrounding double quotes removed from the value).
@@ -127,7 +127,7 @@ pub enum SessionCookie<'a> {
     /// The (first) cookie of that name is empty (`CGISESSID=`).
     Empty,
     /// The (first) cookie of that name is not a well-formed session id (see
-    /// [`SessionId::parse`]): treat it as no session.
+    /// [`SessionId::parse`](crate::SessionId::parse)): treat it as no session.
     Malformed,
     /// The (first) cookie of that name holds a well-formed session id (not necessarily a
     /// stored one).
@@ -149,10 +149,11 @@ impl<'a> SessionCookie<'a> {
         if value.is_empty() {
             return Self::Empty;
         }
-        match std::str::from_utf8(value) {
-            Ok(text) if SessionId::parse(text).is_ok() => Self::Id(text),
-            _ => Self::Malformed,
+        if !well_formed_id(value) {
+            return Self::Malformed;
         }
+        // All ASCII, so always UTF-8.
+        std::str::from_utf8(value).map_or(Self::Malformed, Self::Id)
     }
 
     /// Whether a cookie of that name was sent at all (even empty or malformed).
@@ -188,6 +189,16 @@ where
     first_value(headers, name).map_or(SessionCookie::Absent, SessionCookie::from_value)
 }
 
+/// [`SessionId::parse`](crate::SessionId::parse)'s rule (1 to [`MAX_ID_LEN`] bytes of `A-Z a-z 0-9 _ -`) without
+/// making the id: the cookie is checked on every request.
+fn well_formed_id(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_ID_LEN
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+}
+
 fn parse_pair(piece: &[u8]) -> Option<CookiePair<'_>> {
     let eq = piece.iter().position(|&b| b == b'=')?;
     let name = piece[..eq].trim_ascii();
@@ -206,6 +217,30 @@ mod tests {
     use super::*;
 
     const ID: &str = "5ee0c1d2a1b2c3d4e5f60718293a4b5c";
+
+    #[test]
+    fn a_value_is_an_id_exactly_when_session_id_parse_takes_it() {
+        let long = "a".repeat(MAX_ID_LEN);
+        let too_long = "a".repeat(MAX_ID_LEN + 1);
+        let mut values: Vec<Vec<u8>> = [
+            ID, "a", "A-z_9", "", " a", "a b", "a/b", "a.b", "é", &long, &too_long,
+        ]
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+        values.extend((0..=255u8).map(|b| vec![b'x', b]));
+        for value in values {
+            let parsed = std::str::from_utf8(&value)
+                .ok()
+                .filter(|text| crate::SessionId::parse(text).is_ok());
+            let expected = match parsed {
+                _ if value.is_empty() => SessionCookie::Empty,
+                Some(text) => SessionCookie::Id(text),
+                None => SessionCookie::Malformed,
+            };
+            assert_eq!(SessionCookie::from_value(&value), expected, "{value:?}");
+        }
+    }
 
     fn find<'a>(headers: &[&'a [u8]]) -> SessionCookie<'a> {
         session_cookie(headers.iter().copied(), "CGISESSID")

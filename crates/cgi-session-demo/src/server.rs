@@ -122,6 +122,10 @@ pub async fn serve_with(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Turns every handler into its route, layers applied, once (what `into_make_service`
+    // does): called as it is, a router does that again for every request (a clone of each
+    // layer, a boxed service per request).
+    let app: Router = app.with_state(());
     let limits = Arc::new(limits);
     let stats = Arc::new(Stats::default());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -308,7 +312,8 @@ async fn call(
     parts.extensions.insert(ConnectInfo(peer));
     let body = DeadlineBody {
         inner: body,
-        sleep: Box::pin(tokio::time::sleep(body_timeout)),
+        deadline: tokio::time::Instant::now() + body_timeout,
+        sleep: None,
         fired: Arc::clone(&fired),
     };
     let req = axum::http::Request::from_parts(parts, Body::new(body));
@@ -524,7 +529,9 @@ impl AsyncWrite for TrackedIo {
 /// The request body, failing once the body deadline has passed.
 struct DeadlineBody {
     inner: Incoming,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    /// The timer, made when the body is first read (most requests have none to read).
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     fired: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -544,7 +551,11 @@ impl HttpBody for DeadlineBody {
         if self.inner.is_end_stream() {
             return Poll::Ready(None);
         }
-        if self.sleep.as_mut().poll(cx).is_ready() {
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
             self.fired.store(true, Ordering::Relaxed);
             return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
         }

@@ -48,7 +48,13 @@ fn from_connection<B>(req: &Request<B>, proxies: &TrustedProxies) -> Option<IpAd
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?
         .0
-        .ip();
+        .ip()
+        .to_canonical();
+    if !proxies.trusts(peer) {
+        // The header is read only from a trusted proxy ([`TrustedProxies::client_addr`]'s
+        // rule): skip looking it up.
+        return Some(peer);
+    }
     let values = req
         .headers()
         .get_all(proxies.forwarded_header().name())

@@ -189,7 +189,7 @@ pub struct SessionService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
@@ -206,23 +206,26 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
         let claim = claimed_id(req.headers(), &config);
-        let remote_addr =
-            crate::client_addr::resolve(&mut req, &config.proxies).map(|ip| ip.to_string());
-        let shared = Arc::new(RequestSession::new(
+        let mut session = RequestSession::new(
             config.store.clone(),
             claim.id,
             claim.sent,
-            remote_addr,
+            None,
             config.lock_mode.unwrap_or_else(|| config.store.lock_mode()),
             Arc::clone(&config.logs),
-        ));
+        );
+        // Written out only if the handler uses the session.
+        if let Some(ip) = crate::client_addr::resolve(&mut req, &config.proxies) {
+            session = session.client_ip(ip);
+        }
+        let shared = Arc::new(session);
         req.extensions_mut()
             .insert(SessionHandle(Arc::clone(&shared)));
-        // The service that was polled ready handles this request (tower's clone-and-swap).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The service that was polled ready makes the handler's future now: nothing to clone,
+        // and neither it nor the request is moved into the boxed future below.
+        let handled = self.inner.call(req);
         Box::pin(async move {
-            let mut response = inner.call(req).await?;
+            let mut response = handled.await?;
             finish(&config, &shared, claim.resign, &mut response).await;
             Ok(response)
         })
@@ -276,7 +279,8 @@ fn replace_with_error<B: From<String>>(response: &mut Response<B>, error: &Sessi
 }
 
 fn append_cookie<B>(response: &mut Response<B>, cookie: &Cookie<'static>) {
-    match HeaderValue::from_str(&cookie.to_string()) {
+    // Written directly (not through `Display`), and its buffer becomes the header value.
+    match HeaderValue::try_from(cgi_session_core::cookie::set_cookie_value(cookie)) {
         Ok(value) => {
             response.headers_mut().append(SET_COOKIE, value);
         }
