@@ -37,28 +37,8 @@ target_dir="$(cargo metadata --format-version 1 --no-deps --manifest-path "$mani
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 app="$target_dir/release/http-compare"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Polls until `cmd` succeeds or the deadline (in seconds) passes.
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then echo "error: timed out waiting for: $*" >&2; return 1; fi
-    sleep 0.05
-  done
-}
+# shellcheck source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
 
 # Whether a server on 127.0.0.1:$1 answers `$2` with a line starting with `$3`.
 answers() {
@@ -99,23 +79,7 @@ start_app() {
 }
 
 make_cookies() {
-  local lua="$1"
-  {
-    echo 'cookies = {'
-    for _ in $(seq "$sessions"); do
-      cookie="$(curl -sf -o /dev/null -D - "$base/create" | tr -d '\r' \
-        | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1)"
-      [ -n "$cookie" ] || { echo "error: $base/create set no cookie" >&2; return 1; }
-      echo "  \"$cookie\","
-    done
-    echo '}'
-    cat <<'LUA'
-math.randomseed(os.time())
-request = function()
-  return wrk.format(nil, nil, { ["Cookie"] = cookies[math.random(#cookies)] })
-end
-LUA
-  } >"$lua"
+  cookies_lua "$1" "$sessions" curl -sf -o /dev/null -D - "$base/create"
 }
 
 # Process CPU time (user+system, in clock ticks) and context switches of a pid.

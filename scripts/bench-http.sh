@@ -36,27 +36,8 @@ else
   demo="$target_dir/release/cgi-session-demo"
 fi
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Polls until `cmd` succeeds or the deadline (in seconds) passes.
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then echo "error: timed out waiting for: $*" >&2; return 1; fi
-    sleep 0.05
-  done
-}
+# shellcheck source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
 
 mc_port="$(free_port)"
 mc_user=()
@@ -80,22 +61,7 @@ base="${base%/}"
 echo "==> demo at $base, memcached at 127.0.0.1:$mc_port"
 
 echo "==> creating $sessions sessions"
-{
-  echo 'cookies = {'
-  for _ in $(seq "$sessions"); do
-    cookie="$(curl -s -o /dev/null -D - -X POST -d greet_en=Hi "$base/greet" | tr -d '\r' \
-      | sed -n 's/^[Ss]et-[Cc]ookie: \(CGISESSID=[^;]*\).*/\1/p' | head -1)"
-    [ -n "$cookie" ] || { echo "error: the demo set no CGISESSID cookie" >&2; exit 1; }
-    echo "  \"$cookie\","
-  done
-  echo '}'
-  cat <<'LUA'
-math.randomseed(os.time())
-request = function()
-  return wrk.format(nil, nil, { ["Cookie"] = cookies[math.random(#cookies)] })
-end
-LUA
-} >"$work/cookies.lua"
+cookies_lua "$work/cookies.lua" "$sessions" curl -s -o /dev/null -D - -X POST -d greet_en=Hi "$base/greet"
 
 # The demo's CPU time so far (user+system), in clock ticks.
 demo_cpu() { awk '{ print $14 + $15 }' "/proc/$demo_pid/stat"; }
