@@ -213,6 +213,12 @@ impl Record {
         self.stored.as_deref()
     }
 
+    /// [`Record::stored_bytes`], shared (no copy), for encoding over them while the record is
+    /// borrowed mutably.
+    pub(crate) fn stored_shared(&self) -> Option<Bytes> {
+        self.stored.clone()
+    }
+
     /// CGI::Session's flat map.
     pub fn to_map(&self) -> Map<String, Value> {
         self.reserved_into(self.params.to_map())

@@ -82,7 +82,7 @@ pub trait Serializer: Send + Sync + Debug + 'static {
     /// # Errors
     /// As [`Serializer::freeze`].
     fn freeze_record(&self, record: &mut Record) -> Result<Vec<u8>, SerializeError> {
-        let previous = record.stored_bytes().map(Bytes::copy_from_slice);
+        let previous = record.stored_shared();
         record.with_map(|map| self.freeze_over(map, previous.as_deref()))
     }
 }

@@ -133,19 +133,25 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Record, SerializeError> {
     // One UTF-8 check of the whole text, rather than one per key and per value as reading
     // from bytes does; text that is not UTF-8 is read as bytes for serde_json's exact error.
     let read = match std::str::from_utf8(bytes) {
-        Ok(text) => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            de.deserialize_map(visitor)
-                .and_then(|r| de.end().map(|()| r))
-        }
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            de.deserialize_map(visitor)
-                .and_then(|r| de.end().map(|()| r))
-        }
+        Ok(text) => whole_map(serde_json::Deserializer::from_str(text), visitor),
+        Err(_) => whole_map(serde_json::Deserializer::from_slice(bytes), visitor),
     };
     let (reserved, params) = read.map_err(syntax)?;
     reserved.finish(Params::from_stored(params))
+}
+
+/// The document as one map, with nothing after it.
+fn whole_map<'de, R, V>(
+    mut de: serde_json::Deserializer<R>,
+    visitor: V,
+) -> serde_json::Result<V::Value>
+where
+    R: serde_json::de::Read<'de>,
+    V: Visitor<'de>,
+{
+    let value = de.deserialize_map(visitor)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// One reserved field as the encoder writes it.

@@ -106,9 +106,7 @@ impl Slot {
 
     fn value(&self) -> &Value {
         self.value.get_or_init(|| match &self.raw {
-            // The text was checked as JSON when the record was read (nesting included,
-            // see `record::json`), so decoding it cannot fail; `Null` keeps this total.
-            Some(raw) => serde_json::from_slice(raw).unwrap_or(Value::Null),
+            Some(raw) => decode_text(raw),
             None => Value::Null,
         })
     }
@@ -117,9 +115,7 @@ impl Slot {
         let Slot { raw, value } = self;
         match value.into_inner() {
             Some(v) => v,
-            None => raw
-                .and_then(|raw| serde_json::from_slice(&raw).ok())
-                .unwrap_or(Value::Null),
+            None => raw.as_deref().map_or(Value::Null, decode_text),
         }
     }
 
@@ -131,7 +127,14 @@ impl Slot {
     }
 }
 
-/// What [`Params::for_each_encoded`] hands the encoder for one parameter.
+/// A stored value's text decoded. The text was checked as JSON when the record was read
+/// (see `record::json`); what the full decoder still refuses (a lone surrogate escape, a
+/// number beyond `f64`, deep nesting) is seen as `null`, and reading it as a type is the error.
+fn decode_text(raw: &[u8]) -> Value {
+    serde_json::from_slice(raw).unwrap_or(Value::Null)
+}
+
+/// What [`Params::encoded`] hands the encoder for one parameter.
 pub(crate) enum Encoded<'a> {
     /// The JSON text the value was read as.
     Raw(&'a [u8]),
