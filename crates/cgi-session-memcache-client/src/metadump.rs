@@ -282,17 +282,7 @@ mod tests {
                 sock.write_all(reply).await.unwrap();
             }
         });
-        let pool = ServerPool::new(crate::pool::PoolSettings {
-            server,
-            size: 1,
-            timeout: std::time::Duration::from_secs(10),
-            connect_timeout: std::time::Duration::from_secs(10),
-            max_value_size: 1 << 20,
-            failure_limit: 0,
-            retry_delay: std::time::Duration::from_secs(10),
-            security: crate::secure::Security::default(),
-            server_name: None,
-        });
+        let pool = crate::pool::tests::pool(server);
         let dump = read(&pool).await.unwrap();
         assert_eq!(dump.entries.len(), 1);
         assert_eq!(dump.entries[0].key, b"a");

@@ -445,7 +445,7 @@ impl ServerPool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
 
@@ -453,7 +453,8 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(5);
 
-    fn pool(server: String) -> ServerPool {
+    /// A pool of one connection to `server`: long timeouts, no failure limit, no TLS.
+    pub(crate) fn pool(server: String) -> ServerPool {
         ServerPool::new(PoolSettings {
             server,
             size: 1,
