@@ -8,7 +8,9 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use cgi_session_bench::{sample_params, sample_record, SESSION_EXPIRE_SECS};
+use cgi_session_bench::{
+    create_sample_session, record_cycle, sample_record, session_cycle, SESSION_EXPIRE_SECS,
+};
 use cgi_session_core::{
     IdGenerator, JsonSerializer, MemoryDriver, SecureRandomIds, Serializer, SessionId, SessionStore,
 };
@@ -48,7 +50,7 @@ fn serializers(c: &mut Criterion) {
 /// What one request does to a stored record, by the record codec (parameters kept as their
 /// stored text, decoded when read) and by the map path (every value decoded into a `Value`
 /// tree and written from it): decode, read `user`, increment `counter`, encode.
-fn record_cycle(c: &mut Criterion) {
+fn record_codec(c: &mut Criterion) {
     use cgi_session_core::record::Record;
     let mut g = c.benchmark_group("record_cycle");
     for (size_name, tags) in SIZES {
@@ -59,21 +61,7 @@ fn record_cycle(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("json/record-codec", size_name),
             &bytes,
-            |b, bytes| {
-                b.iter(|| {
-                    let mut r = Record::decode(&JsonSerializer, black_box(bytes)).expect("decodes");
-                    let user: Option<String> = r.params.get_as("user").transpose().expect("user");
-                    black_box(user);
-                    let n: i64 = r
-                        .params
-                        .get_as("counter")
-                        .transpose()
-                        .expect("n")
-                        .unwrap_or(0);
-                    r.params.insert("counter".into(), (n + 1).into());
-                    r.encode(&JsonSerializer).expect("encodes")
-                })
-            },
+            |b, bytes| b.iter(|| record_cycle(black_box(bytes)).expect("a record cycle")),
         );
         g.bench_with_input(
             BenchmarkId::new("json/map-path", size_name),
@@ -145,7 +133,7 @@ fn ids(c: &mut Criterion) {
 
 /// One read-modify-write session cycle on the memory driver: everything the session layer
 /// does per request except the network (load + decode, get, set, encode + store).
-fn session_cycle(c: &mut Criterion) {
+fn session_cycles(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -160,36 +148,17 @@ fn session_cycle(c: &mut Criterion) {
             .default_expire(SESSION_EXPIRE_SECS)
             .serializer_dyn(serializer)
             .build();
-        let id = rt.block_on(async {
-            let mut s = store.new_session(None, None).await.expect("new session");
-            for (k, v) in sample_params(1, 5) {
-                s.set_value(&k, v).expect("set");
-            }
-            s.flush().await.expect("flush");
-            s.id().expect("has an id").as_str().to_owned()
-        });
-        g.bench_function(BenchmarkId::new("rmw", name), |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let mut s = store.load(Some(&id), None).await.expect("load");
-                    let name: Option<String> = s.get("user").expect("user");
-                    black_box(name);
-                    let n: i64 = s.get("counter").expect("counter").unwrap_or(0);
-                    s.set("counter", &(n + 1)).expect("set");
-                    s.flush().await.expect("flush");
+        let id = rt
+            .block_on(create_sample_session(&store, 1))
+            .expect("a sample session");
+        for (cycle, read_only) in [("rmw", false), ("read-only", true)] {
+            g.bench_function(BenchmarkId::new(cycle, name), |b| {
+                b.iter(|| {
+                    rt.block_on(session_cycle(&store, &id, read_only))
+                        .expect("a cycle")
                 })
-            })
-        });
-        g.bench_function(BenchmarkId::new("read-only", name), |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let mut s = store.load(Some(&id), None).await.expect("load");
-                    let name: Option<String> = s.get("user").expect("user");
-                    black_box(name);
-                    s.flush().await.expect("flush");
-                })
-            })
-        });
+            });
+        }
     }
     g.finish();
 }
@@ -197,9 +166,9 @@ fn session_cycle(c: &mut Criterion) {
 criterion_group!(
     benches,
     serializers,
-    record_cycle,
+    record_codec,
     reply_parser,
     ids,
-    session_cycle
+    session_cycles
 );
 criterion_main!(benches);

@@ -18,8 +18,9 @@ use std::hint::black_box;
 
 use std::time::Duration;
 
-use cgi_session_bench::{sample_params, sample_record, SESSION_EXPIRE_SECS};
-use cgi_session_core::record::Record;
+use cgi_session_bench::{
+    create_sample_session, record_cycle, sample_record, session_cycle, SESSION_EXPIRE_SECS,
+};
 use cgi_session_core::{JsonSerializer, MemoryDriver, Serializer, SessionStore};
 use cgi_session_memcache::client::{Client, ClientConfig, GetOptions, SetOptions};
 use cgi_session_memcache::MemcacheDriver;
@@ -35,17 +36,7 @@ fn main() {
                 .freeze(&sample_record(1, 5).to_map())
                 .expect("the sample encodes");
             for _ in 0..n {
-                let mut r = Record::decode(&JsonSerializer, black_box(&bytes)).expect("decodes");
-                let user: Option<String> = r.params.get_as("user").transpose().expect("user");
-                black_box(user);
-                let c: i64 = r
-                    .params
-                    .get_as("counter")
-                    .transpose()
-                    .expect("n")
-                    .unwrap_or(0);
-                r.params.insert("counter".into(), (c + 1).into());
-                black_box(r.encode(&JsonSerializer).expect("encodes"));
+                black_box(record_cycle(black_box(&bytes)).expect("a record cycle"));
             }
         }
         "raw" | "json" => {
@@ -109,18 +100,10 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn session_cycles(builder: cgi_session_core::SessionStoreBuilder, n: usize) {
     let store = builder.default_expire(SESSION_EXPIRE_SECS).build();
-    let mut s = store.new_session(None, None).await.expect("new session");
-    for (k, v) in sample_params(1, 5) {
-        s.set_value(&k, v).expect("set");
-    }
-    s.flush().await.expect("flush");
-    let id = s.id().expect("has an id").as_str().to_owned();
+    let id = create_sample_session(&store, 1)
+        .await
+        .expect("a sample session");
     for _ in 0..n {
-        let mut s = store.load(Some(&id), None).await.expect("load");
-        let user: Option<String> = s.get("user").expect("user");
-        black_box(user);
-        let c: i64 = s.get("counter").expect("counter").unwrap_or(0);
-        s.set("counter", &(c + 1)).expect("set");
-        s.flush().await.expect("flush");
+        session_cycle(&store, &id, false).await.expect("a cycle");
     }
 }

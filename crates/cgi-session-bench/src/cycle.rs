@@ -90,22 +90,7 @@ impl Target {
                 store,
                 ids,
                 read_only,
-            } => {
-                let mut s = store
-                    .load(Some(&ids[idx]), None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if s.id().is_none() {
-                    return Err("session: a benchmark session is missing (evicted?)".into());
-                }
-                let name: Option<String> = s.get("user").map_err(|e| e.to_string())?;
-                std::hint::black_box(&name);
-                if !*read_only {
-                    let n: i64 = s.get("counter").map_err(|e| e.to_string())?.unwrap_or(0);
-                    s.set("counter", &(n + 1)).map_err(|e| e.to_string())?;
-                }
-                s.flush().await.map_err(|e| e.to_string())
-            }
+            } => crate::work::session_cycle(store, &ids[idx], *read_only).await,
         }
     }
 }

@@ -33,9 +33,11 @@ mod measure;
 mod report;
 mod run;
 mod samples;
+mod work;
 
 pub use config::{BenchError, LoadConfig, Workload, SESSION_EXPIRE_SECS};
 pub use measure::process_cpu_ns;
 pub use report::{Cell, Report};
 pub use run::run;
 pub use samples::{sample_params, sample_record};
+pub use work::{create_sample_session, record_cycle, session_cycle};

@@ -7,7 +7,7 @@ use crate::config::{BenchError, LoadConfig, Workload, SESSION_EXPIRE_SECS};
 use crate::cycle::{run_phase, Target};
 use crate::measure::measure_segment;
 use crate::report::{Cell, Report};
-use crate::samples::{sample_params, sample_record};
+use crate::samples::sample_record;
 use cgi_session_core::{
     FileDriver, JsonSerializer, MemoryDriver, Serializer, SessionStore, SessionStoreBuilder,
 };
@@ -44,19 +44,7 @@ async fn populate_sessions(store: &SessionStore, n: usize) -> Result<Vec<String>
     let store = store.clone();
     populate(n, move |i| {
         let store = store.clone();
-        async move {
-            let mut s = store
-                .new_session(None, Some("127.0.0.1"))
-                .await
-                .map_err(|e| e.to_string())?;
-            for (k, v) in sample_params(i, 5) {
-                s.set_value(&k, v).map_err(|e| e.to_string())?;
-            }
-            s.flush().await.map_err(|e| e.to_string())?;
-            s.id()
-                .map(|id| id.as_str().to_owned())
-                .ok_or_else(|| "a new session has no id".to_string())
-        }
+        async move { crate::work::create_sample_session(&store, i).await }
     })
     .await
 }
