@@ -6,8 +6,10 @@
 //! save of a session id goes through a queue for that id, kept here (the batches themselves
 //! are written by the engine, `engine::merge`):
 //!
-//! * the first save of an id starts a *leader* task (a tokio task, so that a request that is
-//!   cancelled cannot strand the others) that takes everything queued for the id;
+//! * the first save of an id *leads*: it writes its own change at once, in its request's
+//!   task; the saves queued while it writes are taken over by a tokio task that goes on
+//!   until the id's queue is empty (a leading request that is cancelled mid-write hands the
+//!   rest of its work to a task too, so it cannot strand the others);
 //! * the leader applies the queued changes in order to one copy of the session (the last copy
 //!   it wrote, or the copy the first request loaded, or a fresh read), each request's changed
 //!   parameters (`engine::Delta`) and update closures alike, and writes the result once, with CAS;

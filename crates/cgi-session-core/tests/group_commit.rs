@@ -266,7 +266,7 @@ async fn a_failing_update_rolls_back_only_its_own_changes() {
 }
 
 /// A request cancelled while its save is being written (the client went away) does not
-/// strand the saves queued with it.
+/// strand the saves queued with it, and the write it had started completes.
 #[tokio::test(flavor = "current_thread")]
 async fn a_cancelled_request_does_not_strand_the_others() {
     let gate = Gate::new();
@@ -288,6 +288,7 @@ async fn a_cancelled_request_does_not_strand_the_others() {
     waiting.await.unwrap().unwrap();
     let s = store.load(Some(&id), None).await.unwrap();
     assert_eq!(s.get::<u32>("kept").unwrap(), Some(2));
+    assert_eq!(s.get::<u32>("gone").unwrap(), Some(1));
 }
 
 /// A request cancelled while the store is taking its lock (the client went away) leaves no

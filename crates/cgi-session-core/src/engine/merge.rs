@@ -10,9 +10,12 @@
 //! `LastWriteWins` writes its copy over the stored one, `Error` refuses it unless it is the
 //! very copy that is written onto.
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -26,6 +29,13 @@ use crate::error::{DriverError, Error};
 use crate::id::SessionId;
 
 /// Queues `job` for `id` and waits for the batch that carries it to be written.
+///
+/// The save that finds no leader for its id leads: it writes the first batch (which carries
+/// its own change) in its own task, with no task spawned and no hand-over between tasks,
+/// which is most of a lone save's cost besides the write itself. Saves that queue meanwhile
+/// are written by a task spawned for them ([`lead_saves`]). If the leading request is
+/// cancelled (dropped) mid-write, its lead goes on in a task ([`FinishOnDrop`]): the write in
+/// flight completes and the saves queued behind it are not stranded.
 pub(crate) async fn submit(
     inner: &Arc<Inner>,
     id: &SessionId,
@@ -34,7 +44,12 @@ pub(crate) async fn submit(
     let (tx, rx) = oneshot::channel();
     job.reply = Some(tx);
     if let Some(carry) = inner.committer.enqueue(id, job) {
-        tokio::spawn(lead_saves(Arc::clone(inner), id.clone(), carry));
+        FinishOnDrop(Some(Box::pin(lead_first_batch(
+            Arc::clone(inner),
+            id.clone(),
+            carry,
+        ))))
+        .await;
     }
     rx.await.map_err(|_| {
         Error::Driver(DriverError::Backend {
@@ -42,6 +57,53 @@ pub(crate) async fn submit(
             source: "the task saving this session ended without an answer (is the runtime shutting down?)".into(),
         })
     })?
+}
+
+/// A leader running in a request's task. Dropped before it is done (the request was
+/// cancelled), the rest of it runs in a task of its own; outside a runtime it is dropped,
+/// and its [`LeaderGuard`] releases the id's queue.
+struct FinishOnDrop(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Future for FinishOnDrop {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(lead) = self.0.as_mut() {
+            ready!(lead.as_mut().poll(cx));
+            self.0 = None;
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(lead) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(lead);
+            }
+        }
+    }
+}
+
+/// The leader of a request's task: writes the first batch, then hands the saves queued
+/// meanwhile (if any) to a task, so that the request is answered after its own write.
+async fn lead_first_batch(inner: Arc<Inner>, id: SessionId, mut carry: Option<Base>) {
+    let mut guard = LeaderGuard {
+        inner: Arc::clone(&inner),
+        id: id.clone(),
+        done: false,
+    };
+    if let Some(jobs) = inner.committer.next_batch(&id, &mut carry) {
+        carry = write_batch(&inner, &id, jobs, carry).await;
+        if let Some(jobs) = inner.committer.next_batch(&id, &mut carry) {
+            // Still the leader (the queue was not empty): the task takes over.
+            guard.done = true;
+            tokio::spawn(lead_saves(inner, id, jobs, carry));
+            return;
+        }
+    }
+    guard.done = true;
 }
 
 /// Removes the id's queue if the leader stops abnormally, so that the next save starts a new
@@ -60,17 +122,22 @@ impl Drop for LeaderGuard {
     }
 }
 
-/// The leader: takes and writes batches until the id's queue is empty.
-async fn lead_saves(inner: Arc<Inner>, id: SessionId, mut carry: Option<Base>) {
+/// The leader in a task of its own: writes `jobs`, then the batches queued after them, until
+/// the id's queue is empty.
+async fn lead_saves(inner: Arc<Inner>, id: SessionId, jobs: Vec<Job>, mut carry: Option<Base>) {
     let mut guard = LeaderGuard {
         inner: Arc::clone(&inner),
         id: id.clone(),
         done: false,
     };
-    while let Some(jobs) = inner.committer.next_batch(&id, &mut carry) {
+    let mut jobs = Some(jobs);
+    while let Some(batch) = jobs
+        .take()
+        .or_else(|| inner.committer.next_batch(&id, &mut carry))
+    {
         // Boxed: the batch's state (copies of the session, the jobs) is large, and would
         // otherwise be part of this task's future, copied several times when it is spawned.
-        carry = Box::pin(write_batch(&inner, &id, jobs, carry)).await;
+        carry = Box::pin(write_batch(&inner, &id, batch, carry)).await;
     }
     guard.done = true;
 }
