@@ -134,7 +134,7 @@ async fn read(
     let Some(loaded) = found else {
         return Ok(None);
     };
-    let record = decode(store, &id, &loaded.data)?;
+    let record = decode(store, &id, bytes::Bytes::copy_from_slice(&loaded.data))?;
     Ok(Some(Stored {
         id,
         record,

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::load::load_for_update;
-use super::{Apply, Base, Committed, Inner, Job, Session};
+use super::{decode, Apply, Base, Carry, Committed, Inner, Job, Session};
 use crate::backoff::jitter;
 use crate::config::ConflictPolicy;
 use crate::driver::{StoreMode, StoreOutcome};
@@ -88,7 +88,7 @@ impl Drop for FinishOnDrop {
 
 /// The leader of a request's task: writes the first batch, then hands the saves queued
 /// meanwhile (if any) to a task, so that the request is answered after its own write.
-async fn lead_first_batch(inner: Arc<Inner>, id: SessionId, mut carry: Option<Base>) {
+async fn lead_first_batch(inner: Arc<Inner>, id: SessionId, mut carry: Option<Carry>) {
     let mut guard = LeaderGuard {
         inner: Arc::clone(&inner),
         id: id.clone(),
@@ -124,7 +124,7 @@ impl Drop for LeaderGuard {
 
 /// The leader in a task of its own: writes `jobs`, then the batches queued after them, until
 /// the id's queue is empty.
-async fn lead_saves(inner: Arc<Inner>, id: SessionId, jobs: Vec<Job>, mut carry: Option<Base>) {
+async fn lead_saves(inner: Arc<Inner>, id: SessionId, jobs: Vec<Job>, mut carry: Option<Carry>) {
     let mut guard = LeaderGuard {
         inner: Arc::clone(&inner),
         id: id.clone(),
@@ -148,8 +148,8 @@ async fn write_batch(
     inner: &Arc<Inner>,
     id: &SessionId,
     mut jobs: Vec<Job>,
-    carry: Option<Base>,
-) -> Option<Base> {
+    carry: Option<Carry>,
+) -> Option<Carry> {
     let started = jobs
         .iter()
         .map(|j| j.enqueued)
@@ -167,12 +167,12 @@ async fn write_batch(
     let newest_loaded = newest_loaded.filter(|j| {
         carry
             .as_ref()
-            .is_none_or(|c| j.base.as_ref().is_some_and(|b| b.at > c.at))
+            .is_none_or(|c| j.base.as_ref().is_some_and(|b| b.at > c.at()))
     });
     let mut base = match newest_loaded {
         Some(job) if job.policy == ConflictPolicy::Merge && job.apply.is_none() => job.base.take(),
         Some(job) => job.base.as_ref().map(Base::duplicate),
-        None => carry,
+        None => carry.and_then(|c| c.into_base(inner, id)),
     };
     let mut attempts = 0u32;
     let stats = &inner.stats;
@@ -287,11 +287,11 @@ async fn write_batch(
         }
         if jobs.is_empty() {
             let version = work.version;
-            return Some(Base {
+            return Some(Carry::Copy(Base {
                 record: work.into_record(),
                 version,
                 at: Instant::now(),
-            });
+            }));
         }
         work.record.atime = inner.clock.now();
         let ttl = inner.ttl_for(&work.record, work.record.atime);
@@ -317,16 +317,17 @@ async fn write_batch(
             Ok(StoreOutcome::Stored(version)) => {
                 stats.saves.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
-                let record = work.into_record();
-                let shared = Arc::new(record.clone());
+                // The copy written goes to the saves (a lone save takes it without a copy);
+                // the next batch gets the bytes, decoded only if it starts from them.
+                let shared = Arc::new(work.into_record());
                 for job in &mut jobs {
                     job.answer(Ok(Committed {
                         record: Arc::clone(&shared),
                         version,
                     }));
                 }
-                return Some(Base {
-                    record,
+                return Some(Carry::Written {
+                    bytes,
                     version,
                     at: Instant::now(),
                 });
@@ -384,6 +385,35 @@ async fn write_batch(
                 fail_all(&mut jobs, &Error::Driver(e));
                 return None;
             }
+        }
+    }
+}
+
+impl Carry {
+    /// When the copy was known current (see [`Base::at`]).
+    fn at(&self) -> Instant {
+        match self {
+            Carry::Copy(base) => base.at,
+            Carry::Written { at, .. } => *at,
+        }
+    }
+
+    /// The copy, decoded if need be; `None` (a fresh read) in the unlikely case that bytes
+    /// this process just wrote do not decode.
+    fn into_base(self, inner: &Inner, id: &SessionId) -> Option<Base> {
+        match self {
+            Carry::Copy(base) => Some(base),
+            Carry::Written { bytes, version, at } => match decode(inner, id, bytes) {
+                Ok(record) => Some(Base {
+                    record,
+                    version,
+                    at,
+                }),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "the copy just written does not decode; reading the session again");
+                    None
+                }
+            },
         }
     }
 }

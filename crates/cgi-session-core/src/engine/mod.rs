@@ -49,7 +49,7 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) stats: StatCounters,
     /// The group commit's per-id queues.
-    pub(crate) committer: Committer<Job, Base>,
+    pub(crate) committer: Committer<Job, Carry>,
     /// Loads of one id in flight share a read.
     pub(crate) shared_reads: SharedReads,
     /// The in-process queues of session locks.
@@ -236,12 +236,12 @@ impl Session {
 }
 
 /// Decodes the stored bytes of `id`, which must be a record of that id.
-pub(crate) fn decode(store: &Inner, id: &SessionId, bytes: &[u8]) -> Result<Record, Error> {
+pub(crate) fn decode(store: &Inner, id: &SessionId, bytes: bytes::Bytes) -> Result<Record, Error> {
     let corrupt = |source| Error::Corrupt {
         id: id.clone(),
         source,
     };
-    let record = Record::decode(store.serializer.as_ref(), bytes).map_err(corrupt)?;
+    let record = Record::decode_bytes(store.serializer.as_ref(), bytes).map_err(corrupt)?;
     if record.id != id.as_str() {
         return Err(corrupt(SerializeError::NotARecord(
             "the stored _SESSION_ID does not match the id it is stored under".into(),
@@ -369,6 +369,20 @@ impl Base {
             at: self.at,
         }
     }
+}
+
+/// The copy a leader wrote last, carried to the id's next batch (see [`merge`]).
+#[derive(Debug)]
+pub(crate) enum Carry {
+    /// A copy in memory (a batch whose saves all failed wrote nothing).
+    Copy(Base),
+    /// The bytes just written: most batches start from a copy a request loaded later, so
+    /// these are decoded only when a batch starts from them.
+    Written {
+        bytes: bytes::Bytes,
+        version: Option<Version>,
+        at: Instant,
+    },
 }
 
 /// What a committed save hands back: the session as written, and its new version.

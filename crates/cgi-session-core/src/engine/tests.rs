@@ -162,7 +162,7 @@ async fn read_only_request_after(elapsed: i64) -> (bool, i64) {
     let wrote = store.stats.snapshot().writes > writes_before;
     // A load sets the in-memory atime to now: read the stored one.
     let bytes = store.driver.load(&id, None).await.unwrap().unwrap().data;
-    let record = super::decode(&store, &id, &bytes).unwrap();
+    let record = super::decode(&store, &id, bytes.into()).unwrap();
     (wrote, record.atime)
 }
 
