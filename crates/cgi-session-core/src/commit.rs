@@ -115,23 +115,25 @@ impl<J, B> Committer<J, B> {
         }
     }
 
-    /// Queues `job` for `id`. `Some(carry)` when no leader runs for the id: the caller must
-    /// start one, beginning from `carry` (the copy the last leader wrote, if still fresh).
-    pub(crate) fn enqueue(&self, id: &SessionId, job: J) -> Option<Option<B>> {
+    /// Queues `job` for `id` behind the leader running for it (`None`). When none runs, the
+    /// caller becomes the leader and gets `job` back to write at once (nothing else can be
+    /// queued: a leader stops only when its queue is empty) with `carry`, the copy the last
+    /// leader wrote if it is still fresh.
+    pub(crate) fn enqueue(&self, id: &SessionId, job: J) -> Option<(J, Option<B>)> {
         let mut queues = self.queues();
         let slot = queues.slots.entry(id.clone()).or_default();
-        slot.jobs.push(job);
         if slot.leading {
+            slot.jobs.push(job);
             return None;
         }
         slot.leading = true;
         let now = Instant::now();
-        Some(
-            slot.last
-                .take()
-                .filter(|(_, at)| now - *at < KEEP_LAST_WRITTEN)
-                .map(|(base, _)| base),
-        )
+        let carry = slot
+            .last
+            .take()
+            .filter(|(_, at)| now - *at < KEEP_LAST_WRITTEN)
+            .map(|(base, _)| base);
+        Some((job, carry))
     }
 
     /// For the leader of `id`: everything queued since its last batch, or `None` when the

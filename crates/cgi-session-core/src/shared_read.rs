@@ -25,6 +25,7 @@
 //!
 //! Nothing here is shared between processes.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -88,20 +89,27 @@ impl SharedReads {
     /// promised a read that was never sent), or forgets the id when nobody waits.
     fn hand_over(&self, id: &SessionId, extra: Vec<Waiter>) {
         let mut slots = self.slots();
+        // Taken out (one lookup, the common case: nobody waits), and put back for the next
+        // leader when somebody does.
+        let mut slot = slots.remove(id);
         let mut next = extra;
-        if let Some(slot) = slots.get_mut(id) {
+        if let Some(slot) = &mut slot {
             next.append(&mut slot.waiting);
         }
         while !next.is_empty() {
             let first = next.remove(0);
             match first.send(Wake::Lead(std::mem::take(&mut next))) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if let Some(slot) = slot {
+                        slots.insert(id.clone(), slot);
+                    }
+                    return;
+                }
                 // That load is gone: try the next one.
                 Err(Wake::Lead(rest)) => next = rest,
                 Err(Wake::Done { .. }) => unreachable!("a Lead message comes back as sent"),
             }
         }
-        slots.remove(id);
     }
 }
 
@@ -194,21 +202,18 @@ pub(crate) async fn load(
     // `None`: read alone (a read with another lifetime refresh is in flight).
     let joined = {
         let mut slots = reads.slots();
-        match slots.get_mut(id) {
-            Some(slot) if slot.touch == touch => {
+        match slots.entry(id.clone()) {
+            Entry::Occupied(mut slot) if slot.get().touch == touch => {
                 let (tx, rx) = oneshot::channel();
-                slot.waiting.push(tx);
+                slot.get_mut().waiting.push(tx);
                 Some(Some(rx))
             }
-            Some(_) => None,
-            None => {
-                slots.insert(
-                    id.clone(),
-                    Slot {
-                        touch,
-                        waiting: Vec::new(),
-                    },
-                );
+            Entry::Occupied(_) => None,
+            Entry::Vacant(slot) => {
+                slot.insert(Slot {
+                    touch,
+                    waiting: Vec::new(),
+                });
                 Some(None)
             }
         }

@@ -43,10 +43,11 @@ pub(crate) async fn submit(
 ) -> Result<Committed, Error> {
     let (tx, rx) = oneshot::channel();
     job.reply = Some(tx);
-    if let Some(carry) = inner.committer.enqueue(id, job) {
+    if let Some((job, carry)) = inner.committer.enqueue(id, job) {
         FinishOnDrop(Some(Box::pin(lead_first_batch(
             Arc::clone(inner),
             id.clone(),
+            job,
             carry,
         ))))
         .await;
@@ -86,22 +87,18 @@ impl Drop for FinishOnDrop {
     }
 }
 
-/// The leader of a request's task: writes the first batch, then hands the saves queued
-/// meanwhile (if any) to a task, so that the request is answered after its own write.
-async fn lead_first_batch(inner: Arc<Inner>, id: SessionId, mut carry: Option<Carry>) {
+/// The leader of a request's task: writes the request's own save, then hands the saves
+/// queued meanwhile (if any) to a task, so that the request is answered after its own write.
+async fn lead_first_batch(inner: Arc<Inner>, id: SessionId, job: Job, carry: Option<Carry>) {
     let mut guard = LeaderGuard {
         inner: Arc::clone(&inner),
         id: id.clone(),
         done: false,
     };
+    let mut carry = write_batch(&inner, &id, vec![job], carry).await;
     if let Some(jobs) = inner.committer.next_batch(&id, &mut carry) {
-        carry = write_batch(&inner, &id, jobs, carry).await;
-        if let Some(jobs) = inner.committer.next_batch(&id, &mut carry) {
-            // Still the leader (the queue was not empty): the task takes over.
-            guard.done = true;
-            tokio::spawn(lead_saves(inner, id, jobs, carry));
-            return;
-        }
+        // Still the leader (the queue was not empty): the task takes over.
+        tokio::spawn(lead_saves(inner, id, jobs, carry));
     }
     guard.done = true;
 }
