@@ -7,7 +7,9 @@
 # DEMO_BIN=path runs that demo binary instead of building one (e.g. to compare two builds).
 # CALLGRIND=1 runs the demo under valgrind's callgrind and adds the demo's user-space
 # instructions per request to the table: a figure that does not depend on the machine's load
-# (requests/s then drop about fifty-fold and mean nothing). Needs valgrind.
+# (requests/s then drop about fifty-fold and mean nothing). Needs valgrind. With
+# CALLGRIND_KEEP=dir, each route's profile is kept as dir/<route>.callgrind (for
+# callgrind_annotate) instead of being deleted.
 #
 # Routes measured:
 #   /plain        no session at all (the baseline)
@@ -80,7 +82,11 @@ run() {
     local dump
     dump="$(ls -t "$work"/callgrind.*.* | head -1)"
     ir="$(callgrind_annotate "$dump" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) (100.0%).*PROGRAM TOTALS.*/\1/p' | tr -d ,)"
-    rm -f "$dump"
+    if [ -n "${CALLGRIND_KEEP:-}" ]; then
+      mkdir -p "$CALLGRIND_KEEP" && mv "$dump" "$CALLGRIND_KEEP/$name.callgrind"
+    else
+      rm -f "$dump"
+    fi
   fi
   rps="$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$work/$name.txt")"
   reqs="$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$work/$name.txt")"

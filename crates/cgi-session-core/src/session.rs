@@ -152,9 +152,11 @@ impl Session {
         if self.record.params.get(name) == Some(&value) {
             return Ok(());
         }
-        self.record.params.insert(name.to_owned(), value);
+        self.record.params.set(name, value);
         self.changes.removed.remove(name);
-        self.changes.set.insert(name.to_owned());
+        if !self.changes.set.contains(name) {
+            self.changes.set.insert(name.to_owned());
+        }
         Ok(())
     }
 

@@ -322,7 +322,7 @@ pub(crate) struct Delta {
 impl Delta {
     pub(crate) fn apply(&self, record: &mut Record) {
         for (name, value) in &self.set {
-            record.params.insert(name.clone(), value.clone());
+            record.params.set(name, value.clone());
         }
         for name in &self.removed {
             record.params.remove(name);

@@ -190,7 +190,12 @@ impl Params {
 
     /// Sets a parameter (replacing any value of that name).
     pub fn insert(&mut self, name: String, value: Value) {
-        match self.find(&name) {
+        self.set(&name, value);
+    }
+
+    /// [`Params::insert`] with a borrowed name, copied only when the parameter is new.
+    pub(crate) fn set(&mut self, name: &str, value: Value) {
+        match self.find(name) {
             Ok(i) => self.entries[i].slot = Slot::decoded(value),
             Err(i) => self.entries.insert(
                 i,
