@@ -258,6 +258,22 @@ fn jsonish() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+fn fragment() -> impl Strategy<Value = Vec<u8>> {
+    let from = |alphabet: &'static [u8], len: std::ops::Range<usize>| {
+        prop::collection::vec(prop::sample::select(alphabet), len)
+    };
+    prop_oneof![
+        from(b"\\\"u0aF9g/bnrtx \x00\x1f\x7f\xc3\xa9", 0..10).prop_map(|mut body| {
+            body.insert(0, b'"');
+            body.push(b'"');
+            body
+        }),
+        from(b"-+.eE0129", 1..8),
+        from(b"truefalsn ", 1..7),
+        from(b"[]{},:\"1 n", 1..12),
+    ]
+}
+
 proptest! {
     /// Canonical records (names without escapes) always take the fast path, and it agrees
     /// with serde_json's walk; so do the same records written with whitespace.
@@ -277,6 +293,19 @@ proptest! {
     #[test]
     fn the_fast_path_agrees_on_json_like_bytes(bytes in jsonish()) {
         paths_agree(&bytes)?;
+    }
+
+    /// Short fragments of each sub-grammar the scanner checks (strings and escapes,
+    /// numbers, literals, nesting), as a parameter's value, as a reserved value and as a name.
+    #[test]
+    fn the_fast_path_agrees_on_fragments(frag in fragment()) {
+        for (before, after) in [
+            (&br#"{"_SESSION_ID":"x","p":"#[..], &b"}"[..]),
+            (br#"{"_SESSION_ID":"#, b"}"),
+            (br#"{"_SESSION_ID":"x","#, b":1}"),
+        ] {
+            paths_agree(&[before, &frag, after].concat())?;
+        }
     }
 
     /// Several bytes of a canonical record replaced, inserted or removed.
