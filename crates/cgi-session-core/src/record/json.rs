@@ -123,19 +123,12 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Record, SerializeError> {
 
 /// A reserved field's value from its JSON text (a value serde_json's skip accepted).
 fn reserved_value(text: &str) -> serde_json::Result<Value> {
-    // Most reserved fields are plain integers or strings without escapes: no need for
-    // serde_json there. (The text is JSON: no `+` or leading zeros; `-0` is left to
-    // serde_json, and a string has no control characters.)
+    // Most reserved fields are plain integers: no need for serde_json there. (The text is
+    // JSON: no `+` or leading zeros; `-0` is left to serde_json.)
     match text.parse::<i64>() {
-        Ok(n) if text != "-0" => return Ok(Value::from(n)),
-        _ => {}
+        Ok(n) if text != "-0" => Ok(Value::from(n)),
+        _ => serde_json::from_str(text),
     }
-    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        if !inner.contains('\\') {
-            return Ok(Value::String(inner.to_owned()));
-        }
-    }
-    serde_json::from_str(text)
 }
 
 /// [`decode`]'s fast path: the top level split by the hand-written scanner ([`scan`]), each
@@ -146,13 +139,20 @@ pub(crate) fn decode_scanned(bytes: &Bytes) -> Option<Result<Record, SerializeEr
     let text = std::str::from_utf8(bytes).ok()?;
     let mut reserved = Reserved::default();
     let mut params = Vec::with_capacity(8);
-    scan::members(bytes, |name, value| {
-        let key = text.get(name.clone())?;
+    scan::members(bytes, |member| {
+        let key = text.get(member.name.clone())?;
         if key.starts_with(RESERVED_PREFIX) {
-            reserved.put(key, reserved_value(text.get(value)?).ok()?);
+            let value = if member.plain_string {
+                // What serde_json decodes a string without escapes to.
+                let inner = member.value.start + 1..member.value.end - 1;
+                Value::String(text.get(inner)?.to_owned())
+            } else {
+                reserved_value(text.get(member.value)?).ok()?
+            };
+            reserved.put(key, value);
         } else {
-            let name = Name::Stored(bytes.slice(name));
-            params.push(Entry::stored(name, bytes.slice(value)));
+            let name = Name::Stored(bytes.slice(member.name));
+            params.push(Entry::stored(name, bytes.slice(member.value)));
         }
         Some(())
     })?;
@@ -288,7 +288,7 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
 /// Whether serde_json writes `s` as it is between quotes: it escapes `"`, `\` and the
 /// control characters below 0x20, nothing else (not 0x7f, not non-ASCII).
 fn needs_no_escape(s: &str) -> bool {
-    !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+    scan::plain_len(s.as_bytes()) == s.len()
 }
 
 /// Writes `s` as a JSON string, as serde_json does.

@@ -25,15 +25,27 @@ use std::ops::Range;
 /// values are left to it).
 pub(super) const MAX_DEPTH: u32 = 128;
 
-/// Calls `member(name, value)` for each member of the top-level object in `text` (in stored
-/// order; `name` without its quotes), having checked the syntax up to it; `None` when the
-/// text is not one JSON object with plain names followed by whitespace only, or when
-/// `member` gives up. `text` must be valid UTF-8.
-pub(super) fn members(
-    text: &[u8],
-    mut member: impl FnMut(Range<usize>, Range<usize>) -> Option<()>,
-) -> Option<()> {
-    let mut s = Scan { b: text, i: 0 };
+/// One member of the top-level object, as byte ranges of the text.
+pub(super) struct Member {
+    /// The name, without its quotes.
+    pub(super) name: Range<usize>,
+    /// The value's JSON text.
+    pub(super) value: Range<usize>,
+    /// Whether the value is a string without escapes (its text between the quotes is the
+    /// string).
+    pub(super) plain_string: bool,
+}
+
+/// Calls `member` for each member of the top-level object in `text` (in stored order),
+/// having checked the syntax up to it; `None` when the text is not one JSON object with
+/// plain names followed by whitespace only, or when `member` gives up. `text` must be
+/// valid UTF-8.
+pub(super) fn members(text: &[u8], mut member: impl FnMut(Member) -> Option<()>) -> Option<()> {
+    let mut s = Scan {
+        b: text,
+        i: 0,
+        escapes: 0,
+    };
     s.ws();
     s.eat(b'{')?;
     s.ws();
@@ -47,8 +59,13 @@ pub(super) fn members(
             s.eat(b':')?;
             s.ws();
             let start = s.i;
+            let escapes = s.escapes;
             s.value()?;
-            member(name, start..s.i)?;
+            member(Member {
+                name,
+                value: start..s.i,
+                plain_string: text.get(start) == Some(&b'"') && s.escapes == escapes,
+            })?;
             s.ws();
             match s.next()? {
                 b',' => s.ws(),
@@ -61,10 +78,24 @@ pub(super) fn members(
     (s.i == text.len()).then_some(())
 }
 
+/// How many bytes `s` begins with that serde_json writes as they are inside a string (not
+/// `"`, `\` or a control character).
+pub(super) fn plain_len(s: &[u8]) -> usize {
+    let mut scan = Scan {
+        b: s,
+        i: 0,
+        escapes: 0,
+    };
+    scan.skip_plain();
+    scan.i
+}
+
 /// A cursor over the text.
 struct Scan<'a> {
     b: &'a [u8],
     i: usize,
+    /// How many escapes the strings seen so far had.
+    escapes: u32,
 }
 
 /// One in each byte of a word, for the word-at-a-time string scan.
@@ -93,7 +124,7 @@ impl Scan<'_> {
     }
 
     /// Moves to the next `"`, `\` or control character of a string (or the end of the text).
-    fn to_special(&mut self) {
+    fn skip_plain(&mut self) {
         // Eight bytes at a time while none is special (serde_json's skip does the same);
         // the lowest flagged byte of a word is exact, the byte loop below rechecks it anyway.
         while let Some(word) = self.b.get(self.i..self.i + 8) {
@@ -124,7 +155,7 @@ impl Scan<'_> {
     /// its range, the closing quote eaten.
     fn plain_name(&mut self) -> Option<Range<usize>> {
         let start = self.i;
-        self.to_special();
+        self.skip_plain();
         let end = self.i;
         self.eat(b'"')?;
         Some(start..end)
@@ -133,17 +164,20 @@ impl Scan<'_> {
     /// A string after its opening quote, through its closing quote.
     fn string(&mut self) -> Option<()> {
         loop {
-            self.to_special();
+            self.skip_plain();
             match self.next()? {
                 b'"' => return Some(()),
                 b'\\' => match self.next()? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                        self.escapes = self.escapes.wrapping_add(1);
+                    }
                     b'u' => {
                         let hex = self.b.get(self.i..self.i + 4)?;
                         if !hex.iter().all(u8::is_ascii_hexdigit) {
                             return None;
                         }
                         self.i += 4;
+                        self.escapes = self.escapes.wrapping_add(1);
                     }
                     _ => return None,
                 },
