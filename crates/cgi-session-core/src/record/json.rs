@@ -109,8 +109,9 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
 ///
 /// What decoding the whole document into a map and reading it with [`Record::from_map`]
 /// accepts, this accepts, giving an equal record; and it refuses the same syntax errors and
-/// non-records. A parameter is only checked as JSON syntax here (serde_json's skip), so a few
-/// texts the full decoder refuses are accepted inside a parameter's value: a lone UTF-16
+/// non-records. A parameter is only checked as JSON syntax here (by the scanner, or by
+/// serde_json's skip when the scanner gives up: they accept the same), so a few texts the
+/// full decoder refuses are accepted inside a parameter's value: a lone UTF-16
 /// surrogate escape, a number beyond `f64`, nesting deeper than 128. Such a parameter is kept
 /// and written back as it was stored; reading it ([`Params::get_as`], `Session::get`) is an
 /// error and [`Params::get`] sees `null`. The rest of the session stays usable.

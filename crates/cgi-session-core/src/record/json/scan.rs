@@ -242,11 +242,12 @@ impl Scan<'_> {
     }
 
     /// One value starting at the cursor (whitespace before it skipped), without recursion:
-    /// the open arrays and objects are bits of `objects` (bit `d` set when the container at
-    /// depth `d + 1` is an object).
+    /// `object` tells whether the innermost open container is an object, the bits of `outer`
+    /// the same of the ones around it (bit 0 for the next one out).
     fn value(&mut self) -> Option<()> {
         let mut depth = 0u32;
-        let mut objects = 0u128;
+        let mut object = false;
+        let mut outer = 0u128;
         loop {
             match self.peek()? {
                 b'"' => {
@@ -267,13 +268,12 @@ impl Scan<'_> {
                         if depth == MAX_DEPTH {
                             return None;
                         }
-                        if open == b'{' {
-                            objects |= 1 << depth;
-                            self.member_name()?;
-                        } else {
-                            objects &= !(1 << depth);
-                        }
+                        outer = (outer << 1) | u128::from(object);
+                        object = open == b'{';
                         depth += 1;
+                        if object {
+                            self.member_name()?;
+                        }
                         continue;
                     }
                 }
@@ -284,7 +284,6 @@ impl Scan<'_> {
                 if depth == 0 {
                     return Some(());
                 }
-                let object = objects & (1 << (depth - 1)) != 0;
                 self.ws();
                 match self.next()? {
                     b',' => {
@@ -294,10 +293,13 @@ impl Scan<'_> {
                         }
                         break;
                     }
-                    b']' if !object => depth -= 1,
-                    b'}' if object => depth -= 1,
+                    b']' if !object => {}
+                    b'}' if object => {}
                     _ => return None,
                 }
+                depth -= 1;
+                object = outer & 1 != 0;
+                outer >>= 1;
             }
         }
     }
