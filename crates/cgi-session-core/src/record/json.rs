@@ -25,7 +25,7 @@ use serde_json::Value;
 use super::{Params, Record, Reserved, KEY_ATIME, KEY_CTIME, KEY_ETIME, KEY_EXPIRE_LIST, KEY_ID};
 use super::{KEY_REMOTE_ADDR, RESERVED_PREFIX};
 use crate::error::SerializeError;
-use crate::record::params::{Encoded, Entry, Name};
+use crate::record::params::{name_order, Encoded, Entry, Name};
 
 fn syntax(message: impl fmt::Display) -> SerializeError {
     SerializeError::Syntax {
@@ -260,7 +260,7 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
     for (name, value) in record.params.encoded() {
         let name_bytes = name.as_bytes();
         while let Some((key, plain, field)) =
-            reserved.next_if(|(k, _, _)| k.as_bytes() <= name_bytes)
+            reserved.next_if(|(k, _, _)| name_order(k.as_bytes(), name_bytes).is_le())
         {
             put_field(&mut out, &mut first, key, *plain, field)?;
         }
@@ -337,7 +337,11 @@ fn put_key(out: &mut Vec<u8>, first: &mut bool, key: &str) -> Result<(), Seriali
 
 /// Writes `"key":` for a key that needs no escapes.
 fn put_plain_key(out: &mut Vec<u8>, first: &mut bool, key: &[u8]) {
-    out.extend_from_slice(if std::mem::take(first) { b"\"" } else { b",\"" });
+    // (Bytes pushed one by one: a slice chosen at run time would be a `memcpy` call.)
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    out.push(b'"');
     out.extend_from_slice(key);
     out.extend_from_slice(b"\":");
 }

@@ -405,3 +405,11 @@ fn application_values_and_names_are_written_as_serde_json_writes_them() {
     r.extra.insert("_SESSION_ETIME2".into(), json!(3));
     assert_eq!(encode(&r).unwrap(), canonical(&r));
 }
+
+proptest! {
+    /// The shortcut of the name order is the byte order.
+    #[test]
+    fn name_order_is_byte_order(a in prop::collection::vec(any::<u8>(), 0..4), b in prop::collection::vec(any::<u8>(), 0..4)) {
+        prop_assert_eq!(crate::record::params::name_order(&a, &b), a.cmp(&b));
+    }
+}
