@@ -141,8 +141,11 @@ pub(crate) fn decode_scanned(bytes: &Bytes) -> Option<Result<Record, SerializeEr
     let mut reserved = Reserved::default();
     let mut params = Vec::with_capacity(8);
     scan::members(bytes, |member| {
-        let key = text.get(member.name.clone())?;
-        if key.starts_with(RESERVED_PREFIX) {
+        let reserved_name = bytes
+            .get(member.name.clone())?
+            .starts_with(RESERVED_PREFIX.as_bytes());
+        if reserved_name {
+            let key = text.get(member.name)?;
             let value = if member.plain_string {
                 // What serde_json decodes a string without escapes to.
                 let inner = member.value.start + 1..member.value.end - 1;
