@@ -375,4 +375,6 @@ fn put_field(
 mod scan;
 
 #[cfg(test)]
+mod fast_path_tests;
+#[cfg(test)]
 mod tests;
