@@ -1,11 +1,8 @@
 //! The fast path of the JSON reader (the scanner) against serde_json's walk: whenever the
 //! fast path decides, both give the same record, the same written bytes or the same error.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use proptest::prelude::*;
-use serde_json::json;
 
 use super::tests::{canonical, record};
 use super::{decode, decode_scanned, decode_serde, encode};
@@ -200,27 +197,6 @@ fn the_fast_path_decides_what_it_is_sure_of_and_agrees() {
     let deeper = deep(129);
     assert!(!paths_agree(deeper.as_bytes()).unwrap());
     assert!(decode(&Bytes::from(deeper)).is_ok());
-}
-
-#[test]
-fn application_values_and_names_are_written_as_serde_json_writes_them() {
-    let mut r = Record::new("x\"y".into(), -5, "\u{7f}é\n".into());
-    r.etime = Some(i64::MIN);
-    r.expire_list = Some(BTreeMap::from([("a".to_string(), 1)]));
-    for (k, v) in [
-        ("u", json!(u64::MAX)),
-        ("i", json!(i64::MIN)),
-        ("f", json!(0.1)),
-        ("s", json!("tab\there")),
-        ("t", json!(true)),
-        ("z", json!(null)),
-        ("w\"", json!(false)),
-        ("\u{1}", json!("plain")),
-    ] {
-        r.params.insert(k.into(), v);
-    }
-    r.extra.insert("_SESSION_ETIME2".into(), json!(3));
-    assert_eq!(encode(&r).unwrap(), canonical(&r));
 }
 
 proptest! {
