@@ -14,6 +14,20 @@ mod params;
 
 pub use params::{Iter as ParamsIter, Params};
 
+/// For the fuzz targets of `cgi-session-fuzz`, not a stable API: JSON bytes read by the JSON
+/// record reader's fast path (`None` when it gives up on them) and by serde_json's walk,
+/// which must agree whenever the fast path does not give up.
+#[doc(hidden)]
+pub fn json_decode_paths(
+    bytes: &[u8],
+) -> (
+    Option<Result<Record, SerializeError>>,
+    Result<Record, SerializeError>,
+) {
+    let bytes = Bytes::copy_from_slice(bytes);
+    (json::decode_scanned(&bytes), json::decode_serde(&bytes))
+}
+
 /// Reserved key: the session id.
 pub const KEY_ID: &str = "_SESSION_ID";
 /// Reserved key: creation time (Unix seconds).

@@ -7,7 +7,7 @@
 //! keeps a fuzz smoke run without a nightly toolchain.
 #![forbid(unsafe_code)]
 
-use cgi_session::record::Record;
+use cgi_session::record::{self, Record};
 use cgi_session::{
     DataDumperSerializer, Dsn, JsonSerializer, Serializer, SessionId, StorableSerializer,
 };
@@ -31,9 +31,27 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// The JSON session reader: bytes -> session record, by the record codec (parameters kept as
 /// their stored text) and by the map path (`thaw` + `Record::from_map`), which must agree;
-/// anything accepted re-encodes to the same record, and canonical bytes re-encode to
-/// themselves.
+/// inside the record codec, its hand-written fast path and serde_json's walk must agree
+/// whenever the fast path does not give up; anything accepted re-encodes to the same record,
+/// and canonical bytes re-encode to themselves.
 pub fn json_session(data: &[u8]) {
+    match record::json_decode_paths(data) {
+        (None, _) => {}
+        (Some(Err(fast)), Err(walked)) => assert_eq!(fast.to_string(), walked.to_string()),
+        (Some(Ok(fast)), Ok(walked)) => {
+            assert_eq!(fast, walked, "the fast path and serde_json's walk disagree");
+            let mut fast = fast;
+            let mut walked = walked;
+            assert_eq!(
+                fast.encode(&JsonSerializer).expect("encodes"),
+                walked.encode(&JsonSerializer).expect("encodes"),
+                "the fast path and serde_json's walk keep different texts"
+            );
+        }
+        (Some(fast), walked) => {
+            panic!("the fast path read {fast:?}, serde_json's walk {walked:?}")
+        }
+    }
     let by_map = JsonSerializer
         .thaw(data)
         .map_err(|e| e.to_string())

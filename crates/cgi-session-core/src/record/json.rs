@@ -5,8 +5,11 @@
 //! The bytes written are those `serde_json::to_vec` writes for the record's flat map (keys
 //! sorted, compact), given parameters that were read from such bytes or set since; a
 //! parameter read from other JSON (spaces, other number spellings, from Perl's JSON module)
-//! keeps its spelling. `serde_json` does the parsing and the escaping: only the top-level
-//! walk is here, so that no parameter is decoded before it is read.
+//! keeps its spelling. `serde_json` decodes the values and escapes what needs escaping: only
+//! the top-level walk is here, so that no parameter is decoded before it is read. That walk
+//! is a hand-written scanner ([`scan`]) for well-formed records, with serde_json's own walk
+//! ([`decode_serde`]) behind it for everything the scanner is unsure of; the writer puts
+//! integers and strings that need no escapes directly.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -22,7 +25,7 @@ use serde_json::Value;
 use super::{Params, Record, Reserved, KEY_ATIME, KEY_CTIME, KEY_ETIME, KEY_EXPIRE_LIST, KEY_ID};
 use super::{KEY_REMOTE_ADDR, RESERVED_PREFIX};
 use crate::error::SerializeError;
-use crate::record::params::{Encoded, Entry, Name};
+use crate::record::params::{name_order, Encoded, Entry, Name};
 
 fn syntax(message: impl fmt::Display) -> SerializeError {
     SerializeError::Syntax {
@@ -89,13 +92,7 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
             let raw: &'de RawValue = map.next_value()?;
             let text = raw.get();
             if name.starts_with(RESERVED_PREFIX) {
-                // Most reserved fields are plain integers: no need for serde_json there.
-                let value = match text.parse::<i64>() {
-                    // (The text is JSON: no `+` or leading zeros; `-0` is left to serde_json.)
-                    Ok(n) if text != "-0" => Value::from(n),
-                    _ => serde_json::from_str(text).map_err(de::Error::custom)?,
-                };
-                reserved.put(name, value);
+                reserved.put(name, reserved_value(text).map_err(de::Error::custom)?);
                 continue;
             }
             let name = match name {
@@ -112,12 +109,63 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
 ///
 /// What decoding the whole document into a map and reading it with [`Record::from_map`]
 /// accepts, this accepts, giving an equal record; and it refuses the same syntax errors and
-/// non-records. A parameter is only checked as JSON syntax here (serde_json's skip), so a few
-/// texts the full decoder refuses are accepted inside a parameter's value: a lone UTF-16
+/// non-records. A parameter is only checked as JSON syntax here (by the scanner, or by
+/// serde_json's skip when the scanner gives up: they accept the same), so a few texts the
+/// full decoder refuses are accepted inside a parameter's value: a lone UTF-16
 /// surrogate escape, a number beyond `f64`, nesting deeper than 128. Such a parameter is kept
 /// and written back as it was stored; reading it ([`Params::get_as`], `Session::get`) is an
 /// error and [`Params::get`] sees `null`. The rest of the session stays usable.
 pub(crate) fn decode(bytes: &Bytes) -> Result<Record, SerializeError> {
+    match decode_scanned(bytes) {
+        Some(read) => read,
+        None => decode_serde(bytes),
+    }
+}
+
+/// A reserved field's value from its JSON text (a value serde_json's skip accepted).
+fn reserved_value(text: &str) -> serde_json::Result<Value> {
+    // Most reserved fields are plain integers: no need for serde_json there. (The text is
+    // JSON: no `+` or leading zeros; `-0` is left to serde_json.)
+    match text.parse::<i64>() {
+        Ok(n) if text != "-0" => Ok(Value::from(n)),
+        _ => serde_json::from_str(text),
+    }
+}
+
+/// [`decode`]'s fast path: the top level split by the hand-written scanner ([`scan`]), each
+/// member read as the serde_json walk of [`decode_serde`] reads it. `None` (give up: the
+/// caller runs [`decode_serde`]) for anything but UTF-8 text of one object with plain
+/// names and well-formed values, and for a reserved field serde_json refuses.
+pub(crate) fn decode_scanned(bytes: &Bytes) -> Option<Result<Record, SerializeError>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut reserved = Reserved::default();
+    let mut params = Vec::with_capacity(8);
+    scan::members(bytes, |member| {
+        let reserved_name = bytes
+            .get(member.name.clone())?
+            .starts_with(RESERVED_PREFIX.as_bytes());
+        if reserved_name {
+            let key = text.get(member.name)?;
+            let value = if member.plain_string {
+                // What serde_json decodes a string without escapes to.
+                let inner = member.value.start + 1..member.value.end - 1;
+                Value::String(text.get(inner)?.to_owned())
+            } else {
+                reserved_value(text.get(member.value)?).ok()?
+            };
+            reserved.put(key, value);
+        } else {
+            let name = Name::Stored(bytes.slice(member.name));
+            params.push(Entry::stored(name, bytes.slice(member.value)));
+        }
+        Some(())
+    })?;
+    Some(reserved.finish(Params::from_stored(params)))
+}
+
+/// [`decode`] by serde_json's walk of the top level: the reference the fast path agrees
+/// with, and the reader of everything it gives up on (which gives serde_json's errors).
+pub(crate) fn decode_serde(bytes: &Bytes) -> Result<Record, SerializeError> {
     let first = bytes
         .iter()
         .copied()
@@ -155,6 +203,7 @@ where
 }
 
 /// One reserved field as the encoder writes it.
+#[derive(Clone, Copy)]
 enum Field<'a> {
     Str(&'a str),
     Int(i64),
@@ -162,29 +211,48 @@ enum Field<'a> {
     Value(&'a Value),
 }
 
+/// A reserved field to write: (name, whether the name is written as it is: the
+/// `_SESSION_*` names need no escapes, names found in storage may), field.
+type Reserve<'a> = (&'a str, bool, Field<'a>);
+
 /// Writes `record` as one JSON object: keys sorted, compact (as `serde_json::to_vec` writes
 /// its flat map).
 pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
-    // (name, whether the name is written as it is: the `_SESSION_*` names need no escapes,
-    // names found in storage may), field.
-    let mut fields: Vec<(&str, bool, Field<'_>)> = Vec::with_capacity(6 + record.extra.len());
-    fields.push((KEY_ID, true, Field::Str(&record.id)));
-    fields.push((KEY_CTIME, true, Field::Int(record.ctime)));
-    fields.push((KEY_ATIME, true, Field::Int(record.atime)));
-    fields.push((KEY_REMOTE_ADDR, true, Field::Str(&record.remote_addr)));
+    // The typed fields, in name order (byte order: ATIME < CTIME < ETIME < EXPIRE_LIST < ID
+    // < REMOTE_ADDR), so that the common record (no extras) needs no sorting.
+    let mut typed: [Reserve<'_>; 6] = [("", true, Field::Int(0)); 6];
+    let mut n = 0;
+    let mut push = |field| {
+        typed[n] = field;
+        n += 1;
+    };
+    push((KEY_ATIME, true, Field::Int(record.atime)));
+    push((KEY_CTIME, true, Field::Int(record.ctime)));
     if let Some(etime) = record.etime {
-        fields.push((KEY_ETIME, true, Field::Int(etime)));
+        push((KEY_ETIME, true, Field::Int(etime)));
     }
     if let Some(list) = &record.expire_list {
-        fields.push((KEY_EXPIRE_LIST, true, Field::List(list)));
+        push((KEY_EXPIRE_LIST, true, Field::List(list)));
     }
-    for (k, v) in &record.extra {
-        // The typed fields win over stray copies kept among the extras.
-        if !fields.iter().any(|(f, _, _)| *f == k) {
-            fields.push((k, false, Field::Value(v)));
+    push((KEY_ID, true, Field::Str(&record.id)));
+    push((KEY_REMOTE_ADDR, true, Field::Str(&record.remote_addr)));
+    let typed = &typed[..n];
+    debug_assert!(typed.is_sorted_by(|a, b| a.0 < b.0));
+    let with_extras: Vec<Reserve<'_>>;
+    let fields = if record.extra.is_empty() {
+        typed
+    } else {
+        let mut all = typed.to_vec();
+        for (k, v) in &record.extra {
+            // The typed fields win over stray copies kept among the extras.
+            if !typed.iter().any(|(f, _, _)| *f == k) {
+                all.push((k, false, Field::Value(v)));
+            }
         }
-    }
-    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        with_extras = all;
+        &with_extras[..]
+    };
 
     let mut out = Vec::with_capacity(
         record.stored_bytes().map_or(256, |b| b.len() + 32) + record.params.len() * 8,
@@ -195,7 +263,7 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
     for (name, value) in record.params.encoded() {
         let name_bytes = name.as_bytes();
         while let Some((key, plain, field)) =
-            reserved.next_if(|(k, _, _)| k.as_bytes() <= name_bytes)
+            reserved.next_if(|(k, _, _)| name_order(k.as_bytes(), name_bytes).is_le())
         {
             put_field(&mut out, &mut first, key, *plain, field)?;
         }
@@ -211,7 +279,7 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
         }
         match value {
             Encoded::Raw(text) => out.extend_from_slice(text),
-            Encoded::Value(v) => serde_json::to_writer(&mut out, v).map_err(syntax)?,
+            Encoded::Value(v) => write_value(&mut out, v)?,
         }
     }
     for (key, plain, field) in reserved {
@@ -221,19 +289,62 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, SerializeError> {
     Ok(out)
 }
 
+/// Whether serde_json writes `s` as it is between quotes: it escapes `"`, `\` and the
+/// control characters below 0x20, nothing else (not 0x7f, not non-ASCII).
+fn needs_no_escape(s: &str) -> bool {
+    scan::plain_len(s.as_bytes()) == s.len()
+}
+
+/// Writes `s` as a JSON string, as serde_json does.
+fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), SerializeError> {
+    if needs_no_escape(s) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(&mut *out, s).map_err(syntax)
+    }
+}
+
+/// Writes an integer, as serde_json does (with `itoa`, as it does).
+fn write_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Writes a value set by the application, as serde_json does; the common scalars directly.
+fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), SerializeError> {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::String(s) => return write_str(out, s),
+        Value::Number(n) if n.is_u64() || n.is_i64() => match n.as_u64() {
+            Some(u) => write_int(out, u),
+            None => write_int(out, n.as_i64().unwrap_or_default()),
+        },
+        _ => return serde_json::to_writer(&mut *out, v).map_err(syntax),
+    }
+    Ok(())
+}
+
 /// Writes `"key":` (escaped as serde_json does), after a comma unless it is the first.
 fn put_key(out: &mut Vec<u8>, first: &mut bool, key: &str) -> Result<(), SerializeError> {
     if !std::mem::take(first) {
         out.push(b',');
     }
-    serde_json::to_writer(&mut *out, key).map_err(syntax)?;
+    write_str(out, key)?;
     out.push(b':');
     Ok(())
 }
 
 /// Writes `"key":` for a key that needs no escapes.
 fn put_plain_key(out: &mut Vec<u8>, first: &mut bool, key: &[u8]) {
-    out.extend_from_slice(if std::mem::take(first) { b"\"" } else { b",\"" });
+    // (Bytes pushed one by one: a slice chosen at run time would be a `memcpy` call.)
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    out.push(b'"');
     out.extend_from_slice(key);
     out.extend_from_slice(b"\":");
 }
@@ -250,18 +361,20 @@ fn put_field(
     } else {
         put_key(out, first, key)?;
     }
-    write_field(out, field)
-}
-
-fn write_field(out: &mut Vec<u8>, field: &Field<'_>) -> Result<(), SerializeError> {
     match field {
-        Field::Str(s) => serde_json::to_writer(&mut *out, s),
-        Field::Int(n) => serde_json::to_writer(&mut *out, n),
-        Field::List(l) => serde_json::to_writer(&mut *out, l),
-        Field::Value(v) => serde_json::to_writer(&mut *out, v),
+        Field::Str(s) => write_str(out, s),
+        Field::Int(n) => {
+            write_int(out, *n);
+            Ok(())
+        }
+        Field::List(l) => serde_json::to_writer(&mut *out, l).map_err(syntax),
+        Field::Value(v) => write_value(out, v),
     }
-    .map_err(syntax)
 }
 
+mod scan;
+
+#[cfg(test)]
+mod fast_path_tests;
 #[cfg(test)]
 mod tests;

@@ -13,11 +13,11 @@ fn by_map(bytes: &[u8]) -> Result<Record, crate::SerializeError> {
     Record::from_map(JsonSerializer.thaw(bytes)?)
 }
 
-fn canonical(record: &Record) -> Vec<u8> {
+pub(super) fn canonical(record: &Record) -> Vec<u8> {
     serde_json::to_vec(&record.to_map()).unwrap()
 }
 
-fn value() -> impl Strategy<Value = Value> {
+pub(super) fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -37,7 +37,7 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 prop_compose! {
-    fn record()(
+    pub(super) fn record()(
         id in "[0-9a-f]{1,32}",
         ctime in any::<i64>(),
         atime in any::<i64>(),
@@ -192,4 +192,25 @@ fn a_parameter_under_a_reserved_name_never_doubles_a_key() {
     assert_eq!(back.id, "x");
     assert_eq!(back.extra[KEY_EXPIRES_AT], json!(5));
     assert_eq!(back.extra["_SESSION_ZZZ"], json!(1));
+}
+
+#[test]
+fn application_values_and_names_are_written_as_serde_json_writes_them() {
+    let mut r = Record::new("x\"y".into(), -5, "\u{7f}é\n".into());
+    r.etime = Some(i64::MIN);
+    r.expire_list = Some(BTreeMap::from([("a".to_string(), 1)]));
+    for (k, v) in [
+        ("u", json!(u64::MAX)),
+        ("i", json!(i64::MIN)),
+        ("f", json!(0.1)),
+        ("s", json!("tab\there")),
+        ("t", json!(true)),
+        ("z", json!(null)),
+        ("w\"", json!(false)),
+        ("\u{1}", json!("plain")),
+    ] {
+        r.params.insert(k.into(), v);
+    }
+    r.extra.insert("_SESSION_ETIME2".into(), json!(3));
+    assert_eq!(encode(&r).unwrap(), canonical(&r));
 }
