@@ -220,7 +220,7 @@ fn cgi_router(builder: cgi_session::SessionStoreBuilder, lock_mode: LockMode) ->
         .route("/read", get(cgi_read))
         .route("/stats", get(cgi_stats))
         .with_state(store.clone())
-        .layer(SessionLayer::new(store).secure(false).lock_mode(lock_mode))
+        .layer(SessionLayer::new(store).lock_mode(lock_mode))
 }
 
 /// The atomic read-modify-write of cgi-session: `update` on the freshest copy.
