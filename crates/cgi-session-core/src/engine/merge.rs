@@ -32,10 +32,10 @@ use crate::id::SessionId;
 ///
 /// The save that finds no leader for its id leads: it writes its own change at once, in its
 /// own task, with no task spawned and no hand-over between tasks (which cost a lone save
-/// about 3,000 instructions). Saves that queue while that write is in
-/// flight are written together by a task spawned for them ([`lead_saves`]). If the leading request is
-/// cancelled (dropped) mid-write, its lead goes on in a task ([`FinishOnDrop`]): the write in
-/// flight completes and the saves queued behind it are not stranded.
+/// about 3,000 instructions). Saves that queue while that write is in flight are written
+/// together by a task spawned for them ([`lead_saves`]). If the leading request is cancelled
+/// (dropped) mid-write, its lead goes on in a task ([`FinishOnDrop`]): the write in flight
+/// completes and the saves queued behind it are not stranded.
 pub(crate) async fn submit(
     inner: &Arc<Inner>,
     id: &SessionId,
@@ -44,7 +44,7 @@ pub(crate) async fn submit(
     let (tx, rx) = oneshot::channel();
     job.reply = Some(tx);
     if let Some((job, carry)) = inner.committer.enqueue(id, job) {
-        FinishOnDrop(Some(Box::pin(lead_first_batch(
+        FinishOnDrop(Some(Box::pin(lead_own_save(
             Arc::clone(inner),
             id.clone(),
             job,
@@ -89,12 +89,8 @@ impl Drop for FinishOnDrop {
 
 /// The leader of a request's task: writes the request's own save, then hands the saves
 /// queued meanwhile (if any) to a task, so that the request is answered after its own write.
-async fn lead_first_batch(inner: Arc<Inner>, id: SessionId, job: Job, carry: Option<Carry>) {
-    let mut guard = LeaderGuard {
-        inner: Arc::clone(&inner),
-        id: id.clone(),
-        done: false,
-    };
+async fn lead_own_save(inner: Arc<Inner>, id: SessionId, job: Job, carry: Option<Carry>) {
+    let mut guard = LeaderGuard::new(&inner, &id);
     let mut carry = write_batch(&inner, &id, vec![job], carry).await;
     if let Some(jobs) = inner.committer.next_batch(&id, &mut carry) {
         // Still the leader (the queue was not empty): the task takes over.
@@ -111,6 +107,16 @@ struct LeaderGuard {
     done: bool,
 }
 
+impl LeaderGuard {
+    fn new(inner: &Arc<Inner>, id: &SessionId) -> Self {
+        Self {
+            inner: Arc::clone(inner),
+            id: id.clone(),
+            done: false,
+        }
+    }
+}
+
 impl Drop for LeaderGuard {
     fn drop(&mut self) {
         if !self.done {
@@ -122,11 +128,7 @@ impl Drop for LeaderGuard {
 /// The leader in a task of its own: writes `jobs`, then the batches queued after them, until
 /// the id's queue is empty.
 async fn lead_saves(inner: Arc<Inner>, id: SessionId, jobs: Vec<Job>, mut carry: Option<Carry>) {
-    let mut guard = LeaderGuard {
-        inner: Arc::clone(&inner),
-        id: id.clone(),
-        done: false,
-    };
+    let mut guard = LeaderGuard::new(&inner, &id);
     let mut jobs = Some(jobs);
     while let Some(batch) = jobs
         .take()
