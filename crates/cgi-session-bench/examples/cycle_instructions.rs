@@ -2,7 +2,7 @@
 //! which is exact and unaffected by other load on the machine (wall-clock figures are in
 //! `cgi-session-load`). Workloads: `record` (the JSON record codec: decode, read, set, encode),
 //! `session` (a session cycle on the memory driver: load, read `user`, increment `counter`,
-//! flush), `json` (the same cycle over memcached, a memcached started for the run) and `raw`
+//! flush), `perl` (the same with Perl's Data::Dumper format), `json` (the same cycle over memcached, a memcached started for the run) and `raw`
 //! (the bundled client's two commands of that cycle: `mg` with CAS and TTL, CAS `ms`).
 //!
 //! ```sh
@@ -22,6 +22,7 @@ use cgi_session_bench::{
     create_sample_session, record_cycle, sample_record, session_cycle, SESSION_EXPIRE_SECS,
 };
 use cgi_session_core::{JsonSerializer, MemoryDriver, Serializer, SessionStore};
+use cgi_session_dumper::DataDumperSerializer;
 use cgi_session_memcache::client::{Client, ClientConfig, GetOptions, SetOptions};
 use cgi_session_memcache::MemcacheDriver;
 use memcached_harness::MemcachedServer;
@@ -81,6 +82,12 @@ fn main() {
                     session_cycles(SessionStore::builder(driver), n).await;
                 }
             });
+        }
+        "perl" => {
+            runtime().block_on(session_cycles(
+                SessionStore::builder(MemoryDriver::new()).serializer(DataDumperSerializer::new()),
+                n,
+            ));
         }
         _ => {
             runtime().block_on(session_cycles(

@@ -56,6 +56,24 @@ fn string_escapes() {
     assert_eq!(thaw(r#"{"s" => "a@ b"}"#).unwrap(), json!({"s": "a@ b"}));
 }
 
+/// A single-quoted string is decoded as a whole: escapes anywhere in it, and bytes that are
+/// not UTF-8 make the whole string one character per byte (Perl's reading of a byte string).
+#[test]
+fn single_quoted_strings_with_escapes_and_bytes() {
+    let thaw_bytes = |b: &[u8]| DataDumperSerializer::new().thaw(b).map(Value::Object);
+    assert_eq!(
+        thaw_bytes(b"$D = {'s' => 'caf\xE9 \\\\ \\' x', 't' => '\\\\'};").unwrap(),
+        json!({"s": "caf\u{e9} \\ ' x", "t": "\\"})
+    );
+    assert_eq!(
+        thaw_bytes("$D = {'s' => 'é\\\\\\\\'};".as_bytes()).unwrap(),
+        json!({"s": "é\\\\"})
+    );
+    // `\'` escapes the quote: the string never ends; after `\\` the quote ends it.
+    assert!(thaw_err(r"$D = {'a' => 'x\'};").contains("unterminated single-quoted"));
+    assert_eq!(thaw(r"$D = {'a' => 'x\\'};").unwrap(), json!({"a": "x\\"}));
+}
+
 #[test]
 fn numbers() {
     assert_eq!(

@@ -10,22 +10,37 @@ impl<'a> Parser<'a> {
     pub(super) fn single_quoted(&mut self) -> Result<String, SerializeError> {
         let at = self.pos;
         self.pos += 1;
+        // The bytes between escapes are copied in runs (found with memchr), not byte by byte:
+        // strings are most of a stored session. A string without escapes is decoded straight
+        // from the input.
         let mut raw = Vec::new();
         loop {
-            match self.peek() {
-                None => return Err(self.err(at, "unterminated single-quoted string")),
-                Some(b'\'') => {
-                    self.pos += 1;
-                    let mut s = String::with_capacity(raw.len());
+            let rest = self.src.get(self.pos..).unwrap_or_default();
+            let Some(i) = memchr::memchr2(b'\'', b'\\', rest) else {
+                return Err(self.err(at, "unterminated single-quoted string"));
+            };
+            let run = &rest[..i];
+            if rest[i] == b'\'' {
+                self.pos += i + 1;
+                let mut s = String::with_capacity(raw.len() + run.len());
+                if raw.is_empty() {
+                    decode_raw(run, &mut s);
+                } else {
+                    raw.extend_from_slice(run);
                     decode_raw(&raw, &mut s);
-                    return Ok(s);
                 }
-                Some(b'\\') if matches!(self.peek_at(1), Some(b'\\' | b'\'')) => {
-                    raw.push(self.peek_at(1).unwrap_or(b'\\'));
+                return Ok(s);
+            }
+            raw.extend_from_slice(run);
+            self.pos += i;
+            // A backslash: an escape only before `\` or `'`, else a literal backslash.
+            match self.peek_at(1) {
+                Some(escaped @ (b'\\' | b'\'')) => {
+                    raw.push(escaped);
                     self.pos += 2;
                 }
-                Some(b) => {
-                    raw.push(b);
+                _ => {
+                    raw.push(b'\\');
                     self.pos += 1;
                 }
             }
