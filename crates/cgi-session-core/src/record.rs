@@ -1,7 +1,9 @@
 //! The stored layout, identical to CGI::Session's: one map holding the user's parameters beside
 //! the reserved `_SESSION_*` keys.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -98,6 +100,8 @@ pub struct Record {
     pub extra: Map<String, Value>,
     /// The stored bytes this record was decoded from or last encoded as.
     stored: Option<Bytes>,
+    /// What the serializer that decoded `stored` noted about them ([`Record::stored_note`]).
+    note: StoredNote,
 }
 
 impl PartialEq for Record {
@@ -127,6 +131,7 @@ impl Record {
             params: Params::new(),
             extra: Map::new(),
             stored: None,
+            note: StoredNote::default(),
         }
     }
 
@@ -219,7 +224,38 @@ impl Record {
     pub fn encode(&mut self, serializer: &dyn Serializer) -> Result<Bytes, SerializeError> {
         let bytes = Bytes::from(serializer.freeze_record(self)?);
         self.stored = Some(bytes.clone());
+        self.note = StoredNote::default();
         Ok(bytes)
+    }
+
+    /// What the serializer that decoded this record noted about its stored bytes
+    /// ([`Record::set_stored_note`]), for its [`Serializer::freeze_record`] to reuse work its
+    /// [`Serializer::thaw_record`] did: the Data::Dumper serializer notes where each value sits
+    /// in the stored text, so that a save does not parse the text again. Encoding the record
+    /// drops it (the stored bytes are then new); clones share it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cgi_session_core::record::Record;
+    /// use cgi_session_core::JsonSerializer;
+    ///
+    /// let mut record = Record::new("abc".into(), 1, String::new());
+    /// record.set_stored_note(Arc::new(42u32));
+    /// let copy = record.clone();
+    /// assert_eq!(copy.stored_note().and_then(|n| n.downcast_ref::<u32>()), Some(&42));
+    /// record.encode(&JsonSerializer)?;
+    /// assert!(record.stored_note().is_none(), "new stored bytes: the note is gone");
+    /// # Ok::<(), cgi_session_core::SerializeError>(())
+    /// ```
+    pub fn stored_note(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.note.0.as_ref()
+    }
+
+    /// Attaches a serializer's note about the bytes being decoded (from
+    /// [`Serializer::thaw_record`]; see [`Record::stored_note`]). A serializer that uses it
+    /// checks that the note is about the bytes it encodes over.
+    pub fn set_stored_note(&mut self, note: Arc<dyn Any + Send + Sync>) {
+        self.note = StoredNote(Some(note));
     }
 
     /// The stored bytes this record was decoded from or last encoded as, if any.
@@ -390,7 +426,18 @@ impl Reserved {
             params,
             extra: self.extra,
             stored: None,
+            note: StoredNote::default(),
         })
+    }
+}
+
+/// A serializer's note about the stored bytes; shared by clones of the record.
+#[derive(Clone, Default)]
+struct StoredNote(Option<Arc<dyn Any + Send + Sync>>);
+
+impl std::fmt::Debug for StoredNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
     }
 }
 

@@ -68,6 +68,10 @@
 mod read;
 mod write;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cgi_session_core::record::Record;
 use cgi_session_core::{SerializeError, Serializer};
 use serde_json::{Map, Value};
 
@@ -331,6 +335,29 @@ impl Serializer for DataDumperSerializer {
             Some(previous) => write::freeze_over(map, self.strings, &previous),
             None => self.freeze(map),
         }
+    }
+
+    /// Decodes a stored session and notes, from the same parse, where each top-level value
+    /// sits in the text ([`Record::set_stored_note`]), for the save that rewrites it.
+    fn thaw_record(&self, bytes: &Bytes) -> Result<Record, SerializeError> {
+        let (map, previous) = read::thaw_noted(bytes)?;
+        let mut record = Record::from_map(map)?;
+        record.set_stored_note(Arc::new(previous));
+        Ok(record)
+    }
+
+    /// [`Serializer::freeze_over`] the record's stored bytes, with the note its decoding left
+    /// when it is about those bytes (no second parse), else parsing them.
+    fn freeze_record(&self, record: &mut Record) -> Result<Vec<u8>, SerializeError> {
+        let noted = record
+            .stored_note()
+            .and_then(|note| Arc::clone(note).downcast::<read::Previous>().ok())
+            .filter(|previous| record.stored_bytes() == Some(&previous.src[..]));
+        if let Some(previous) = noted {
+            return record.with_map(|map| write::freeze_over(map, self.strings, &previous));
+        }
+        let stored = record.stored_bytes().map(<[u8]>::to_vec);
+        record.with_map(|map| self.freeze_over(map, stored.as_deref()))
     }
 }
 

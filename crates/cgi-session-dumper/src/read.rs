@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::ops::Range;
 
+use bytes::Bytes;
 use cgi_session_core::SerializeError;
 use serde_json::{Map, Value};
 
@@ -53,8 +54,8 @@ struct Parser<'a> {
 
 /// A stored dump as the base of a new version: its text, its top-level entries (each with the
 /// byte range of `'key' => value` and its value) and the classes Perl blessed in each.
-pub(crate) struct Previous<'a> {
-    pub(crate) src: &'a [u8],
+pub(crate) struct Previous {
+    pub(crate) src: Bytes,
     /// Empty when entries cannot be copied on their own: the dump shares references between
     /// entries (back-references, `$D->... = ...` statements), which a copy would cut.
     pub(crate) entries: HashMap<String, (Range<usize>, Value)>,
@@ -63,29 +64,38 @@ pub(crate) struct Previous<'a> {
 }
 
 /// Parses `src` as the base of a new version; `None` when it does not parse.
-pub(crate) fn previous(src: &[u8]) -> Option<Previous<'_>> {
+pub(crate) fn previous(src: &[u8]) -> Option<Previous> {
+    thaw_noted(&Bytes::copy_from_slice(src))
+        .ok()
+        .map(|(_, previous)| previous)
+}
+
+/// Parses and resolves a whole dump, and notes it as the base of its next version (one parse
+/// for both: a session is decoded when it is loaded and written over when it is saved).
+pub(crate) fn thaw_noted(src: &Bytes) -> Result<(Map<String, Value>, Previous), SerializeError> {
     let mut p = Parser::new(src);
-    let root = p.document().ok()?;
+    let root = p.document()?;
     let self_contained =
         p.inline.is_empty() && p.statements.is_empty() && p.placeholders.is_empty();
     let top = std::mem::take(&mut p.top);
     let blessed_classes = std::mem::take(&mut p.blessed);
-    let mut values = p.resolve(root, src.len()).ok()?;
+    let values = p.resolve(root, src.len())?;
     let entries = if self_contained {
         top.into_iter()
             .filter_map(|(key, span)| {
-                let value = values.remove(&key)?;
+                let value = values.get(&key)?.clone();
                 Some((key, (span, value)))
             })
             .collect()
     } else {
         HashMap::new()
     };
-    Some(Previous {
-        src,
+    let previous = Previous {
+        src: src.clone(),
         entries,
         blessed_classes,
-    })
+    };
+    Ok((values, previous))
 }
 
 /// Parses and resolves a whole dump.

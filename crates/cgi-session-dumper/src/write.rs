@@ -47,7 +47,7 @@ pub(crate) fn freeze(
 pub(crate) fn freeze_over(
     map: &Map<String, Value>,
     style: StringStyle,
-    previous: &Previous<'_>,
+    previous: &Previous,
 ) -> Result<Vec<u8>, SerializeError> {
     let none = BTreeSet::new();
     let mut out: Vec<u8> = Vec::with_capacity(64 + previous.src.len());
