@@ -57,6 +57,10 @@ published="cgi-session-core cgi-session-dumper cgi-session-storable cgi-session-
 for crate in $published; do
   rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"-[0-9]*
 done
+# Likewise their builds: cargo takes a registry crate's build as never changing, so a second
+# run would link the first run's build of a crate whose public API changed since.
+# shellcheck disable=SC2046 # one -p per crate
+cargo clean --quiet $(printf -- '-p %s ' $published)
 # shellcheck disable=SC2046 # one -p per crate
 cargo package --locked --allow-dirty $(printf -- '-p %s ' $published)
 echo "==> all tests passed"
