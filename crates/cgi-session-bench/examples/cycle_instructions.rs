@@ -2,7 +2,7 @@
 //! which is exact and unaffected by other load on the machine (wall-clock figures are in
 //! `cgi-session-load`). Workloads: `record` (the JSON record codec: decode, read, set, encode),
 //! `session` (a session cycle on the memory driver: load, read `user`, increment `counter`,
-//! flush), `perl` (the same with Perl's Data::Dumper format), `json` (the same cycle over memcached, a memcached started for the run) and `raw`
+//! flush), `perl` and `storable` (the same with Perl's Data::Dumper and Storable formats), `json` (the same cycle over memcached, a memcached started for the run) and `raw`
 //! (the bundled client's two commands of that cycle: `mg` with CAS and TTL, CAS `ms`).
 //!
 //! ```sh
@@ -25,6 +25,7 @@ use cgi_session_core::{JsonSerializer, MemoryDriver, Serializer, SessionStore};
 use cgi_session_dumper::DataDumperSerializer;
 use cgi_session_memcache::client::{Client, ClientConfig, GetOptions, SetOptions};
 use cgi_session_memcache::MemcacheDriver;
+use cgi_session_storable::StorableSerializer;
 use memcached_harness::MemcachedServer;
 
 fn main() {
@@ -86,6 +87,12 @@ fn main() {
         "perl" => {
             runtime().block_on(session_cycles(
                 SessionStore::builder(MemoryDriver::new()).serializer(DataDumperSerializer::new()),
+                n,
+            ));
+        }
+        "storable" => {
+            runtime().block_on(session_cycles(
+                SessionStore::builder(MemoryDriver::new()).serializer(StorableSerializer::new()),
                 n,
             ));
         }

@@ -115,23 +115,25 @@ pub(crate) fn freeze_over(
 ) -> Result<Vec<u8>, SerializeError> {
     let (root_flags, entries) = doc.root_entries();
     let before = ToJson::new(doc).root_map()?;
-    // Perl's hash semantics: the last entry of a key wins.
-    let mut previous: HashMap<String, &Entry> = HashMap::new();
-    for e in entries.iter().filter(|e| !e.is_placeholder()) {
-        previous.insert(doc.key_string(e), e);
-    }
+    // The visible entries and their keys as text (decoded once, for both uses below).
+    let stored: Vec<(String, &Entry)> = entries
+        .iter()
+        .filter(|e| !e.is_placeholder())
+        .map(|e| (doc.key_string(e), e))
+        .collect();
     // Keys in the order the previous image stored them, then the new ones: an unchanged
     // map is written back byte for byte.
     let mut order: Vec<(&String, &Value)> = Vec::with_capacity(map.len());
-    let mut placed = HashSet::new();
-    for e in entries.iter().filter(|e| !e.is_placeholder()) {
-        let key = doc.key_string(e);
-        if let Some((k, v)) = map.get_key_value(&key) {
+    let mut placed = HashSet::with_capacity(map.len());
+    for (key, _) in &stored {
+        if let Some((k, v)) = map.get_key_value(key) {
             if placed.insert(k) {
                 order.push((k, v));
             }
         }
     }
+    // Perl's hash semantics: the last entry of a key wins.
+    let previous: HashMap<String, &Entry> = stored.into_iter().collect();
     order.extend(map.iter().filter(|(k, _)| !placed.contains(k)));
     let mut w = Writer::new(style, Some(doc));
     w.seen();
