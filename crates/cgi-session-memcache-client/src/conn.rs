@@ -23,7 +23,9 @@
 //! the slot's handle under a short `std` lock, `try_send`s it (awaiting only a full channel)
 //! and arms one backstop timer for the reply; the task keeps one timer for the whole
 //! connection (reset only when an earlier deadline arrives or when it fires for a request
-//! answered since) and one registration for the abort signal.
+//! answered since) and one registration for the abort signal. On a connection with requests
+//! already in flight, the task yields once before writing, so that callers ready on the same
+//! worker join the write.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
